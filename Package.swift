@@ -1,0 +1,65 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Thin executables over one library (BackupVMCore) that holds the domain: configuration, schedule,
+// spool, locks, worker pool, pipeline. Dependencies are kept deliberately few: argument parsing and
+// the standard logging API. libinotifytools comes from Debian through a system module.
+let package = Package(
+    name: "backup_vm",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "backup_vm", targets: ["backup_vm"]),
+        .executable(name: "vm_backup_sheduler", targets: ["vm_backup_sheduler"]),
+        .executable(name: "backup_vmd", targets: ["backup_vmd"]),
+        .library(name: "BackupVMCore", targets: ["BackupVMCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CInotifyTools",
+            providers: [.apt(["libinotifytools0-dev"])]
+        ),
+        .target(
+            name: "BackupVMCore",
+            dependencies: [
+                "CInotifyTools",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "backup_vm",
+            dependencies: [
+                "BackupVMCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "vm_backup_sheduler",
+            dependencies: [
+                "BackupVMCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "backup_vmd",
+            dependencies: [
+                "BackupVMCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // A worker process for the multi-process spool tests: the real WorkerPool, Spool and
+        // SlotLocks with a scripted job step. Built for the tests only; it is not a product.
+        .executableTarget(
+            name: "SpoolTestWorker",
+            dependencies: ["BackupVMCore"],
+            path: "Tests/SpoolTestWorker"
+        ),
+        .testTarget(
+            name: "BackupVMCoreTests",
+            dependencies: ["BackupVMCore"]
+        ),
+    ]
+)

@@ -1,0 +1,115 @@
+/// One `Key=value` line of a shell-style configuration file.
+public struct ShellAssignment: Sendable, Equatable {
+    public let key: String
+    public let value: String
+    public let line: Int
+}
+
+/// Parses the seed's shell-style files (`backup_vm.conf`, `vmsnapshot.d/*`): `Key=value` per line,
+/// `#` comments, optional `export`, values unquoted, 'single quoted' (literal) or "double quoted"
+/// (backslash escapes). Variable and command expansion are refused rather than silently taken
+/// literally: the seed sourced these files with bash, and a `$` here would mean something else.
+public enum ShellAssignments {
+    public static func parse(_ text: String, file: String) -> (assignments: [ShellAssignment], diagnostics: [ConfigDiagnostic]) {
+        var assignments: [ShellAssignment] = []
+        var diagnostics: [ConfigDiagnostic] = []
+        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let lineNumber = index + 1
+            var line = Substring(rawLine)
+            if line.hasSuffix("\r") { line = line.dropLast() }
+            line = line.drop(while: { $0 == " " || $0 == "\t" })
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            if line.hasPrefix("export ") { line = line.dropFirst("export ".count).drop(while: { $0 == " " }) }
+            guard let eq = line.firstIndex(of: "=") else {
+                diagnostics.append(ConfigDiagnostic(file: file, line: lineNumber, value: String(line),
+                                                    message: "expected Key=value"))
+                continue
+            }
+            let key = String(line[..<eq])
+            guard isIdentifier(key) else {
+                diagnostics.append(ConfigDiagnostic(file: file, line: lineNumber, value: key,
+                                                    message: "expected a key name (letters, digits, _) before '=' with no spaces around it"))
+                continue
+            }
+            switch parseValue(line[line.index(after: eq)...]) {
+            case .success(let value):
+                assignments.append(ShellAssignment(key: key, value: value, line: lineNumber))
+            case .failure(let problem):
+                diagnostics.append(ConfigDiagnostic(file: file, line: lineNumber, key: key,
+                                                    value: String(line[line.index(after: eq)...]),
+                                                    message: problem.message))
+            }
+        }
+        return (assignments, diagnostics)
+    }
+
+    struct Problem: Error { let message: String }
+
+    static func parseValue(_ input: Substring) -> Result<String, Problem> {
+        var value = ""
+        var i = input.startIndex
+        while i < input.endIndex {
+            let c = input[i]
+            switch c {
+            case " ", "\t":
+                // Only a comment may follow the value.
+                let rest = input[i...].drop(while: { $0 == " " || $0 == "\t" })
+                if rest.isEmpty || rest.hasPrefix("#") { return .success(value) }
+                return .failure(Problem(message: "expected one value; quote values that contain spaces"))
+            case "'":
+                guard let close = input[input.index(after: i)...].firstIndex(of: "'") else {
+                    return .failure(Problem(message: "expected a closing single quote"))
+                }
+                value += input[input.index(after: i)..<close]
+                i = input.index(after: close)
+                continue
+            case "\"":
+                var j = input.index(after: i)
+                var closed = false
+                while j < input.endIndex {
+                    let d = input[j]
+                    if d == "\"" { closed = true; break }
+                    if d == "\\" {
+                        let next = input.index(after: j)
+                        guard next < input.endIndex else { break }
+                        let e = input[next]
+                        if "\"\\$`".contains(e) { value.append(e) } else { value.append("\\"); value.append(e) }
+                        j = input.index(after: next)
+                        continue
+                    }
+                    if d == "$" || d == "`" {
+                        return .failure(Problem(message: "expected a plain value: variable and command expansion ($, `) are not supported"))
+                    }
+                    value.append(d)
+                    j = input.index(after: j)
+                }
+                guard closed else { return .failure(Problem(message: "expected a closing double quote")) }
+                i = input.index(after: j)
+                continue
+            case "$", "`", ";", "&", "|", "<", ">", "(", ")":
+                return .failure(Problem(message: "expected a plain value: shell syntax ('\(c)') is not supported; quote it if it is meant literally"))
+            case "\\":
+                let next = input.index(after: i)
+                guard next < input.endIndex else { return .failure(Problem(message: "expected a character after '\\'")) }
+                value.append(input[next])
+                i = input.index(after: next)
+                continue
+            default:
+                value.append(c)
+            }
+            i = input.index(after: i)
+        }
+        return .success(value)
+    }
+
+    static func isIdentifier(_ s: String) -> Bool {
+        guard let first = s.unicodeScalars.first, first == "_" || first.isASCIILetter else {
+            return false
+        }
+        return s.unicodeScalars.allSatisfy { $0 == "_" || $0.isASCIILetter || ($0 >= "0" && $0 <= "9") }
+    }
+}
+
+extension Unicode.Scalar {
+    var isASCIILetter: Bool { (self >= "a" && self <= "z") || (self >= "A" && self <= "Z") }
+}

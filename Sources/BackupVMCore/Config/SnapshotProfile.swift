@@ -1,0 +1,62 @@
+/// How a VM is frozen for its backup.
+public enum SnapshotMode: String, CaseIterable, Sendable {
+    /// Shut the VM down (ACPI), snapshot or copy, start it again.
+    case cold
+    /// Save the RAM state (`virsh save`), snapshot the LVs, `virsh restore`. Needs every disk on LVM.
+    case hot
+}
+
+/// vmsnapshot.d/VM_NAME, over vmsnapshot.d/default: a VM's file sets what it needs and inherits every
+/// other key from `default`.
+public struct SnapshotProfile: Sendable, Equatable {
+    public var mode: SnapshotMode
+    /// Absolute directory on the hypervisor with room for one compressed copy of the VM.
+    public var workPath: String
+    public var excludeLVs: [String]
+    public var shutdownTimeout: Int?
+    public var forceOff: Bool?
+    /// LVM snapshot size: `N%` of the origin LV or an absolute size like `2G`.
+    public var snapshotSize: String
+
+    public static let knownKeys = ["Mode", "WorkPath", "ExcludeLVs", "ShutdownTimeout", "ForceOff", "SnapshotSize"]
+
+    /// Parses one profile file; `base` supplies the keys it does not set (nil for `default` itself).
+    public static func parse(_ text: String, displayName file: String, base: SnapshotProfile?) -> (SnapshotProfile?, [ConfigDiagnostic]) {
+        let (assignments, syntax) = ShellAssignments.parse(text, file: file)
+        var r = AssignmentReader(file: file, assignments: assignments, knownKeys: knownKeys)
+        var profile = base ?? SnapshotProfile(mode: .cold, workPath: "", excludeLVs: [], shutdownTimeout: nil,
+                                              forceOff: nil, snapshotSize: "20%")
+        if r.has("Mode") { profile.mode = r.choice("Mode", default: profile.mode) }
+        if let p = r.path("WorkPath") { profile.workPath = p }
+        if base == nil && !r.has("WorkPath") {
+            r.fail("WorkPath", "missing in the default profile; expected an absolute directory on the hypervisor")
+        }
+        if let raw = r.string("ExcludeLVs") {
+            var lvs: [String] = []
+            for lv in raw.split(whereSeparator: { $0 == " " || $0 == "," || $0 == "\t" }).map(String.init) {
+                if SafeName.isValidLVReference(lv) { lvs.append(lv) } else {
+                    r.fail("ExcludeLVs", "'\(lv)' is not valid; expected \(SafeName.lvExpectation)")
+                }
+            }
+            profile.excludeLVs = lvs
+        }
+        if r.has("ShutdownTimeout") { profile.shutdownTimeout = r.integer("ShutdownTimeout", in: 1...86400, default: 300) }
+        if r.has("ForceOff") { profile.forceOff = r.bool("ForceOff", default: false) }
+        if let raw = r.string("SnapshotSize") {
+            if SnapshotProfile.isValidSnapshotSize(raw) { profile.snapshotSize = raw } else {
+                r.fail("SnapshotSize", "expected a percentage of the origin LV (1%-100%) or a size like 512M, 2G")
+            }
+        }
+        let diagnostics = syntax + r.diagnostics
+        return (diagnostics.isEmpty ? profile : nil, diagnostics)
+    }
+
+    static func isValidSnapshotSize(_ s: String) -> Bool {
+        if s.hasSuffix("%") {
+            guard let n = Int(s.dropLast()) else { return false }
+            return (1...100).contains(n)
+        }
+        guard let unit = s.last, "KMGTkmgt".contains(unit), let n = Int(s.dropLast()) else { return false }
+        return n > 0
+    }
+}

@@ -1,0 +1,40 @@
+import Foundation
+import Logging
+
+/// Builds the pieces the executables share from one configuration, so the daemon, the manual run and
+/// the cron tick cannot disagree on paths, limits or the pipeline.
+public struct Services: Sendable {
+    public let configuration: Configuration
+    public let spool: Spool
+    public let executor: any BackupExecutor
+    public let logger: Logger
+
+    public init(configuration: Configuration, executor: (any BackupExecutor)? = nil, logger: Logger) {
+        self.configuration = configuration
+        self.spool = Spool(root: configuration.main.spoolDir)
+        self.executor = executor ?? BackupPipeline(configuration: configuration, logger: logger)
+        self.logger = logger
+    }
+
+    public var runner: JobRunner {
+        let schedule = configuration.schedule
+        return JobRunner(locks: spool.locks, maxGlobal: configuration.main.maxBackupThreads,
+                         maxPerHost: configuration.main.maxBackupThreadsForHost, executor: executor,
+                         isKnownVM: { schedule.entry(for: $0) != nil }, logger: logger)
+    }
+
+    public var recovery: OrphanRecovery {
+        OrphanRecovery(spool: spool, executor: executor, maxRecoveries: configuration.main.maxRecoveries, logger: logger)
+    }
+
+    public func workerPool(exitWhenIdle: Bool = false) -> WorkerPool {
+        let m = configuration.main
+        return WorkerPool(spool: spool, runner: runner, recovery: recovery,
+                          settings: WorkerPoolSettings(maxGlobal: m.maxBackupThreads, maxPerHost: m.maxBackupThreadsForHost,
+                                                       rescanInterval: TimeInterval(m.spoolRescanSeconds),
+                                                       tmpMaxAge: TimeInterval(m.tmpMaxAgeHours * 3600),
+                                                       finishedMaxAge: TimeInterval(m.spoolKeepDays * 86400),
+                                                       exitWhenIdle: exitWhenIdle),
+                          logger: logger)
+    }
+}

@@ -1,0 +1,38 @@
+import Foundation
+
+/// What a finished backup reports back to the spool's result record.
+public struct BackupReport: Sendable, Equatable {
+    public var host: String
+    public var backupID: String?
+    public var bytes: Int64
+
+    public init(host: String, backupID: String?, bytes: Int64) {
+        self.host = host
+        self.backupID = backupID
+        self.bytes = bytes
+    }
+}
+
+/// Asked by a running job between steps: has the daemon been told to abort (a second SIGTERM)?
+/// A pipeline that sees it rolls back (VM to its prior state, snapshots removed) and fails the job.
+public final class AbortFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var raised = false
+    public init() {}
+    public func raise() { lock.withLock { raised = true } }
+    public var isRaised: Bool { lock.withLock { raised } }
+}
+
+/// The three things the spool machinery needs from the backup pipeline. The real pipeline implements
+/// them over ssh; tests of the spool plug in a scripted one. Every method may block (it runs external
+/// commands): callers run it on a thread of its own, never on the concurrency pool.
+public protocol BackupExecutor: Sendable {
+    /// The hypervisor on which `vm` is to be backed up now (it may have migrated).
+    func locate(vm: String) throws -> String
+    /// Runs the whole pipeline for `vm` on `host`. On error the VM is already back in the state it had
+    /// before, our snapshots are removed and nothing partial is visible as a backup.
+    func backup(vm: String, host: String, jobName: String, abort: AbortFlag) throws -> BackupReport
+    /// Cleans up after a job whose worker died mid-way (VM back to its prior state, our snapshots and
+    /// partial files removed). Returns what it did, for the job's record.
+    func recover(vm: String, jobName: String) throws -> String
+}

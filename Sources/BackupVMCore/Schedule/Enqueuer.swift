@@ -1,0 +1,61 @@
+import Foundation
+import Logging
+
+/// The cron tick (`vm_backup_sheduler`, every 10 minutes): enqueues every VM that is due. Idempotent:
+/// it holds locks/enqueue while it decides and writes, and a VM with a job queued or running is not
+/// due, so running it twice (or twice at once) enqueues nothing twice.
+public struct Enqueuer: Sendable {
+    public let configuration: Configuration
+    public let spool: Spool
+    public let planner: DuePlanner
+    public let logger: Logger
+
+    public init(configuration: Configuration, spool: Spool, planner: DuePlanner = DuePlanner(), logger: Logger) {
+        self.configuration = configuration
+        self.spool = spool
+        self.planner = planner
+        self.logger = logger
+    }
+
+    public struct TickResult: Sendable {
+        public var decisions: [DueDecision]
+        public var enqueued: [String: String]  // vm -> job name
+    }
+
+    public func tick(now: Date = Date(), dryRun: Bool = false) throws -> TickResult {
+        try spool.prepare()
+        // Blocking is pointless here: a tick that finds another tick running leaves the work to it.
+        guard let lock = try FileLock.tryAcquire(spool.layout.locks + "/enqueue") else {
+            logger.notice("another vm_backup_sheduler is running; this tick does nothing")
+            return TickResult(decisions: [], enqueued: [:])
+        }
+        defer { lock.release() }
+        let catalog = BackupCatalog(storage: configuration.main.backupStorage)
+        let failures = lastFailures()
+        var result = TickResult(decisions: [], enqueued: [:])
+        for entry in configuration.schedule.entries {
+            let state = DuePlanner.VMState(newestGoodBackup: catalog.newestBackup(of: entry.vm)?.started,
+                                           hasOpenJob: spool.hasOpenJob(for: entry.vm),
+                                           lastFailure: failures[entry.vm])
+            let decision = planner.decide(entry, now: now, hours: configuration.main.backupHours, state: state,
+                                          retryFailedAfter: TimeInterval(configuration.main.retryFailedAfterMinutes * 60))
+            result.decisions.append(decision)
+            guard decision.due, !dryRun else { continue }
+            let name = try spool.enqueue(JobRequest(vm: entry.vm, requestedBy: "vm_backup_sheduler", created: Timestamps.iso(now)))
+            result.enqueued[entry.vm] = name
+            logger.info("enqueued", metadata: ["vm": "\(entry.vm)", "job": "\(name)"])
+        }
+        return result
+    }
+
+    /// The newest failure time per VM, from the result records in failed/.
+    func lastFailures() -> [String: Date] {
+        var newest: [String: Date] = [:]
+        for name in spool.names(in: .failed) {
+            guard case .success(let job)? = spool.read(name, in: .failed),
+                  let finished = job.resultFields["finished"].flatMap(Timestamps.parseISO) else { continue }
+            if newest[job.request.vm].map({ finished > $0 }) ?? true { newest[job.request.vm] = finished }
+        }
+        return newest
+    }
+}

@@ -1,0 +1,101 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Small POSIX helpers used by the spool and the locks. They work on paths and file descriptors
+/// directly (not FileManager) where atomicity matters: rename(2), O_EXCL, fsync of the directory.
+enum Files {
+    /// Creates `path` and its parents with `mode` when missing. An existing directory keeps its mode
+    /// unless `enforceMode` is set (the spool and storage are tightened to 0700 on every start).
+    static func makeDirectory(_ path: String, mode: mode_t = 0o700, enforceMode: Bool = false) throws {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir) {
+            guard isDir.boolValue else { throw SystemError("mkdir", path: path, errno: ENOTDIR) }
+        } else {
+            do {
+                try FileManager.default.createDirectory(
+                    atPath: path, withIntermediateDirectories: true,
+                    attributes: [.posixPermissions: Int(mode)])
+            } catch {
+                if !FileManager.default.fileExists(atPath: path) {
+                    throw SystemError("mkdir", path: path, errno: EACCES)
+                }
+            }
+        }
+        if enforceMode, chmod(path, mode) != 0 { throw SystemError("chmod", path: path) }
+    }
+
+    /// Writes `data` to a new file (O_EXCL), fsyncs it. Used for the tmp/ step of an enqueue.
+    static func writeNewFile(_ path: String, contents: String, mode: mode_t = 0o600) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+        guard fd >= 0 else { throw SystemError("create", path: path) }
+        defer { close(fd) }
+        try writeAll(fd, Array(contents.utf8), path: path)
+        guard fsync(fd) == 0 else { throw SystemError("fsync", path: path) }
+    }
+
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("write", path: path)
+            }
+            offset += n
+        }
+    }
+
+    /// Reads at most `limit` bytes of an open file from offset 0.
+    static func readAll(_ fd: Int32, limit: Int, path: String) throws -> [UInt8] {
+        var result: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+        var offset: off_t = 0
+        while result.count <= limit {
+            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("read", path: path)
+            }
+            if n == 0 { break }
+            result.append(contentsOf: buffer[0..<n])
+            offset += off_t(n)
+        }
+        return result
+    }
+
+    /// fsync of a directory makes a rename into it durable.
+    static func syncDirectory(_ path: String) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = fsync(fd)
+        close(fd)
+    }
+
+    /// Names in a directory, without . and .. and without dot files (editors' and our temporaries).
+    static func visibleEntries(_ path: String) throws -> [String] {
+        guard let dir = opendir(path) else { throw SystemError("opendir", path: path) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
+            }
+            if name.hasPrefix(".") { continue }
+            names.append(name)
+        }
+        return names
+    }
+
+    static func modificationTime(_ path: String) -> Date? {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return nil }
+        return Date(timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec) + TimeInterval(st.st_mtim.tv_nsec) / 1e9)
+    }
+
+    static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+}

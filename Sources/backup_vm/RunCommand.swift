@@ -1,0 +1,50 @@
+import ArgumentParser
+import BackupVMCore
+import Foundation
+
+/// `backup_vm NAME`: back up one VM now, in the foreground, logging to the console and syslog.
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Back up one VM now (the default: `backup_vm NAME`).")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The VM to back up, as named in sheduler.conf.")
+    var vm: String
+
+    func run() throws {
+        guard SafeName.isValidVMName(vm) else {
+            throw ValidationError("'\(vm)' is not a valid VM name; expected \(SafeName.vmExpectation)")
+        }
+        let configuration = CommandSupport.loadConfiguration(explicitDirectory: global.configDir)
+        guard configuration.schedule.entry(for: vm) != nil else {
+            throw ValidationError("unknown VM '\(vm)': it has no line in \(Configuration.scheduleFile(in: configuration.directory)); add one to back it up")
+        }
+        let logger = CommandSupport.setUpLogging(configuration, label: "backup_vm", console: true, verbose: global.verbose)
+        let services = Services(configuration: configuration, logger: logger)
+        try services.spool.prepare()
+        let job = try services.spool.createClaimed(JobRequest(vm: vm, requestedBy: "backup_vm run (pid \(getpid()))",
+                                                              created: Timestamps.iso(Date())))
+        // Ctrl-C / SIGTERM: the pipeline rolls back (VM to its prior state) and the job fails.
+        let abort = AbortFlag()
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let sources = [SIGINT, SIGTERM].map { sig -> DispatchSourceSignal in
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { abort.raise() }
+            s.resume()
+            return s
+        }
+        defer { sources.forEach { $0.cancel() } }
+        switch services.runner.run(job, slots: .wait, abort: abort) {
+        case .succeeded(let report):
+            print("backup of \(vm) done: \(report.backupID ?? "-") on \(report.host), \(report.bytes) bytes")
+        case .failed(let reason):
+            FileHandle.standardError.write(Data("backup of \(vm) failed: \(reason)\n".utf8))
+            throw ExitCode(1)
+        case .deferred:
+            throw ExitCode(1)  // a manual run waits for slots; it never defers
+        }
+    }
+}

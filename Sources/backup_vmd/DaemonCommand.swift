@@ -1,0 +1,36 @@
+import ArgumentParser
+import BackupVMCore
+import Foundation
+
+/// The worker daemon: watches the spool and runs queued backups under the slot limits.
+@main
+struct DaemonCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup_vmd",
+        abstract: "Run queued backup jobs from the spool (the worker daemon; runs in the foreground).",
+        discussion: "SIGTERM: stop claiming jobs and let running ones finish. A second SIGTERM: running jobs roll back and fail.")
+
+    @Option(name: .customLong("config-dir"), help: "Directory holding backup_vm.d/ and vmsnapshot.d/.")
+    var configDir: String?
+
+    @Flag(help: "Also log to stderr (syslog always).")
+    var console = false
+
+    @Flag(help: "Log debug messages too.")
+    var verbose = false
+
+    func run() async throws {
+        let configuration = CommandSupport.loadConfiguration(explicitDirectory: configDir)
+        let logger = CommandSupport.setUpLogging(configuration, label: "backup_vmd", console: console, verbose: verbose)
+        let services = Services(configuration: configuration, logger: logger)
+        try services.spool.prepare()
+        let pool = services.workerPool()
+        let signals = SignalWatcher(channel: pool.channel)
+        logger.notice("backup_vmd started", metadata: ["spool": "\(services.spool.layout.root)",
+                                                        "MaxBackupThreads": "\(configuration.main.maxBackupThreads)",
+                                                        "MaxBackupThreadsForHost": "\(configuration.main.maxBackupThreadsForHost)"])
+        await pool.run()
+        withExtendedLifetime(signals) {}
+        logger.notice("backup_vmd stopped")
+    }
+}
