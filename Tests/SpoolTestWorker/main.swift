@@ -3,7 +3,9 @@
 // end and recovery in an events file (O_APPEND, one line per event) that the tests analyse.
 //
 //   SpoolTestWorker --spool DIR --events FILE --hosts FILE [--max-global N] [--max-host M]
-//                   [--delay-ms MS] [--slow-vm VM --slow-ms MS] [--exit-when-idle] [--rescan S]
+//                   [--delay-ms MS] [--slow-prefix P --slow-ms MS] [--exit-when-idle] [--rescan S]
+//   SpoolTestWorker --produce --spool DIR --hosts FILE   (the producer: one job per VM in FILE, in order,
+//                   through Spool.enqueue, the same path as `backup_vm enqueue`; prints the job names)
 // hosts FILE: lines `VM HOST`. Unknown VMs fail to locate, as on real hypervisors.
 import BackupVMCore
 import Foundation
@@ -16,10 +18,11 @@ struct Options {
     var maxGlobal = 3
     var maxHost = 2
     var delayMs = 0
-    var slowVM: String?
+    var slowPrefix: String?
     var slowMs = 0
     var exitWhenIdle = false
     var rescan = 1.0
+    var produce = false
 }
 
 func parseOptions() -> Options {
@@ -33,10 +36,11 @@ func parseOptions() -> Options {
         case "--max-global": o.maxGlobal = Int(args.next()!)!
         case "--max-host": o.maxHost = Int(args.next()!)!
         case "--delay-ms": o.delayMs = Int(args.next()!)!
-        case "--slow-vm": o.slowVM = args.next()!
+        case "--slow-prefix": o.slowPrefix = args.next()!
         case "--slow-ms": o.slowMs = Int(args.next()!)!
         case "--exit-when-idle": o.exitWhenIdle = true
         case "--rescan": o.rescan = Double(args.next()!)!
+        case "--produce": o.produce = true
         default:
             FileHandle.standardError.write(Data("SpoolTestWorker: unknown argument \(a)\n".utf8))
             exit(64)
@@ -65,7 +69,7 @@ struct ScriptedExecutor: BackupExecutor {
     let hosts: [String: String]
     let events: EventLog
     let delayMs: Int
-    let slowVM: String?
+    let slowPrefix: String?
     let slowMs: Int
 
     struct NotFound: Error, CustomStringConvertible {
@@ -81,7 +85,7 @@ struct ScriptedExecutor: BackupExecutor {
     func backup(vm: String, host: String, jobName: String, abort: AbortFlag) throws -> BackupReport {
         // Recorded while the job holds its global, host and VM slots.
         events.record("start", "\(jobName) \(vm) \(host)")
-        let ms = vm == slowVM ? slowMs : delayMs
+        let ms = slowPrefix.map { vm.hasPrefix($0) } == true ? slowMs : delayMs
         if ms > 0 { usleep(useconds_t(ms * 1000)) }
         events.record("end", "\(jobName) \(vm) \(host)")
         return BackupReport(host: host, backupID: nil, bytes: 0)
@@ -111,9 +115,18 @@ func readHostMap(_ path: String) -> [String: String] {
     return map
 }
 let hostMap = readHostMap(options.hosts)
+if options.produce {
+    let spool = Spool(root: options.spool)
+    try spool.prepare()
+    let order = (try String(contentsOfFile: options.hosts, encoding: .utf8)).split(separator: "\n").compactMap { $0.split(separator: " ").first }
+    var out = ""
+    for vm in order { out += try spool.enqueue(JobRequest(vm: String(vm), requestedBy: "producer")) + "\n" }
+    FileHandle.standardOutput.write(Data(out.utf8))
+    exit(0)
+}
 let events = EventLog(path: options.events)
 let executor = ScriptedExecutor(hosts: hostMap, events: events, delayMs: options.delayMs,
-                                slowVM: options.slowVM, slowMs: options.slowMs)
+                                slowPrefix: options.slowPrefix, slowMs: options.slowMs)
 let spool = Spool(root: options.spool)
 try spool.prepare()
 let runner = JobRunner(locks: spool.locks, maxGlobal: options.maxGlobal, maxPerHost: options.maxHost,

@@ -29,24 +29,34 @@ final class SyslogCollector: @unchecked Sendable {
         precondition(rc == 0, "bind \(path): \(String(cString: strerror(errno)))")
         var tv = timeval(tv_sec: 0, tv_usec: 200_000)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        let t = Thread { [self] in
+        let socketFD = fd
+        // The thread holds the collector weakly, so a test that drops it also stops the thread.
+        let t = Thread { [weak self] in
             var buf = [UInt8](repeating: 0, count: 65536)
-            while !isClosed {
-                let n = recv(fd, &buf, buf.count, 0)
-                if n > 0 { lock.withLock { received.append(String(decoding: buf[0..<n], as: UTF8.self)) } }
+            while let collector = self, !collector.isClosed {
+                let n = recv(socketFD, &buf, buf.count, 0)
+                if n > 0 { collector.append(String(decoding: buf[0..<n], as: UTF8.self)) }
             }
+            Glibc.close(socketFD)
         }
         t.start()
     }
+
+    deinit { close() }
+
+    private func append(_ message: String) { lock.withLock { received.append(message) } }
 
     private var isClosed: Bool { lock.withLock { closed } }
 
     var messages: [String] { lock.withLock { received } }
 
     func close() {
-        lock.withLock { closed = true }
-        usleep(300_000)
-        Glibc.close(fd)
+        let wasClosed = lock.withLock { () -> Bool in
+            defer { closed = true }
+            return closed
+        }
+        guard !wasClosed else { return }
+        Glibc.shutdown(fd, Int32(SHUT_RDWR))
         unlink(path)
     }
 }

@@ -123,6 +123,19 @@ final class ChildProcess: @unchecked Sendable {
         try process.run()
     }
 
+    /// After exit: stop the handlers and read what is still in the pipes, so no output is lost.
+    private func drainOutput() {
+        // Handlers are removed outside the lock: a handler in flight may be waiting for it.
+        stdout.fileHandleForReading.readabilityHandler = nil
+        stderr.fileHandleForReading.readabilityHandler = nil
+        let restOut = stdout.fileHandleForReading.readDataToEndOfFile()
+        let restErr = stderr.fileHandleForReading.readDataToEndOfFile()
+        outputLock.withLock {
+            out.append(restOut)
+            err.append(restErr)
+        }
+    }
+
     var pid: Int32 { process.processIdentifier }
     var isRunning: Bool { process.isRunning }
     var standardOutput: String { outputLock.withLock { String(decoding: out, as: UTF8.self) } }
@@ -135,8 +148,10 @@ final class ChildProcess: @unchecked Sendable {
     func wait(timeout: TimeInterval) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { usleep(20_000) }
-        if !process.isRunning { process.waitUntilExit() }
-        return !process.isRunning
+        guard !process.isRunning else { return false }
+        process.waitUntilExit()
+        drainOutput()
+        return true
     }
 
     /// Stops it for good: TERM, then KILL.
@@ -158,8 +173,6 @@ func runTool(_ executable: String, _ arguments: [String], environment: [String: 
         child.stop()
         throw CocoaError(.executableLoad, userInfo: [NSLocalizedDescriptionKey: "\(executable) timed out"])
     }
-    // Let the readability handlers drain.
-    usleep(50_000)
     return (child.process.terminationStatus, child.standardOutput, child.standardError)
 }
 
