@@ -3,7 +3,7 @@ import PackageDescription
 
 // Thin executables over one library (BackupVMCore) that holds the domain: configuration, schedule,
 // spool, locks, worker pool, pipeline. Dependencies are kept deliberately few: argument parsing and
-// the standard logging API. libinotifytools comes from Debian through a system module.
+// the standard logging API, SHA-256 (swift-crypto) for the server-side checksums. libinotifytools comes from Debian through a system module.
 let package = Package(
     name: "backup_vm",
     platforms: [.macOS(.v13)],
@@ -15,18 +15,23 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
     ],
     targets: [
         .systemLibrary(
             name: "CInotifyTools",
             providers: [.apt(["libinotifytools0-dev"])]
         ),
+        // Two libc calls Swift's Glibc module does not export (pipe2, closefrom for posix_spawn).
+        .target(name: "CShims"),
         .target(
             name: "BackupVMCore",
             dependencies: [
                 "CInotifyTools",
+                "CShims",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .executableTarget(

@@ -18,10 +18,10 @@ public struct SyslogLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
-                    source: String, file: String, function: String, line: UInt) {
-        writer.send(severity: SyslogLogHandler.severity(level),
-                    message: LogFormat.line(level: level, message: message, metadata: metadata.merging(explicit ?? [:]) { $1 }))
+    public func log(event: LogEvent) {
+        writer.send(severity: SyslogLogHandler.severity(event.level),
+                    message: LogFormat.line(level: event.level, message: event.message,
+                                            metadata: metadata.merging(event.metadata ?? [:]) { $1 }))
     }
 
     static func severity(_ level: Logger.Level) -> Int32 {
@@ -48,9 +48,9 @@ public struct ConsoleLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
-                    source: String, file: String, function: String, line: UInt) {
-        let text = LogFormat.line(level: level, message: message, metadata: metadata.merging(explicit ?? [:]) { $1 })
+    public func log(event: LogEvent) {
+        let text = LogFormat.line(level: event.level, message: event.message,
+                                  metadata: metadata.merging(event.metadata ?? [:]) { $1 })
         FileHandle.standardError.write(Data("\(Timestamps.iso(Date())) \(text)\n".utf8))
     }
 }

@@ -83,6 +83,6 @@ public final class SyslogWriter: @unchecked Sendable {
         localtime_r(&t, &tmv)
         var buf = [CChar](repeating: 0, count: 32)
         strftime(&buf, buf.count, "%b %e %H:%M:%S", &tmv)
-        return String(cString: buf)
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -1,20 +1,16 @@
 import Foundation
 import Logging
 
-/// Errors of the backup pipeline, each telling the operator what to do.
-public enum PipelineError: Error, CustomStringConvertible, Sendable {
-    case unavailable(String)
-
-    public var description: String {
-        switch self {
-        case .unavailable(let what): return what
-        }
-    }
-}
-
-/// The real backup pipeline (locate, inspect, freeze, transfer, commit, rotate) over ssh.
-/// The transfer and snapshot steps are not built yet: until they are, every backup fails with that
-/// reason (and the job lands in failed/), so nothing ever reports a backup that was not made.
+/// The backup of one VM: locate → inspect → freeze → transfer → thaw → commit → rotate.
+///
+/// Whatever fails, the VM is returned to the state it had before (running, paused, shut off), the
+/// partial backup directory and staged copies are removed and older backups are untouched: only a
+/// committed backup (renamed into place with its manifest) is ever visible.
+///
+/// Freezing (file disks, and LVM disks until snapshots are used): a running VM is shut down by ACPI
+/// and stays off while its disks are copied, as the seed did; a paused VM has its RAM state saved
+/// (`virsh save`, kept with the backup) and is restored paused afterwards. `Mode=hot` on a VM that has
+/// any non-LVM disk falls back to cold and says so in the log and the manifest.
 public struct BackupPipeline: BackupExecutor {
     public let configuration: Configuration
     public let logger: Logger
@@ -24,16 +20,228 @@ public struct BackupPipeline: BackupExecutor {
         self.logger = logger
     }
 
+    var main: MainConfig { configuration.main }
+    var store: BackupStore { BackupStore(storage: main.backupStorage) }
+    func remote(_ host: String) -> RemoteHost { RemoteHost(host, main: main) }
+
     public func locate(vm: String) throws -> String {
-        throw PipelineError.unavailable("cannot back up '\(vm)': this build of backup_vm has no backup pipeline yet (locate/snapshot/transfer are not implemented)")
+        let locator = VMLocator(hosts: main.hostServers.map(remote), logger: logger)
+        return try locator.locate(vm).host
+    }
+
+    /// A backup ID not used yet by this VM (IDs are start times to the second).
+    func newID(vm: String, started: Date) -> String {
+        var t = started
+        while true {
+            let id = Timestamps.compact(t)
+            let dir = store.vmDirectory(vm)
+            if !Files.exists(dir + "/" + id) && !Files.exists(dir + "/.\(id).partial") { return id }
+            t = t.addingTimeInterval(1)
+        }
     }
 
     public func backup(vm: String, host: String, jobName: String, abort: AbortFlag) throws -> BackupReport {
-        throw PipelineError.unavailable("cannot back up '\(vm)': this build of backup_vm has no backup pipeline yet")
+        let started = Date()
+        let id = newID(vm: vm, started: started)
+        let log = logger.with(["vm": "\(vm)", "host": "\(host)", "backup": "\(id)"])
+        let server = remote(host)
+        let virsh = Virsh(host: server)
+        let profile = configuration.profile(for: vm)
+        let keepOnHost = configuration.schedule.entry(for: vm)?.keepOnHost ?? false
+
+        // Inspect.
+        guard let prior = try virsh.state(vm) else { throw PipelineError.vanished(vm: vm, host: host) }
+        let liveXML = try virsh.liveXML(vm)
+        let definition = try virsh.inactiveXML(vm)
+        let allDisks = try DomainXML.disks(of: liveXML, vm: vm)
+        let disks = allDisks.filter { !$0.isExcluded(by: profile.excludeLVs) }
+        let excluded = allDisks.filter { $0.isExcluded(by: profile.excludeLVs) }
+        guard !disks.isEmpty else { throw PipelineError.failed("every disk of \(vm) is excluded (ExcludeLVs); nothing to back up") }
+        var modeNote: String?
+        if profile.mode == .hot {
+            let notLVM = disks.filter { $0.kind != .block }.map(\.target)
+            modeNote = notLVM.isEmpty
+                ? "hot backups with LVM snapshots are not implemented yet: cold backup"
+                : "hot needs every disk on LVM; \(notLVM.joined(separator: ", ")) \(notLVM.count == 1 ? "is a file" : "are files"): cold backup"
+            log.notice("\(modeNote!)")
+        }
+        log.info("inspected", metadata: ["state": "\(prior.rawValue)", "disks": "\(disks.map { "\($0.target)=\($0.source)" }.joined(separator: ","))",
+                                          "excluded": "\(excluded.map(\.target).joined(separator: ","))"])
+
+        let workDir = profile.workPath + "/" + vm
+        let stageDir = workDir + "/.\(id).partial"
+        let ramFile = prior == .paused ? stageDir + "/ram.save" : nil
+        let partial = try store.beginBackup(vm: vm, id: id)
+        try JobBreadcrumb(id: id, host: host, priorState: prior.rawValue, remoteStageDir: stageDir,
+                          remoteRAMFile: ramFile).write(into: partial)
+
+        var downtimeStart: Date?
+        var downtime: TimeInterval = 0
+        var images: [Manifest.StoredImage] = []
+        var ramImage: Manifest.StoredImage?
+        var failure: Error?
+        do {
+            try server.run("mkdir -p \(ShellQuote.quote(stageDir))", what: "creating \(stageDir)")
+            // Freeze.
+            switch prior {
+            case .running, .other:
+                downtimeStart = Date()
+                try shutDown(vm, virsh: virsh, profile: profile, abort: abort, log: log)
+            case .paused:
+                try virsh.save(vm, to: ramFile!)
+                log.info("paused VM: RAM state saved", metadata: ["file": "\(ramFile!)"])
+            case .shutOff:
+                break
+            }
+            // Transfer.
+            let stream = DiskStream(host: server, compression: main.compression, level: main.compressionLevel)
+            for disk in disks {
+                if abort.isRaised { throw PipelineError.aborted }
+                let file = "\(disk.target).\(disk.format.rawValue).\(main.compression.fileExtension)"
+                let t0 = Date()
+                let r = try stream.copy(source: disk.source, workDir: workDir, stageFile: keepOnHost ? stageDir + "/" + file : nil,
+                                        to: partial + "/" + file, abort: abort)
+                log.info("disk copied", metadata: ["disk": "\(disk.target)", "raw_bytes": "\(r.rawBytes)",
+                                                   "stored_bytes": "\(r.storedBytes)", "seconds": "\(String(format: "%.1f", Date().timeIntervalSince(t0)))"])
+                images.append(Manifest.StoredImage(target: disk.target, source: disk.source, kind: disk.kind, format: disk.format,
+                                                   file: file, rawBytes: r.rawBytes, rawSHA256: r.rawSHA256,
+                                                   storedBytes: r.storedBytes, storedSHA256: r.storedSHA256))
+            }
+            if let ramFile {
+                let file = "ram.save.\(main.compression.fileExtension)"
+                let r = try stream.copy(source: ramFile, workDir: workDir, stageFile: nil, to: partial + "/" + file, abort: abort)
+                ramImage = Manifest.StoredImage(target: "ram", source: ramFile, kind: nil, format: nil, file: file,
+                                                rawBytes: r.rawBytes, rawSHA256: r.rawSHA256,
+                                                storedBytes: r.storedBytes, storedSHA256: r.storedSHA256)
+            }
+        } catch {
+            failure = error
+        }
+
+        // Thaw: always, whatever happened above.
+        do {
+            try returnToPriorState(vm, prior: prior, virsh: virsh, ramFile: ramFile, log: log)
+            if let downtimeStart { downtime = Date().timeIntervalSince(downtimeStart) }
+        } catch {
+            store.discard(partial: partial)
+            _ = try? server.run("rm -rf \(ShellQuote.quote(stageDir))", what: "removing \(stageDir)")
+            throw PipelineError.notReturnedToPriorState(vm: vm, host: host, prior: prior.rawValue,
+                                                        detail: "\(error)" + (failure.map { "; the backup had failed too: \($0)" } ?? ""))
+        }
+        if let failure {
+            store.discard(partial: partial)
+            _ = try? server.run("rm -rf \(ShellQuote.quote(stageDir))", what: "removing \(stageDir)")
+            throw failure
+        }
+
+        // Commit.
+        let manifest = Manifest(vm: vm, id: id, host: host, mode: SnapshotMode.cold.rawValue, requestedMode: profile.mode.rawValue,
+                                modeNote: modeNote, priorState: prior.rawValue, compression: main.compression.rawValue,
+                                started: Timestamps.iso(started), finished: Timestamps.iso(Date()),
+                                durationSeconds: Date().timeIntervalSince(started), downtimeSeconds: downtime, disks: images,
+                                excluded: excluded.map { Manifest.ExcludedDisk(target: $0.target, source: $0.source) },
+                                ramState: ramImage, domainXML: definition, keptOnHost: keepOnHost)
+        try? FileManager.default.removeItem(atPath: partial + "/" + JobBreadcrumb.fileName)
+        let committed: String
+        do {
+            committed = try store.commit(manifest, partial: partial)
+        } catch {
+            store.discard(partial: partial)
+            _ = try? server.run("rm -rf \(ShellQuote.quote(stageDir))", what: "removing \(stageDir)")
+            throw error
+        }
+        log.info("committed", metadata: ["path": "\(committed)", "downtime_s": "\(String(format: "%.1f", downtime))"])
+
+        // The hypervisor's copy: keep exactly the newest when asked, else none.
+        try finishStaging(server: server, workDir: workDir, stageDir: stageDir, id: id, keep: keepOnHost, log: log)
+
+        // Rotate, only now that a new good backup exists.
+        if let keep = configuration.schedule.entry(for: vm)?.keep {
+            let removed = try store.rotate(vm: vm, keep: keep)
+            if !removed.isEmpty { log.info("rotated", metadata: ["removed": "\(removed.joined(separator: ","))"]) }
+        }
+        return BackupReport(host: host, backupID: id, bytes: manifest.storedBytes)
     }
 
+    func shutDown(_ vm: String, virsh: Virsh, profile: SnapshotProfile, abort: AbortFlag, log: Logger) throws {
+        let timeout = profile.shutdownTimeout ?? main.shutdownTimeout
+        let forceOff = profile.forceOff ?? main.forceOff
+        try virsh.shutdown(vm)
+        if try virsh.waitUntilOff(vm, timeout: TimeInterval(timeout), abort: abort) {
+            log.info("shut down")
+            return
+        }
+        if abort.isRaised { throw PipelineError.aborted }
+        guard forceOff else { throw PipelineError.shutdownTimedOut(vm: vm, seconds: timeout) }
+        log.warning("no shutdown within \(timeout) s: forcing it off (ForceOff=yes)")
+        try virsh.destroy(vm)
+        guard try virsh.waitUntilOff(vm, timeout: 30, abort: AbortFlag()) else {
+            throw PipelineError.failed("\(vm) is still not off after virsh destroy")
+        }
+    }
+
+    func returnToPriorState(_ vm: String, prior: DomainState, virsh: Virsh, ramFile: String?, log: Logger) throws {
+        let now = try virsh.state(vm)
+        switch prior {
+        case .running, .other:
+            if now == .shutOff {
+                try virsh.start(vm)
+                log.info("started again")
+            }
+        case .paused:
+            if now == .shutOff, let ramFile {
+                try virsh.restore(from: ramFile, paused: true)
+                log.info("RAM state restored, paused as before")
+            }
+        case .shutOff:
+            break
+        }
+    }
+
+    /// Promotes the staged copy to `workDir/ID` and removes older staged copies, or removes all of them.
+    func finishStaging(server: RemoteHost, workDir: String, stageDir: String, id: String, keep: Bool, log: Logger) throws {
+        let w = ShellQuote.quote(workDir)
+        // Only our own names are touched: IDs (YYYYMMDDTHHMMSSZ) and our dot-partials.
+        let sweep = "for d in \(w)/[0-9]*T[0-9]*Z \(w)/.[0-9]*T[0-9]*Z.partial; do [ -e \"$d\" ] || continue; case \"$d\" in \(w)/\(id)) ;; *) rm -rf -- \"$d\";; esac; done"
+        if keep {
+            try server.run("rm -f \(ShellQuote.quote(stageDir))/ram.save; mv -T \(ShellQuote.quote(stageDir)) \(w)/\(id); \(sweep)",
+                           what: "keeping the newest copy on the hypervisor")
+            log.info("newest compressed copy kept on the hypervisor", metadata: ["path": "\(workDir)/\(id)"])
+        } else {
+            try server.run("rm -rf \(ShellQuote.quote(stageDir)); for d in \(w)/[0-9]*T[0-9]*Z \(w)/.[0-9]*T[0-9]*Z.partial; do [ -e \"$d\" ] && rm -rf -- \"$d\"; done; true",
+                           what: "removing staged copies")
+        }
+    }
+
+    /// After a worker died: return the VM to the state recorded before it was touched, remove the
+    /// staged copies and the partial backup.
     public func recover(vm: String, jobName: String) throws -> String {
-        // Nothing of the pipeline can have run, so nothing is left behind on a host.
-        "no pipeline step had run; nothing to clean up"
+        let vmDir = store.vmDirectory(vm)
+        let partials = ((try? FileManager.default.contentsOfDirectory(atPath: vmDir)) ?? []).filter { $0.hasPrefix(".") && $0.hasSuffix(".partial") }
+        var notes: [String] = []
+        for name in partials {
+            let partial = vmDir + "/" + name
+            if let crumb = JobBreadcrumb.read(from: partial), let prior = DomainState(rawValue: crumb.priorState) {
+                let server = remote(crumb.host)
+                let virsh = Virsh(host: server)
+                try returnToPriorState(vm, prior: prior, virsh: virsh, ramFile: crumb.remoteRAMFile, log: logger)
+                try server.run("rm -rf \(ShellQuote.quote(crumb.remoteStageDir))", what: "removing \(crumb.remoteStageDir)")
+                notes.append("\(vm) returned to \(prior.rawValue) on \(crumb.host), staged copy removed")
+            }
+            store.discard(partial: partial)
+            notes.append("partial backup \(name) removed")
+        }
+        let swept = store.sweepTemporaries(vm: vm)
+        if !swept.isEmpty { notes.append("removed \(swept.joined(separator: ", "))") }
+        return notes.isEmpty ? "nothing left behind" : notes.joined(separator: "; ")
+    }
+}
+
+extension Logger {
+    /// A copy of this logger with metadata added to every record.
+    func with(_ metadata: Logger.Metadata) -> Logger {
+        var copy = self
+        for (k, v) in metadata { copy[metadataKey: k] = v }
+        return copy
     }
 }

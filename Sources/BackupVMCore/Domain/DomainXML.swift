@@ -1,0 +1,101 @@
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+
+/// Reads and rewrites libvirt domain XML.
+public enum DomainXML {
+    public struct Problem: Error, CustomStringConvertible, Sendable {
+        public let description: String
+    }
+
+    /// The disks (device='disk') of a domain; cdroms and floppies are not backed up. Unsupported disk
+    /// kinds (network, volume) and formats fail with a reason, never silently skipped.
+    public static func disks(of xml: String, vm: String) throws(Problem) -> [DomainDisk] {
+        let doc: XMLDocument
+        do { doc = try XMLDocument(xmlString: xml) } catch {
+            throw Problem(description: "domain XML of \(vm) does not parse: \(error)")
+        }
+        let nodes = (try? doc.nodes(forXPath: "/domain/devices/disk")) ?? []
+        var disks: [DomainDisk] = []
+        for case let node as XMLElement in nodes {
+            let device = node.attribute(forName: "device")?.stringValue ?? "disk"
+            guard device == "disk" else { continue }
+            let type = node.attribute(forName: "type")?.stringValue ?? "file"
+            guard let target = node.elements(forName: "target").first?.attribute(forName: "dev")?.stringValue,
+                  SafeName.isValidVMName(target) else {
+                throw Problem(description: "\(vm): a disk has no usable <target dev=...>")
+            }
+            let source = node.elements(forName: "source").first
+            let driverType = node.elements(forName: "driver").first?.attribute(forName: "type")?.stringValue ?? "raw"
+            guard let format = DomainDisk.Format(rawValue: driverType) else {
+                throw Problem(description: "\(vm): disk \(target) has format '\(driverType)'; backup_vm handles raw and qcow2")
+            }
+            let kind: DomainDisk.Kind
+            let path: String?
+            switch type {
+            case "file":
+                kind = .file
+                path = source?.attribute(forName: "file")?.stringValue
+            case "block":
+                kind = .block
+                path = source?.attribute(forName: "dev")?.stringValue
+            default:
+                throw Problem(description: "\(vm): disk \(target) is of type '\(type)'; backup_vm handles file and block disks")
+            }
+            guard let path, isSafePath(path) else {
+                throw Problem(description: "\(vm): disk \(target) has no source path, or one with control characters or '..'")
+            }
+            disks.append(DomainDisk(target: target, kind: kind, format: format, source: path))
+        }
+        guard !disks.isEmpty else { throw Problem(description: "\(vm) has no disks to back up") }
+        if Set(disks.map(\.target)).count != disks.count {
+            throw Problem(description: "\(vm): two disks share a target name")
+        }
+        return disks
+    }
+
+    static func isSafePath(_ path: String) -> Bool {
+        path.hasPrefix("/") && !path.split(separator: "/").contains("..")
+            && !path.unicodeScalars.contains { $0.value < 32 || $0.value == 127 }
+    }
+
+    /// The domain XML for restoring under another name: new <name>, no <uuid> (libvirt makes one),
+    /// no <mac address> (libvirt makes new ones, so the copy does not clash with the original on the
+    /// network), disk sources replaced as given, and file paths of serial consoles that carried the old
+    /// name renamed too.
+    public static func renamed(_ xml: String, from oldName: String, to newName: String,
+                               diskSources: [String: String]) throws(Problem) -> String {
+        let doc: XMLDocument
+        do { doc = try XMLDocument(xmlString: xml) } catch { throw Problem(description: "stored domain XML does not parse: \(error)") }
+        guard let root = doc.rootElement() else { throw Problem(description: "stored domain XML is empty") }
+        root.elements(forName: "name").first?.stringValue = newName
+        for uuid in root.elements(forName: "uuid") { uuid.detach() }
+        try? rewriteDisks(root, diskSources: diskSources)
+        for case let mac as XMLElement in (try? root.nodes(forXPath: "devices/interface/mac")) ?? [] { mac.detach() }
+        for case let src as XMLElement in (try? root.nodes(forXPath: "devices/serial/source | devices/console/source")) ?? [] {
+            if let path = src.attribute(forName: "path")?.stringValue, path.contains(oldName) {
+                src.attribute(forName: "path")?.stringValue = path.replacingOccurrences(of: oldName, with: newName)
+            }
+        }
+        return doc.xmlString(options: [.nodePrettyPrint])
+    }
+
+    /// The same XML with its disk sources replaced (restore to other paths, same name).
+    public static func withDiskSources(_ xml: String, _ diskSources: [String: String]) throws(Problem) -> String {
+        let doc: XMLDocument
+        do { doc = try XMLDocument(xmlString: xml) } catch { throw Problem(description: "stored domain XML does not parse: \(error)") }
+        guard let root = doc.rootElement() else { throw Problem(description: "stored domain XML is empty") }
+        try? rewriteDisks(root, diskSources: diskSources)
+        return doc.xmlString(options: [.nodePrettyPrint])
+    }
+
+    private static func rewriteDisks(_ root: XMLElement, diskSources: [String: String]) throws {
+        for case let disk as XMLElement in try root.nodes(forXPath: "devices/disk") {
+            guard let target = disk.elements(forName: "target").first?.attribute(forName: "dev")?.stringValue,
+                  let newPath = diskSources[target], let source = disk.elements(forName: "source").first else { continue }
+            if let a = source.attribute(forName: "file") { a.stringValue = newPath }
+            if let a = source.attribute(forName: "dev") { a.stringValue = newPath }
+        }
+    }
+}

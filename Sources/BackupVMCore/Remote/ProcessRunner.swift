@@ -1,0 +1,126 @@
+import CShims
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a finished local process left.
+public struct ProcessOutcome: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+}
+
+/// Runs local programs (ssh, mostly). stdin is /dev/null unless the caller streams into it, so a
+/// backgrounded `backup_vm NAME &` never stops on a terminal read. stderr is always collected (on a
+/// thread of its own, so a chatty stderr cannot dead-lock a full stdout pipe).
+public enum ProcessRunner {
+    /// Runs to completion, collecting stdout (bounded to `limit` bytes).
+    public static func run(_ argv: [String], limit: Int = 16 << 20) throws(RemoteError) -> ProcessOutcome {
+        var collected = [UInt8]()
+        let (status, stderr) = try stream(argv, stdin: nil) { chunk in
+            if collected.count < limit { collected.append(contentsOf: chunk.prefix(limit - collected.count)) }
+            return true
+        }
+        return ProcessOutcome(status: status, stdout: String(decoding: collected, as: UTF8.self), stderr: stderr)
+    }
+
+    /// Runs `argv`, handing every chunk of its stdout to `sink` through one reused buffer; `sink`
+    /// returns false to stop (the process is then killed). `stdin`, when given, is a file descriptor
+    /// the child reads (e.g. a compressed image being restored). Returns the exit status and stderr.
+    public static func stream(_ argv: [String], stdin: Int32?, bufferSize: Int = 1 << 20,
+                              sink: (UnsafeRawBufferPointer) throws -> Bool) throws(RemoteError) -> (Int32, String) {
+        var outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
+        guard bvm_pipe_cloexec(&outPipe) == 0, bvm_pipe_cloexec(&errPipe) == 0 else {
+            throw .launch("pipe: \(String(cString: strerror(errno)))")
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if let stdin {
+            posix_spawn_file_actions_adddup2(&actions, stdin, 0)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
+        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+        _ = bvm_spawn_close_from(&actions, 3)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        // The child starts with default signal handling even if we ignore SIGTERM/SIGINT.
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGTERM)
+        sigaddset(&defaults, SIGINT)
+        sigaddset(&defaults, SIGPIPE)
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF))
+
+        var pid: pid_t = 0
+        let cArgs = argv.map { strdup($0) } + [nil]
+        defer { cArgs.forEach { free($0) } }
+        let rc = posix_spawnp(&pid, argv[0], &actions, &attr, cArgs, environ)
+        close(outPipe[1])
+        close(errPipe[1])
+        guard rc == 0 else {
+            close(outPipe[0]); close(errPipe[0])
+            throw .launch("\(argv[0]): \(String(cString: strerror(rc)))")
+        }
+
+        let errCollector = ErrorCollector(fd: errPipe[0])
+        let thread = Thread { errCollector.readAll() }
+        thread.start()
+
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 16)
+        defer { buffer.deallocate() }
+        var sinkError: Error?
+        var stopped = false
+        while true {
+            let n = read(outPipe[0], buffer.baseAddress, bufferSize)
+            if n < 0 { if errno == EINTR { continue }; break }
+            if n == 0 { break }
+            do {
+                if try !sink(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) { stopped = true; break }
+            } catch {
+                sinkError = error
+                stopped = true
+                break
+            }
+        }
+        if stopped { kill(pid, SIGTERM) }
+        close(outPipe[0])
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        errCollector.done.wait()
+        let exit: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        if let sinkError {
+            throw .launch("reading output of \(argv[0]) failed: \(sinkError)")
+        }
+        return (exit, errCollector.text)
+    }
+}
+
+private final class ErrorCollector: @unchecked Sendable {
+    let fd: Int32
+    let done = DispatchSemaphore(value: 0)
+    private var bytes = [UInt8]()
+
+    init(fd: Int32) { self.fd = fd }
+
+    func readAll() {
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(fd, &buf, buf.count)
+            if n < 0 { if errno == EINTR { continue }; break }
+            if n == 0 { break }
+            // Keep the tail: stderr of a long stream may be large, the end says what failed.
+            bytes.append(contentsOf: buf[0..<n])
+            if bytes.count > 256 * 1024 { bytes.removeFirst(bytes.count - 128 * 1024) }
+        }
+        close(fd)
+        done.signal()
+    }
+
+    var text: String { String(decoding: bytes, as: UTF8.self) }
+}

@@ -1,0 +1,82 @@
+import Foundation
+
+/// libvirt on one hypervisor, through virsh over ssh. Domain names are validated (SafeName) before
+/// they get here and quoted in every command line.
+public struct Virsh: Sendable {
+    public let host: RemoteHost
+
+    public init(host: RemoteHost) { self.host = host }
+
+    var hostName: String { host.name }
+
+    /// nil when the domain is not defined on this host.
+    public func state(_ vm: String) throws(RemoteError) -> DomainState? {
+        let q = ShellQuote.quote(vm)
+        let out = try host.probe("virsh -q domstate \(q) 2>/dev/null || echo '#absent'", what: "virsh domstate \(vm)")
+        let text = out.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        if out.status != 0 { throw .command(host: hostName, what: "virsh domstate \(vm)", status: out.status, stderr: out.stderr) }
+        return text == "#absent" ? nil : DomainState(virsh: text)
+    }
+
+    /// The persistent definition (what `virsh define` takes back on restore).
+    public func inactiveXML(_ vm: String) throws(RemoteError) -> String {
+        try host.run("virsh dumpxml --inactive \(ShellQuote.quote(vm))", what: "virsh dumpxml \(vm)")
+    }
+
+    /// The running definition (its disks are what the VM uses now).
+    public func liveXML(_ vm: String) throws(RemoteError) -> String {
+        try host.run("virsh dumpxml \(ShellQuote.quote(vm))", what: "virsh dumpxml \(vm)")
+    }
+
+    public func shutdown(_ vm: String) throws(RemoteError) {
+        try host.run("virsh shutdown \(ShellQuote.quote(vm)) >/dev/null", what: "virsh shutdown \(vm)")
+    }
+
+    public func start(_ vm: String) throws(RemoteError) {
+        try host.run("virsh start \(ShellQuote.quote(vm)) >/dev/null", what: "virsh start \(vm)")
+    }
+
+    public func destroy(_ vm: String) throws(RemoteError) {
+        try host.run("virsh destroy \(ShellQuote.quote(vm)) >/dev/null", what: "virsh destroy \(vm)")
+    }
+
+    /// Saves the RAM state to `file` and stops the domain.
+    public func save(_ vm: String, to file: String) throws(RemoteError) {
+        try host.run("virsh save \(ShellQuote.quote(vm)) \(ShellQuote.quote(file)) >/dev/null", what: "virsh save \(vm)")
+    }
+
+    public func restore(from file: String, paused: Bool) throws(RemoteError) {
+        try host.run("virsh restore \(ShellQuote.quote(file))\(paused ? " --paused" : "") >/dev/null", what: "virsh restore \(file)")
+    }
+
+    /// Defines a domain from XML sent over ssh's stdin.
+    public func define(xml: String, what: String) throws(RemoteError) {
+        let tmp = FileManager.default.temporaryDirectory.path + "/backup_vm-define-\(getpid())-\(UUID().uuidString).xml"
+        _ = FileManager.default.createFile(atPath: tmp, contents: Data(xml.utf8), attributes: [.posixPermissions: 0o600])
+        defer { unlink(tmp) }
+        let fd = open(tmp, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .launch("cannot read \(tmp)") }
+        defer { close(fd) }
+        _ = try host.stream("t=$(mktemp); trap 'rm -f \"$t\"' EXIT; cat > \"$t\"; virsh define \"$t\" >/dev/null",
+                            what: what, stdin: fd) { _ in true }
+    }
+
+    /// Seconds since the epoch of the domain's persistent definition file (0 when unknown): the
+    /// tie-breaker when a VM is defined on several hosts and running on none.
+    public func definitionTime(_ vm: String) throws(RemoteError) -> Int {
+        let out = try host.run("stat -c %Y /etc/libvirt/qemu/\(ShellQuote.quote(vm + ".xml")) 2>/dev/null || echo 0",
+                               what: "stat of \(vm)'s definition")
+        return Int(out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    }
+
+    /// Waits until the domain is shut off; false on timeout.
+    public func waitUntilOff(_ vm: String, timeout: TimeInterval, abort: AbortFlag) throws(RemoteError) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        repeat {
+            if try state(vm) == .shutOff { return true }
+            if abort.isRaised { return false }
+            Thread.sleep(forTimeInterval: 0.5)
+        } while Date() < deadline
+        return try state(vm) == .shutOff
+    }
+}

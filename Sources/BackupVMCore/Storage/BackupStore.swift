@@ -1,0 +1,80 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Writes backups into BackupStorage/VM/: a backup is assembled in `.ID.partial/` and becomes visible
+/// as `ID/` by one rename after its manifest is written and everything is fsynced. Temporary names
+/// start with a dot: `list`, `verify`, rotation and the cron tick never see them.
+public struct BackupStore: Sendable {
+    public let storage: String
+
+    public init(storage: String) { self.storage = storage }
+
+    public var catalog: BackupCatalog { BackupCatalog(storage: storage) }
+
+    public func vmDirectory(_ vm: String) -> String { storage + "/" + vm }
+    public func partialDirectory(_ vm: String, id: String) -> String { vmDirectory(vm) + "/.\(id).partial" }
+
+    /// Creates the partial directory (0700; the storage holds full copies of every disk).
+    public func beginBackup(vm: String, id: String) throws -> String {
+        try Files.makeDirectory(storage, mode: 0o700)
+        try Files.makeDirectory(vmDirectory(vm), mode: 0o700, enforceMode: true)
+        let dir = partialDirectory(vm, id: id)
+        if Files.exists(dir) { try FileManager.default.removeItem(atPath: dir) }
+        try Files.makeDirectory(dir, mode: 0o700, enforceMode: true)
+        return dir
+    }
+
+    /// Writes manifest and domain.xml into the partial directory, fsyncs, renames it into place.
+    public func commit(_ manifest: Manifest, partial: String) throws -> String {
+        try write(Data(manifest.domainXML.utf8), to: partial + "/domain.xml")
+        try write(try manifest.encoded(), to: partial + "/manifest")
+        Files.syncDirectory(partial)
+        let final = vmDirectory(manifest.vm) + "/" + manifest.id
+        guard rename(partial, final) == 0 else { throw SystemError("rename into place", path: final) }
+        Files.syncDirectory(vmDirectory(manifest.vm))
+        return final
+    }
+
+    public func discard(partial: String) {
+        try? FileManager.default.removeItem(atPath: partial)
+    }
+
+    /// Keeps the newest `keep` committed backups of exactly this VM; returns the IDs removed. Runs only
+    /// after a successful commit, so a failed backup never costs a good one.
+    @discardableResult
+    public func rotate(vm: String, keep: Int) throws -> [String] {
+        let backups = catalog.backups(of: vm)
+        guard backups.count > keep else { return [] }
+        var removed: [String] = []
+        for old in backups.prefix(backups.count - keep) {
+            // Rename first, so a crash mid-delete leaves a dot-directory, never a half backup.
+            let doomed = vmDirectory(vm) + "/.\(old.id).deleting"
+            guard rename(old.path, doomed) == 0 else { throw SystemError("rename for removal", path: old.path) }
+            try FileManager.default.removeItem(atPath: doomed)
+            removed.append(old.id)
+        }
+        return removed
+    }
+
+    /// Removes dot-directories (partial or half-deleted backups) of a VM left by a dead worker.
+    @discardableResult
+    public func sweepTemporaries(vm: String) -> [String] {
+        let dir = vmDirectory(vm)
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
+        var removed: [String] = []
+        for name in names where name.hasPrefix(".") && (name.hasSuffix(".partial") || name.hasSuffix(".deleting")) {
+            if (try? FileManager.default.removeItem(atPath: dir + "/" + name)) != nil { removed.append(name) }
+        }
+        return removed
+    }
+
+    private func write(_ data: Data, to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SystemError("create", path: path) }
+        defer { close(fd) }
+        try Files.writeAll(fd, [UInt8](data), path: path)
+        guard fsync(fd) == 0 else { throw SystemError("fsync", path: path) }
+    }
+}

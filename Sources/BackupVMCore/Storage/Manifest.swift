@@ -1,0 +1,63 @@
+import Foundation
+
+/// The machine-readable record of one backup, written as `manifest` (JSON) by the commit, last:
+/// a backup directory with a manifest is complete. Enough to restore and verify without the tool:
+/// each image is `lzop -d`/`zstd -d`-able and its checksums are here.
+public struct Manifest: Codable, Sendable, Equatable {
+    public struct StoredImage: Codable, Sendable, Equatable {
+        /// Guest device (vda), or "ram" for the saved RAM state.
+        public var target: String
+        /// Where it came from on the hypervisor.
+        public var source: String
+        public var kind: DomainDisk.Kind?
+        public var format: DomainDisk.Format?
+        /// File name in the backup directory.
+        public var file: String
+        /// Uncompressed size and SHA-256 (computed on the hypervisor while reading).
+        public var rawBytes: Int64
+        public var rawSHA256: String
+        /// Stored (compressed) size and SHA-256 (computed on both ends and compared).
+        public var storedBytes: Int64
+        public var storedSHA256: String
+    }
+
+    public struct ExcludedDisk: Codable, Sendable, Equatable {
+        public var target: String
+        public var source: String
+    }
+
+    public var formatVersion = 1
+    public var vm: String
+    public var id: String
+    public var host: String
+    /// cold or hot as performed; `requestedMode` is what the profile asked for.
+    public var mode: SnapshotMode.RawValue
+    public var requestedMode: SnapshotMode.RawValue
+    public var modeNote: String?
+    public var priorState: DomainState.RawValue
+    public var compression: Compression.RawValue
+    public var started: String
+    public var finished: String
+    public var durationSeconds: Double
+    /// How long the VM was not running because of this backup.
+    public var downtimeSeconds: Double
+    public var disks: [StoredImage]
+    public var excluded: [ExcludedDisk]
+    public var ramState: StoredImage?
+    public var domainXML: String
+    public var keptOnHost: Bool
+
+    public var storedBytes: Int64 { disks.reduce(0) { $0 + $1.storedBytes } + (ramState?.storedBytes ?? 0) }
+
+    public func encoded() throws -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try e.encode(self)
+    }
+
+    public static func decode(_ data: Data) throws -> Manifest { try JSONDecoder().decode(Manifest.self, from: data) }
+
+    public static func read(backupDirectory dir: String) throws -> Manifest {
+        try decode(Data(contentsOf: URL(fileURLWithPath: dir + "/manifest")))
+    }
+}

@@ -1,0 +1,16 @@
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <spawn.h>
+#include <unistd.h>
+#include "cshims.h"
+
+int bvm_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int bvm_spawn_close_from(posix_spawn_file_actions_t *actions, int lowfd) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    return posix_spawn_file_actions_addclosefrom_np(actions, lowfd);
+#else
+    (void)actions; (void)lowfd;
+    return 0;
+#endif
+}

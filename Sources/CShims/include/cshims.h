@@ -1,0 +1,13 @@
+#ifndef BACKUP_VM_CSHIMS_H
+#define BACKUP_VM_CSHIMS_H
+#include <spawn.h>
+
+/// pipe2(O_CLOEXEC): Swift's Glibc module does not export pipe2 (it needs _GNU_SOURCE). Creating both
+/// ends close-on-exec atomically matters: jobs spawn ssh concurrently, and a pipe end leaked into
+/// another job's child would keep our reader from ever seeing end-of-file.
+int bvm_pipe_cloexec(int fds[2]);
+
+/// posix_spawn_file_actions_addclosefrom_np(actions, 3) where glibc has it (2.34+): the child gets
+/// nothing but stdin, stdout and stderr, whatever other threads opened without O_CLOEXEC.
+int bvm_spawn_close_from(posix_spawn_file_actions_t *actions, int lowfd);
+#endif
