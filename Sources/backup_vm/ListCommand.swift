@@ -18,7 +18,25 @@ struct ListCommand: ParsableCommand {
         for name in vms {
             let backups = catalog.backups(of: name)
             print("\(name): \(backups.count) backup(s)")
-            for b in backups { print("  \(b.id)  \(Timestamps.iso(b.started))") }
+            if !backups.isEmpty {
+                print("  " + ["ID", "STARTED", "HOST", "MODE", "SIZE", "DURATION", "DOWNTIME", "VERIFIED"]
+                    .map { $0.padding(toLength: 10, withPad: " ", startingAt: 0) }.joined(separator: " "))
+            }
+            for b in backups {
+                guard let m = try? Manifest.read(backupDirectory: b.path) else {
+                    print("  \(b.id)  (manifest unreadable)")
+                    continue
+                }
+                let verified = BackupVerifier.lastRecord(b).map { $0.ok ? "ok \($0.verified)" : "BAD \($0.verified)" } ?? "no"
+                print("  \(b.id)  \(m.started)  \(m.host)  \(m.mode)  \(Self.size(m.storedBytes))  \(String(format: "%.0f s", m.durationSeconds))  \(String(format: "%.1f s", m.downtimeSeconds))  \(verified)")
+            }
         }
+    }
+
+    static func size(_ bytes: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(bytes), i = 0
+        while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
+        return String(format: i == 0 ? "%.0f %@" : "%.1f %@", v, units[i])
     }
 }

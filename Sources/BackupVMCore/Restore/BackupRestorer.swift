@@ -1,0 +1,137 @@
+import Foundation
+import Logging
+
+/// Writes a backup back onto a hypervisor: every disk to its file or block device (decompressed on the
+/// hypervisor, its SHA-256 checked against the manifest before a file is renamed into place), then
+/// defines the domain from the stored XML. Refuses to touch the disks of a VM that is running or
+/// paused unless `force` (then it is stopped first).
+public struct BackupRestorer: Sendable {
+    public let configuration: Configuration
+    public let logger: Logger
+
+    public init(configuration: Configuration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public struct Request: Sendable {
+        public var vm: String
+        public var backupID: String?
+        public var toHost: String?
+        public var newName: String?
+        public var force: Bool
+        public var start: Bool
+
+        public init(vm: String, backupID: String? = nil, toHost: String? = nil, newName: String? = nil, force: Bool = false, start: Bool = false) {
+            self.vm = vm
+            self.backupID = backupID
+            self.toHost = toHost
+            self.newName = newName
+            self.force = force
+            self.start = start
+        }
+    }
+
+    public struct Outcome: Sendable {
+        public var backupID: String
+        public var host: String
+        public var name: String
+        public var disks: [String: String]  // target -> path written
+    }
+
+    public func restore(_ request: Request) throws -> Outcome {
+        let main = configuration.main
+        let catalog = BackupCatalog(storage: main.backupStorage)
+        let backups = catalog.backups(of: request.vm)
+        guard let backup = request.backupID.map({ id in backups.first { $0.id == id } }) ?? backups.last else {
+            throw PipelineError.failed(request.backupID.map { "no backup \($0) of \(request.vm) (have: \(backups.map(\.id).joined(separator: ", ")))" }
+                ?? "no backup of \(request.vm) in \(catalog.directory(of: request.vm))")
+        }
+        let manifest = try Manifest.read(backupDirectory: backup.path)
+        let hostName = request.toHost ?? manifest.host
+        guard main.hostServers.contains(hostName) else {
+            throw PipelineError.failed("host '\(hostName)' is not in HostServers (\(main.hostServers.joined(separator: " ")))")
+        }
+        let name = request.newName ?? request.vm
+        guard SafeName.isValidVMName(name) else { throw PipelineError.failed("'\(name)' is not a valid VM name; expected \(SafeName.vmExpectation)") }
+        let host = RemoteHost(hostName, main: main)
+        let virsh = Virsh(host: host)
+        let log = logger.with(["vm": "\(name)", "host": "\(hostName)", "backup": "\(backup.id)"])
+
+        // Never write under a running VM, nor create a second running copy elsewhere, unless told.
+        let sightings = VMLocator(hosts: main.hostServers.map { RemoteHost($0, main: main) }, logger: logger).look(for: name)
+        for s in sightings where s.state == .running || s.state == .paused {
+            guard request.force else {
+                throw PipelineError.failed("\(name) is \(s.state!.rawValue) on \(s.host); restoring would overwrite the disks of a live VM. Shut it down first, restore under another name (--as), or pass --force to stop it")
+            }
+            log.warning("--force: stopping \(name) on \(s.host) before the restore")
+            try Virsh(host: RemoteHost(s.host, main: main)).destroy(name)
+        }
+
+        var paths: [String: String] = [:]
+        for image in manifest.disks {
+            paths[image.target] = request.newName == nil ? image.source : renamedPath(image.source, from: request.vm, to: name)
+        }
+        for image in manifest.disks {
+            let destination = paths[image.target]!
+            let t0 = Date()
+            try writeImage(image, from: backup.path + "/" + image.file, to: destination, host: host)
+            log.info("disk restored", metadata: ["disk": "\(image.target)", "path": "\(destination)",
+                                                 "seconds": "\(String(format: "%.1f", Date().timeIntervalSince(t0)))"])
+        }
+        let xml = request.newName == nil
+            ? try DomainXML.withDiskSources(manifest.domainXML, paths)
+            : try DomainXML.renamed(manifest.domainXML, from: request.vm, to: name, diskSources: paths)
+        try virsh.define(xml: xml, what: "virsh define \(name)")
+        log.info("domain defined")
+        if request.start {
+            try virsh.start(name)
+            log.info("started")
+        }
+        return Outcome(backupID: backup.id, host: hostName, name: name, disks: paths)
+    }
+
+    /// The path a disk gets when restored under a new name: the old name in the file name (or LV name)
+    /// replaced, else the new name prefixed.
+    func renamedPath(_ path: String, from old: String, to new: String) -> String {
+        let dir = (path as NSString).deletingLastPathComponent
+        let base = (path as NSString).lastPathComponent
+        let renamed = base.contains(old) ? base.replacingOccurrences(of: old, with: new) : new + "-" + base
+        return dir + "/" + renamed
+    }
+
+    /// Streams the stored image to the hypervisor, which decompresses it, checks its SHA-256 and size
+    /// against the manifest, and only then moves a file into place. A block device is written in
+    /// place (it must exist and be large enough).
+    func writeImage(_ image: Manifest.StoredImage, from stored: String, to destination: String, host: RemoteHost) throws {
+        let fd = open(stored, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemError("open", path: stored) }
+        defer { close(fd) }
+        let decompress = image.file.hasSuffix(".zst") ? "zstd -q -dc" : "lzop -dc"
+        let dst = ShellQuote.quote(destination)
+        let check = """
+            got=$(cut -c1-64 "$t/sum"); n=$(cat "$t/n"); \
+            if [ "$got" != \(image.rawSHA256) ] || [ "$n" != \(image.rawBytes) ]; then \
+            echo "restored data differs from the manifest: sha256 $got, $n bytes" >&2; exit 3; fi
+            """
+        let script: String
+        if image.kind == .block {
+            script = """
+                [ -b \(dst) ] || { echo "\(destination) is not a block device; create the LV first" >&2; exit 4; }; \
+                size=$(blockdev --getsize64 \(dst)); [ "$size" -ge \(image.rawBytes) ] || { echo "\(destination) has $size bytes, the backup needs \(image.rawBytes)" >&2; exit 4; }; \
+                t=$(mktemp -d); trap 'rm -rf "$t"' EXIT; mkfifo "$t/f" "$t/c"; \
+                sha256sum < "$t/f" > "$t/sum" & a=$!; wc -c < "$t/c" > "$t/n" & b=$!; \
+                \(decompress) | tee "$t/f" "$t/c" | dd of=\(dst) bs=1M conv=fsync status=none; wait $a $b; \(check)
+                """
+        } else {
+            script = """
+                mkdir -p "$(dirname \(dst))"; tmp=\(dst).bvm-restore; \
+                t=$(mktemp -d); trap 'rm -rf "$t"; rm -f "$tmp"' EXIT; mkfifo "$t/f" "$t/c"; \
+                sha256sum < "$t/f" > "$t/sum" & a=$!; wc -c < "$t/c" > "$t/n" & b=$!; \
+                \(decompress) | tee "$t/f" "$t/c" > "$tmp"; wait $a $b; \(check); \
+                sync "$tmp"; mv -f "$tmp" \(dst)
+                """
+        }
+        _ = try host.stream(script, what: "restoring \(image.target) to \(destination)", stdin: fd) { _ in true }
+    }
+}

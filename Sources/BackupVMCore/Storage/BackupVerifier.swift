@@ -1,0 +1,99 @@
+import Crypto
+import Foundation
+
+/// Checks stored backups against their manifests: every image's stored bytes and SHA-256, then its
+/// decompressed bytes and SHA-256 (by running `lzop -dc`/`zstd -dc`, the same tools an operator would
+/// use by hand). The outcome is recorded as `verify.json` in the backup directory, which `list` shows.
+public struct BackupVerifier: Sendable {
+    public struct Problem: Sendable, Equatable, CustomStringConvertible {
+        public var file: String
+        public var detail: String
+        public var description: String { "\(file): \(detail)" }
+    }
+
+    public struct Report: Sendable {
+        public var backup: BackupRef
+        public var problems: [Problem]
+        public var ok: Bool { problems.isEmpty }
+    }
+
+    public struct Record: Codable, Sendable {
+        public var verified: String
+        public var ok: Bool
+        public var problems: [String]
+    }
+
+    public init() {}
+
+    public func verify(_ backup: BackupRef) -> Report {
+        let manifest: Manifest
+        do { manifest = try Manifest.read(backupDirectory: backup.path) } catch {
+            return record(Report(backup: backup, problems: [Problem(file: backup.path + "/manifest", detail: "unreadable: \(error)")]))
+        }
+        var problems: [Problem] = []
+        for image in manifest.disks + (manifest.ramState.map { [$0] } ?? []) {
+            let path = backup.path + "/" + image.file
+            guard Files.exists(path) else {
+                problems.append(Problem(file: path, detail: "missing"))
+                continue
+            }
+            do {
+                let stored = try sha256(ofFile: path)
+                if stored.bytes != image.storedBytes || stored.digest != image.storedSHA256 {
+                    problems.append(Problem(file: path, detail: "stored file differs from the manifest (\(stored.bytes) bytes, sha256 \(stored.digest); expected \(image.storedBytes) bytes, sha256 \(image.storedSHA256))"))
+                    continue
+                }
+                let tool = image.file.hasSuffix(".zst") ? "zstd" : "lzop"
+                var hasher = SHA256()
+                var count: Int64 = 0
+                let (status, stderr) = try ProcessRunner.stream([tool, "-dc", "--", path], stdin: nil) { chunk in
+                    hasher.update(bufferPointer: chunk)
+                    count += Int64(chunk.count)
+                    return true
+                }
+                let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+                if status != 0 {
+                    problems.append(Problem(file: path, detail: "\(tool) -d failed: \(RemoteError.trim(stderr))"))
+                } else if count != image.rawBytes || digest != image.rawSHA256 {
+                    problems.append(Problem(file: path, detail: "decompressed content differs from the manifest (\(count) bytes, sha256 \(digest); expected \(image.rawBytes), \(image.rawSHA256))"))
+                }
+            } catch {
+                problems.append(Problem(file: path, detail: "\(error)"))
+            }
+        }
+        return record(Report(backup: backup, problems: problems))
+    }
+
+    func record(_ report: Report) -> Report {
+        let rec = Record(verified: Timestamps.iso(Date()), ok: report.ok, problems: report.problems.map(\.description))
+        if let data = try? JSONEncoder().encode(rec) {
+            _ = FileManager.default.createFile(atPath: report.backup.path + "/verify.json", contents: data,
+                                               attributes: [.posixPermissions: 0o600])
+        }
+        return report
+    }
+
+    public static func lastRecord(_ backup: BackupRef) -> Record? {
+        guard let data = FileManager.default.contents(atPath: backup.path + "/verify.json") else { return nil }
+        return try? JSONDecoder().decode(Record.self, from: data)
+    }
+
+    func sha256(ofFile path: String) throws -> (bytes: Int64, digest: String) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemError("open", path: path) }
+        defer { close(fd) }
+        let size = 1 << 20
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
+        defer { buffer.deallocate() }
+        var hasher = SHA256()
+        var total: Int64 = 0
+        while true {
+            let n = read(fd, buffer.baseAddress, size)
+            if n < 0 { if errno == EINTR { continue }; throw SystemError("read", path: path) }
+            if n == 0 { break }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            total += Int64(n)
+        }
+        return (total, hasher.finalize().map { String(format: "%02x", $0) }.joined())
+    }
+}

@@ -1,0 +1,46 @@
+import ArgumentParser
+import BackupVMCore
+import Foundation
+
+/// `backup_vm restore NAME`: write a backup's disks back and define the domain.
+struct RestoreCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restore",
+        abstract: "Restore a VM from a backup: write every disk back, define the domain.",
+        discussion: "Refuses to overwrite the disks of a running or paused VM unless --force (which stops it first). With --as NEW, the copy gets new disk file names, no UUID and no MAC addresses (libvirt makes new ones), so it can run beside the original.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The VM whose backup to restore.")
+    var vm: String
+
+    @Option(help: "Backup ID (default: the newest).")
+    var backup: String?
+
+    @Option(name: .customLong("to-host"), help: "Hypervisor to restore to (default: the one it was backed up from).")
+    var toHost: String?
+
+    @Option(name: .customLong("as"), help: "Restore under this new VM name.")
+    var newName: String?
+
+    @Flag(help: "Stop the VM first if it is running or paused (its disks are overwritten).")
+    var force = false
+
+    @Flag(help: "Start the restored VM.")
+    var start = false
+
+    func run() throws {
+        guard SafeName.isValidVMName(vm) else { throw ValidationError("'\(vm)' is not a valid VM name") }
+        let configuration = CommandSupport.loadConfiguration(explicitDirectory: global.configDir)
+        let logger = CommandSupport.setUpLogging(configuration, label: "backup_vm", console: true, verbose: global.verbose)
+        let restorer = BackupRestorer(configuration: configuration, logger: logger)
+        do {
+            let outcome = try restorer.restore(.init(vm: vm, backupID: backup, toHost: toHost, newName: newName, force: force, start: start))
+            print("restored \(vm) backup \(outcome.backupID) as \(outcome.name) on \(outcome.host)")
+            for (target, path) in outcome.disks.sorted(by: { $0.key < $1.key }) { print("  \(target) -> \(path)") }
+        } catch {
+            FileHandle.standardError.write(Data("restore failed: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
