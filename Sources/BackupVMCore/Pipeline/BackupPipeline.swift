@@ -167,7 +167,7 @@ public struct BackupPipeline: BackupExecutor {
         let timeout = profile.shutdownTimeout ?? main.shutdownTimeout
         let forceOff = profile.forceOff ?? main.forceOff
         try virsh.shutdown(vm)
-        if try virsh.waitUntilOff(vm, timeout: TimeInterval(timeout), abort: abort) {
+        if try virsh.waitUntilOff(vm, timeout: TimeInterval(timeout), abort: abort, resendShutdownEvery: 10) {
             log.info("shut down")
             return
         }

@@ -69,12 +69,19 @@ public struct Virsh: Sendable {
         return Int(out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
     }
 
-    /// Waits until the domain is shut off; false on timeout.
-    public func waitUntilOff(_ vm: String, timeout: TimeInterval, abort: AbortFlag) throws(RemoteError) -> Bool {
+    /// Waits until the domain is shut off; false on timeout. With `resendShutdownEvery`, the ACPI
+    /// request is repeated: a guest that is still booting misses a power-button press.
+    public func waitUntilOff(_ vm: String, timeout: TimeInterval, abort: AbortFlag,
+                             resendShutdownEvery: TimeInterval? = nil) throws(RemoteError) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
+        var nextResend = resendShutdownEvery.map { Date().addingTimeInterval($0) }
         repeat {
             if try state(vm) == .shutOff { return true }
             if abort.isRaised { return false }
+            if let due = nextResend, Date() >= due {
+                _ = try? host.run("virsh shutdown \(ShellQuote.quote(vm)) >/dev/null 2>&1 || true", what: "virsh shutdown \(vm)")
+                nextResend = due.addingTimeInterval(resendShutdownEvery!)
+            }
             Thread.sleep(forTimeInterval: 0.5)
         } while Date() < deadline
         return try state(vm) == .shutOff

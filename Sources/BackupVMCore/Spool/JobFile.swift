@@ -51,8 +51,9 @@ public struct JobResult: Sendable, Equatable {
     public func serialized() -> String {
         var s = "# result\nstatus=\(status.rawValue)\n"
         if let reason { s += "reason=\(JobFile.oneLine(reason))\n" }
-        if let started { s += "started=\(Timestamps.iso(started))\n" }
-        s += "finished=\(Timestamps.iso(finished))\n"
+        // Milliseconds: the records are also how concurrency is audited after the fact.
+        if let started { s += "started=\(Timestamps.isoPrecise(started))\n" }
+        s += "finished=\(Timestamps.isoPrecise(finished))\n"
         if let host { s += "host=\(host)\n" }
         if let bytes { s += "bytes=\(bytes)\n" }
         if let backupID { s += "backup=\(backupID)\n" }
@@ -135,8 +136,15 @@ public enum Timestamps {
         date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: false, timeZone: TimeZone(identifier: "UTC")!))
     }
 
+    public static func isoPrecise(_ date: Date) -> String {
+        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!))
+    }
+
+    /// Parses ISO 8601 with or without fractional seconds.
     public static func parseISO(_ s: String) -> Date? {
-        try? Date.ISO8601FormatStyle(timeZone: TimeZone(identifier: "UTC")!).parse(s)
+        let utc = TimeZone(identifier: "UTC")!
+        return (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: utc).parse(s))
+            ?? (try? Date.ISO8601FormatStyle(timeZone: utc).parse(s))
     }
 
     /// `20261127T221500Z`: sortable, safe in paths; backup directory names and job names use it.

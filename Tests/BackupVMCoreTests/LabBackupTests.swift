@@ -1,0 +1,159 @@
+import Foundation
+import Testing
+@testable import BackupVMCore
+
+/// Backups and restores of real TCG guests on the lab's hypervisors, over real ssh, with real lzop.
+@Suite("lab: backup and restore of file-disk VMs", .tags(.lab), .serialized)
+struct LabBackupTests {
+    let tmp = TempDir("lab")
+
+    @Test("running guest with raw + qcow2: cold backup, running again, lzop -t, bit-identical restore that boots")
+    func coldBackupAndRestore() throws {
+        let lab = try Lab.require()
+        let vm = "main1", copy = "main1copy"
+        lab.removeGuest(vm); lab.removeGuest(copy)
+        defer { lab.removeGuest(vm); lab.removeGuest(copy) }
+        let disks = try lab.makeGuest("kvm1", vm, raw: 16, qcow2: 8)
+        let config = lab.config(tmp, schedule: "\(vm) * 3", profiles: [vm: "Mode=hot"])
+        let readyBefore = lab.readyCount("kvm1", vm)
+
+        let r = try backupVM(config, [vm])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(try lab.state("kvm1", vm) == "running", "running again afterwards")
+        #expect(eventually(timeout: 60) { lab.readyCount("kvm1", vm) == readyBefore + 1 }, "it was shut down and booted again (cold)")
+        #expect(r.err.contains("hot needs every disk on LVM; vda, vdb are files: cold backup"), "hot falls back to cold and says why")
+
+        let backups = BackupCatalog(storage: tmp.path + "/storage").backups(of: vm)
+        try #require(backups.count == 1)
+        let manifest = try Manifest.read(backupDirectory: backups[0].path)
+        #expect(manifest.mode == "cold" && manifest.requestedMode == "hot" && manifest.priorState == "running")
+        #expect(manifest.host == "kvm1")
+        #expect(manifest.downtimeSeconds > 0)
+        #expect(manifest.disks.map(\.target) == ["vda", "vdb"])
+        #expect(manifest.disks[0].rawSHA256 == disks["vda"]!.sha256, "the raw disk's content is what the guest had")
+        for image in manifest.disks {
+            let t = try runTool("/usr/bin/lzop", ["-t", backups[0].path + "/" + image.file])
+            #expect(t.status == 0, "lzop -t \(image.file): \(t.err)")
+        }
+        #expect(FileManager.default.fileExists(atPath: backups[0].path + "/domain.xml"))
+        let mode = (try FileManager.default.attributesOfItem(atPath: backups[0].path + "/vda.raw.lzo")[.posixPermissions] as? Int) ?? 0
+        #expect(mode == 0o600)
+
+        // Restore under a new name on the other host, compare, boot.
+        let rr = try backupVM(config, ["restore", vm, "--as", copy, "--to-host", "kvm2"])
+        #expect(rr.status == 0, "\(rr.err)")
+        let restoredRaw = lab.images("kvm2") + "/\(copy)-vda.raw"
+        let restoredQcow2 = lab.images("kvm2") + "/\(copy)-vdb.qcow2"
+        #expect(try runTool("/usr/bin/cmp", [disks["vda"]!.path, restoredRaw]).status == 0, "raw disk bit-identical")
+        let cmp = try runTool("/usr/bin/qemu-img", ["compare", "-U", disks["vdb"]!.path, restoredQcow2])
+        #expect(cmp.status == 0, "qcow2 identical by content: \(cmp.out) \(cmp.err)")
+        #expect(try lab.state("kvm2", copy) == "shut off")
+        try lab.ssh("kvm2", "virsh start \(copy)")
+        #expect(eventually(timeout: 90) { lab.readyCount("kvm2", copy) >= 1 }, "the restored guest boots")
+        #expect(lab.console("kvm2", copy).contains("LAB-GUEST-DISKS: vda vdb"))
+
+        // verify: intact, then one flipped byte is reported with the file's name.
+        #expect(try backupVM(config, ["verify", vm]).status == 0)
+        let victim = backups[0].path + "/vdb.qcow2.lzo"
+        let h = try FileHandle(forUpdating: URL(fileURLWithPath: victim))
+        try h.seek(toOffset: 4096)
+        let byte = try h.read(upToCount: 1)![0]
+        try h.seek(toOffset: 4096)
+        h.write(Data([byte ^ 0x01]))
+        try h.close()
+        let bad = try backupVM(config, ["verify", vm])
+        #expect(bad.status == 1)
+        #expect(bad.out.contains("BAD") && bad.out.contains(victim), "\(bad.out)")
+        #expect(try backupVM(config, ["list", vm]).out.contains("BAD"))
+    }
+
+    @Test("refuses to restore over a running VM unless --force")
+    func restoreRefusesRunningVM() throws {
+        let lab = try Lab.require()
+        let vm = "live1"
+        lab.removeGuest(vm)
+        defer { lab.removeGuest(vm) }
+        try lab.makeGuest("kvm1", vm, raw: 8)
+        let config = lab.config(tmp, schedule: "\(vm) * 3")
+        #expect(try backupVM(config, [vm]).status == 0)
+        let r = try backupVM(config, ["restore", vm])
+        #expect(r.status == 1)
+        #expect(r.err.contains("running on kvm1") && r.err.contains("--force"), "\(r.err)")
+        #expect(try lab.state("kvm1", vm) == "running", "untouched")
+        let forced = try backupVM(config, ["restore", vm, "--force", "--start"])
+        #expect(forced.status == 0, "\(forced.err)")
+        #expect(try lab.state("kvm1", vm) == "running")
+    }
+
+    @Test("paused guest: RAM state saved and kept, paused again afterwards")
+    func pausedGuest() throws {
+        let lab = try Lab.require()
+        let vm = "paused1"
+        lab.removeGuest(vm)
+        defer { lab.removeGuest(vm) }
+        try lab.makeGuest("kvm1", vm, raw: 8)
+        try lab.ssh("kvm1", "virsh suspend \(vm)")
+        let config = lab.config(tmp, schedule: "\(vm) * 3")
+        let r = try backupVM(config, [vm])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(try lab.state("kvm1", vm) == "paused")
+        let backup = try #require(BackupCatalog(storage: tmp.path + "/storage").newestBackup(of: vm))
+        let manifest = try Manifest.read(backupDirectory: backup.path)
+        #expect(manifest.priorState == "paused")
+        #expect(manifest.ramState != nil && manifest.ramState!.rawBytes > 0)
+        #expect(try backupVM(config, ["verify", vm]).status == 0)
+    }
+
+    @Test("retention keep=2 after three backups; a failed backup removes nothing; keep-on-host holds only the newest")
+    func retentionAndKeepOnHost() throws {
+        let lab = try Lab.require()
+        let vm = "keep1", stubborn = "stubborn1"
+        lab.removeGuest(vm); lab.removeGuest(stubborn)
+        defer { lab.removeGuest(vm); lab.removeGuest(stubborn) }
+        try lab.makeGuest("kvm1", vm, raw: 8)
+        try lab.makeGuest("kvm1", stubborn, raw: 8, ignoreACPI: true)
+        let config = lab.config(tmp, schedule: "\(vm) * 2 yes\n\(stubborn) * 2 yes",
+                                profiles: [stubborn: "ShutdownTimeout=3"])
+        let catalog = BackupCatalog(storage: tmp.path + "/storage")
+        var ids: [String] = []
+        for round in 0..<3 {
+            // Backups are not back to back in real life: let the guest finish booting first.
+            #expect(eventually(timeout: 90) { lab.readyCount("kvm1", vm) == round + 1 })
+            let r = try backupVM(config, [vm])
+            #expect(r.status == 0, "\(r.err)")
+            ids.append(catalog.newestBackup(of: vm)!.id)
+            let staged = try FileManager.default.contentsOfDirectory(atPath: lab.work("kvm1") + "/\(vm)")
+            #expect(staged == [ids.last!], "exactly the newest staged copy on the hypervisor: \(staged)")
+        }
+        #expect(catalog.backups(of: vm).map(\.id) == Array(ids.suffix(2)), "keep=2 leaves the two newest")
+        let stagedFiles = try FileManager.default.contentsOfDirectory(atPath: lab.work("kvm1") + "/\(vm)/\(ids.last!)")
+        #expect(stagedFiles == ["vda.raw.lzo"])
+
+        // A guest that ignores ACPI: without ForceOff the backup fails and the guest keeps running;
+        // nothing partial is left.
+        let first = try backupVM(config, [stubborn])
+        #expect(first.status == 1)
+        #expect(first.err.contains("did not shut down within 3 s"), "\(first.err)")
+        #expect(try lab.state("kvm1", stubborn) == "running", "a failed cold backup leaves the VM running")
+        #expect(catalog.backups(of: stubborn).isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: tmp.path + "/storage/\(stubborn)").isEmpty, "no partial left")
+        // With ForceOff=yes it is forced off after the timeout, backed up, and started again.
+        tmp.write("vmsnapshot.d/\(stubborn)", "ShutdownTimeout=3\nForceOff=yes\n")
+        let forced = try backupVM(config, [stubborn])
+        #expect(forced.status == 0, "\(forced.err)")
+        #expect(forced.err.contains("forcing it off"))
+        #expect(try lab.state("kvm1", stubborn) == "running")
+
+        // A backup that fails (here: its working path cannot be created) removes no good backup.
+        #expect(eventually(timeout: 90) { lab.readyCount("kvm1", vm) == 4 })
+        let before = catalog.backups(of: vm).map(\.id)
+        tmp.write("vmsnapshot.d/\(vm)", "WorkPath=/proc/backup_vm-cannot-exist\n")
+        let failed = try backupVM(config, [vm])
+        #expect(failed.status == 1)
+        #expect(failed.err.contains("/proc/backup_vm-cannot-exist"), "\(failed.err)")
+        #expect(catalog.backups(of: vm).map(\.id) == before, "a failed backup removes nothing")
+        #expect(try lab.state("kvm1", vm) == "running")
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: tmp.path + "/storage/\(vm)").filter { $0.hasPrefix(".") }
+        #expect(leftovers.isEmpty, "\(leftovers)")
+    }
+}
