@@ -14,3 +14,10 @@ int bvm_spawn_close_from(posix_spawn_file_actions_t *actions, int lowfd) {
     return 0;
 #endif
 }
+
+int bvm_sync_range(int fd, long long offset, long long nbytes, int wait) {
+    unsigned int flags = wait
+        ? (SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER)
+        : SYNC_FILE_RANGE_WRITE;
+    return sync_file_range(fd, (off64_t)offset, (off64_t)nbytes, flags);
+}

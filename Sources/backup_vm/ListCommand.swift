@@ -18,17 +18,21 @@ struct ListCommand: ParsableCommand {
         for name in vms {
             let backups = catalog.backups(of: name)
             print("\(name): \(backups.count) backup(s)")
-            if !backups.isEmpty {
-                print("  " + ["ID", "STARTED", "HOST", "MODE", "SIZE", "DURATION", "DOWNTIME", "VERIFIED"]
-                    .map { $0.padding(toLength: 10, withPad: " ", startingAt: 0) }.joined(separator: " "))
+            let columns = [("ID", 17), ("STARTED", 21), ("HOST", 10), ("MODE", 5), ("SIZE", 10), ("DURATION", 9), ("DOWNTIME", 9), ("VERIFIED", 0)]
+            func row(_ cells: [String]) -> String {
+                zip(cells, columns).map { cell, column in
+                    column.1 == 0 ? cell : cell.padding(toLength: max(column.1, cell.count), withPad: " ", startingAt: 0)
+                }.joined(separator: " ")
             }
+            if !backups.isEmpty { print("  " + row(columns.map(\.0))) }
             for b in backups {
                 guard let m = try? Manifest.read(backupDirectory: b.path) else {
                     print("  \(b.id)  (manifest unreadable)")
                     continue
                 }
                 let verified = BackupVerifier.lastRecord(b).map { $0.ok ? "ok \($0.verified)" : "BAD \($0.verified)" } ?? "no"
-                print("  \(b.id)  \(m.started)  \(m.host)  \(m.mode)  \(Self.size(m.storedBytes))  \(String(format: "%.0f s", m.durationSeconds))  \(String(format: "%.1f s", m.downtimeSeconds))  \(verified)")
+                print("  " + row([b.id, m.started, m.host, m.mode, Self.size(m.storedBytes),
+                                  String(format: "%.0f s", m.durationSeconds), String(format: "%.1f s", m.downtimeSeconds), verified]))
             }
         }
     }

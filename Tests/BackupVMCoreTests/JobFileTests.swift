@@ -57,3 +57,28 @@ struct JobFileTests {
         #expect(Timestamps.parseCompact("20261127T2215Z") == nil)
     }
 }
+
+@Suite("POSIX cksum", .tags(.unit))
+struct POSIXChecksumTests {
+    @Test(arguments: [0, 1, 7, 8, 9, 1000, 65537])
+    func matchesCoreutilsCksum(_ size: Int) throws {
+        var bytes = [UInt8](repeating: 0, count: size)
+        var x: UInt32 = 12345
+        for i in 0..<size { x = x &* 1_103_515_245 &+ 12345; bytes[i] = UInt8(truncatingIfNeeded: x >> 16) }
+        let dir = TempDir("cksum")
+        let path = dir.path + "/data"
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let r = try runTool("/usr/bin/cksum", [path])
+        let expected = r.out.split(separator: " ").map(String.init)
+        var c = POSIXChecksum()
+        // Uneven chunks: the state carries across updates.
+        var offset = 0
+        for chunk in [3, 5, 4096, Int.max] where offset < size {
+            let end = min(size, chunk == Int.max ? size : offset + chunk)
+            c.update(Array(bytes[offset..<end]))
+            offset = end
+        }
+        #expect(String(c.finalize()) == expected[0])
+        #expect(String(c.count) == expected[1])
+    }
+}

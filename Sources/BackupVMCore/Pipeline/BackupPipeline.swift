@@ -44,7 +44,9 @@ public struct BackupPipeline: BackupExecutor {
         let started = Date()
         let id = newID(vm: vm, started: started)
         let log = logger.with(["vm": "\(vm)", "host": "\(host)", "backup": "\(id)"])
-        let server = remote(host)
+        let share = try SSHConnectionShare()
+        defer { share.close() }
+        let server = RemoteHost(host, main: main, share: share)
         let virsh = Virsh(host: server)
         let profile = configuration.profile(for: vm)
         let keepOnHost = configuration.schedule.entry(for: vm)?.keepOnHost ?? false
@@ -104,15 +106,15 @@ public struct BackupPipeline: BackupExecutor {
                 log.info("disk copied", metadata: ["disk": "\(disk.target)", "raw_bytes": "\(r.rawBytes)",
                                                    "stored_bytes": "\(r.storedBytes)", "seconds": "\(String(format: "%.1f", Date().timeIntervalSince(t0)))"])
                 images.append(Manifest.StoredImage(target: disk.target, source: disk.source, kind: disk.kind, format: disk.format,
-                                                   file: file, rawBytes: r.rawBytes, rawSHA256: r.rawSHA256,
-                                                   storedBytes: r.storedBytes, storedSHA256: r.storedSHA256))
+                                                   file: file, rawBytes: r.rawBytes,
+                                                   storedBytes: r.storedBytes, storedCksum: r.storedCksum, storedSHA256: r.storedSHA256))
             }
             if let ramFile {
                 let file = "ram.save.\(main.compression.fileExtension)"
                 let r = try stream.copy(source: ramFile, workDir: workDir, stageFile: nil, to: partial + "/" + file, abort: abort)
                 ramImage = Manifest.StoredImage(target: "ram", source: ramFile, kind: nil, format: nil, file: file,
-                                                rawBytes: r.rawBytes, rawSHA256: r.rawSHA256,
-                                                storedBytes: r.storedBytes, storedSHA256: r.storedSHA256)
+                                                rawBytes: r.rawBytes,
+                                                storedBytes: r.storedBytes, storedCksum: r.storedCksum, storedSHA256: r.storedSHA256)
             }
         } catch {
             failure = error

@@ -7,16 +7,19 @@ public struct RemoteHost: Sendable {
     public let name: String
     public let sshConfig: String?
     public let connectTimeout: Int
+    /// When set, commands share one connection per host (see SSHConnectionShare).
+    public let share: SSHConnectionShare?
 
-    public init(name: String, sshConfig: String?, connectTimeout: Int) {
+    public init(name: String, sshConfig: String?, connectTimeout: Int, share: SSHConnectionShare? = nil) {
         precondition(SafeName.isValidHostName(name))
         self.name = name
         self.sshConfig = sshConfig
         self.connectTimeout = connectTimeout
+        self.share = share
     }
 
-    public init(_ name: String, main: MainConfig) {
-        self.init(name: name, sshConfig: main.sshConfig, connectTimeout: main.sshConnectTimeout)
+    public init(_ name: String, main: MainConfig, share: SSHConnectionShare? = nil) {
+        self.init(name: name, sshConfig: main.sshConfig, connectTimeout: main.sshConnectTimeout, share: share)
     }
 
     /// ssh's argv for one remote script. Host keys are verified (no StrictHostKeyChecking=no);
@@ -25,7 +28,9 @@ public struct RemoteHost: Sendable {
         var a = ["ssh"]
         if let sshConfig { a += ["-F", sshConfig] }
         a += ["-o", "BatchMode=yes", "-o", "ConnectTimeout=\(connectTimeout)", "-o", "ServerAliveInterval=15",
-              "-o", "ServerAliveCountMax=4", "-T", "-l", "root", "--", name,
+              "-o", "ServerAliveCountMax=4"]
+        if let share { a += share.options(for: self) }
+        a += ["-T", "-l", "root", "--", name,
               "set -euo pipefail; " + script]
         // ssh joins the remaining words with spaces and hands them to the remote user's shell: the
         // script is passed as one word and must run under bash for pipefail.

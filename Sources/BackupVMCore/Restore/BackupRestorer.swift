@@ -2,7 +2,7 @@ import Foundation
 import Logging
 
 /// Writes a backup back onto a hypervisor: every disk to its file or block device (decompressed on the
-/// hypervisor, its SHA-256 checked against the manifest before a file is renamed into place), then
+/// hypervisor, the compressed stream's cksum and the decompressed size checked against the manifest before a file is renamed into place), then
 /// defines the domain from the stored XML. Refuses to touch the disks of a VM that is running or
 /// paused unless `force` (then it is stopped first).
 public struct BackupRestorer: Sendable {
@@ -100,7 +100,7 @@ public struct BackupRestorer: Sendable {
         return dir + "/" + renamed
     }
 
-    /// Streams the stored image to the hypervisor, which decompresses it, checks its SHA-256 and size
+    /// Streams the stored image to the hypervisor, which decompresses it, checks the stream's cksum and the size
     /// against the manifest, and only then moves a file into place. A block device is written in
     /// place (it must exist and be large enough).
     func writeImage(_ image: Manifest.StoredImage, from stored: String, to destination: String, host: RemoteHost) throws {
@@ -109,10 +109,13 @@ public struct BackupRestorer: Sendable {
         defer { close(fd) }
         let decompress = image.file.hasSuffix(".zst") ? "zstd -q -dc" : "lzop -dc"
         let dst = ShellQuote.quote(destination)
+        // The decompressor checks the content against the format's checksums (and fails the pipeline
+        // on a mismatch); the compressed input is checked against the manifest's cksum on the way in.
         let check = """
-            got=$(cut -c1-64 "$t/sum"); n=$(cat "$t/n"); \
-            if [ "$got" != \(image.rawSHA256) ] || [ "$n" != \(image.rawBytes) ]; then \
-            echo "restored data differs from the manifest: sha256 $got, $n bytes" >&2; exit 3; fi
+            got=$(cat "$t/sum"); \
+            if [ "$got" != "\(image.storedCksum) \(image.storedBytes)" ]; then \
+            echo "the backup file arrived damaged: cksum $got, expected \(image.storedCksum) \(image.storedBytes)" >&2; exit 3; fi; \
+            n=$(cat "$t/n"); if [ "$n" != \(image.rawBytes) ]; then echo "decompressed to $n bytes, expected \(image.rawBytes)" >&2; exit 3; fi
             """
         let script: String
         if image.kind == .block {
@@ -120,15 +123,15 @@ public struct BackupRestorer: Sendable {
                 [ -b \(dst) ] || { echo "\(destination) is not a block device; create the LV first" >&2; exit 4; }; \
                 size=$(blockdev --getsize64 \(dst)); [ "$size" -ge \(image.rawBytes) ] || { echo "\(destination) has $size bytes, the backup needs \(image.rawBytes)" >&2; exit 4; }; \
                 t=$(mktemp -d); trap 'rm -rf "$t"' EXIT; mkfifo "$t/f" "$t/c"; \
-                sha256sum < "$t/f" > "$t/sum" & a=$!; wc -c < "$t/c" > "$t/n" & b=$!; \
-                \(decompress) | tee "$t/f" "$t/c" | dd of=\(dst) bs=1M conv=fsync status=none; wait $a $b; \(check)
+                cksum < "$t/f" > "$t/sum" & a=$!; wc -c < "$t/c" > "$t/n" & b=$!; \
+                tee "$t/f" | \(decompress) | tee "$t/c" | dd of=\(dst) bs=1M conv=fsync status=none; wait $a $b; \(check)
                 """
         } else {
             script = """
                 mkdir -p "$(dirname \(dst))"; tmp=\(dst).bvm-restore; \
                 t=$(mktemp -d); trap 'rm -rf "$t"; rm -f "$tmp"' EXIT; mkfifo "$t/f" "$t/c"; \
-                sha256sum < "$t/f" > "$t/sum" & a=$!; wc -c < "$t/c" > "$t/n" & b=$!; \
-                \(decompress) | tee "$t/f" "$t/c" > "$tmp"; wait $a $b; \(check); \
+                cksum < "$t/f" > "$t/sum" & a=$!; wc -c < "$t/c" > "$t/n" & b=$!; \
+                tee "$t/f" | \(decompress) | tee "$t/c" > "$tmp"; wait $a $b; \(check); \
                 sync "$tmp"; mv -f "$tmp" \(dst)
                 """
         }

@@ -1,8 +1,8 @@
 import Crypto
 import Foundation
 
-/// Checks stored backups against their manifests: every image's stored bytes and SHA-256, then its
-/// decompressed bytes and SHA-256 (by running `lzop -dc`/`zstd -dc`, the same tools an operator would
+/// Checks stored backups against their manifests: every image's stored bytes and SHA-256, then that it
+/// decompresses (which checks the format's own content checksums) to the recorded size (by running `lzop -dc`/`zstd -dc`, the same tools an operator would
 /// use by hand). The outcome is recorded as `verify.json` in the backup directory, which `list` shows.
 public struct BackupVerifier: Sendable {
     public struct Problem: Sendable, Equatable, CustomStringConvertible {
@@ -44,18 +44,16 @@ public struct BackupVerifier: Sendable {
                     continue
                 }
                 let tool = image.file.hasSuffix(".zst") ? "zstd" : "lzop"
-                var hasher = SHA256()
+                // Decompressing checks the format's own checksums of the content; count what comes out.
                 var count: Int64 = 0
                 let (status, stderr) = try ProcessRunner.stream([tool, "-dc", "--", path], stdin: nil) { chunk in
-                    hasher.update(bufferPointer: chunk)
                     count += Int64(chunk.count)
                     return true
                 }
-                let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
                 if status != 0 {
                     problems.append(Problem(file: path, detail: "\(tool) -d failed: \(RemoteError.trim(stderr))"))
-                } else if count != image.rawBytes || digest != image.rawSHA256 {
-                    problems.append(Problem(file: path, detail: "decompressed content differs from the manifest (\(count) bytes, sha256 \(digest); expected \(image.rawBytes), \(image.rawSHA256))"))
+                } else if count != image.rawBytes {
+                    problems.append(Problem(file: path, detail: "decompresses to \(count) bytes; the manifest says \(image.rawBytes)"))
                 }
             } catch {
                 problems.append(Problem(file: path, detail: "\(error)"))

@@ -13,11 +13,13 @@ public struct Manifest: Codable, Sendable, Equatable {
         public var format: DomainDisk.Format?
         /// File name in the backup directory.
         public var file: String
-        /// Uncompressed size and SHA-256 (computed on the hypervisor while reading).
+        /// Uncompressed size (the source's size on the hypervisor). The content is covered by the
+        /// compressed format's own checksums (lzop Adler-32 per block, zstd frame checksum).
         public var rawBytes: Int64
-        public var rawSHA256: String
-        /// Stored (compressed) size and SHA-256 (computed on both ends and compared).
+        /// Stored (compressed) size, POSIX `cksum` CRC (computed on the hypervisor and on this server
+        /// during the transfer and compared: `cksum FILE` prints it) and SHA-256 (this server).
         public var storedBytes: Int64
+        public var storedCksum: UInt32
         public var storedSHA256: String
     }
 
