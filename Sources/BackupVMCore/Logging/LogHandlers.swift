@@ -51,7 +51,7 @@ public struct ConsoleLogHandler: LogHandler {
     public func log(event: LogEvent) {
         let text = LogFormat.line(level: event.level, message: event.message,
                                   metadata: metadata.merging(event.metadata ?? [:]) { $1 })
-        FileHandle.standardError.write(Data("\(Timestamps.iso(Date())) \(text)\n".utf8))
+        FileHandle.standardError.write(Data("\(Timestamps.isoPrecise(Date())) \(text)\n".utf8))
     }
 }
 

@@ -52,9 +52,7 @@ public struct BackupPipeline: BackupExecutor {
         let keepOnHost = configuration.schedule.entry(for: vm)?.keepOnHost ?? false
 
         // Inspect.
-        guard let prior = try virsh.state(vm) else { throw PipelineError.vanished(vm: vm, host: host) }
-        let liveXML = try virsh.liveXML(vm)
-        let definition = try virsh.inactiveXML(vm)
+        guard let (prior, liveXML, definition) = try virsh.inspect(vm) else { throw PipelineError.vanished(vm: vm, host: host) }
         let allDisks = try DomainXML.disks(of: liveXML, vm: vm)
         let disks = allDisks.filter { !$0.isExcluded(by: profile.excludeLVs) }
         let excluded = allDisks.filter { $0.isExcluded(by: profile.excludeLVs) }

@@ -77,8 +77,7 @@ public struct VMLocator: Sendable {
             let virsh = Virsh(host: hosts[i])
             var s = Sighting(host: hosts[i].name, state: nil, definitionTime: 0, error: nil)
             do throws(RemoteError) {
-                s.state = try virsh.state(vm)
-                if s.state != nil { s.definitionTime = try virsh.definitionTime(vm) }
+                (s.state, s.definitionTime) = try virsh.sighting(vm)
             } catch {
                 s.error = error
             }

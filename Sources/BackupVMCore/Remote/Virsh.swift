@@ -18,6 +18,35 @@ public struct Virsh: Sendable {
         return text == "#absent" ? nil : DomainState(virsh: text)
     }
 
+    /// State and definition age in one round trip (virsh itself takes a good part of a second to
+    /// connect to libvirtd, so the locator asks everything at once). nil state: not defined here.
+    public func sighting(_ vm: String) throws(RemoteError) -> (state: DomainState?, definitionTime: Int) {
+        let q = ShellQuote.quote(vm)
+        let out = try host.run("""
+            if s=$(virsh -q domstate \(q) 2>/dev/null); then echo "$s"; \
+            stat -c %Y /etc/libvirt/qemu/\(ShellQuote.quote(vm + ".xml")) 2>/dev/null || echo 0; else echo '#absent'; fi
+            """, what: "virsh domstate \(vm)")
+        let lines = out.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard let first = lines.first, first != "#absent" else { return (nil, 0) }
+        return (DomainState(virsh: first), lines.count > 1 ? Int(lines[1]) ?? 0 : 0)
+    }
+
+    /// State, running XML and persistent XML in one round trip.
+    public func inspect(_ vm: String) throws(RemoteError) -> (state: DomainState, liveXML: String, inactiveXML: String)? {
+        let q = ShellQuote.quote(vm)
+        let marker = "@backup_vm-\(UUID().uuidString)"
+        let out = try host.run("""
+            s=$(virsh -q domstate \(q) 2>/dev/null) || { echo '#absent'; exit 0; }; \
+            echo "$s"; echo \(marker); virsh dumpxml \(q); echo \(marker); virsh dumpxml --inactive \(q)
+            """, what: "inspecting \(vm)")
+        if out.hasPrefix("#absent") { return nil }
+        let parts = out.components(separatedBy: marker + "\n")
+        guard parts.count == 3 else {
+            throw .protocolViolation(host: hostName, what: "inspecting \(vm)", detail: "expected state and two XML documents")
+        }
+        return (DomainState(virsh: parts[0]), parts[1], parts[2])
+    }
+
     /// The persistent definition (what `virsh define` takes back on restore).
     public func inactiveXML(_ vm: String) throws(RemoteError) -> String {
         try host.run("virsh dumpxml --inactive \(ShellQuote.quote(vm))", what: "virsh dumpxml \(vm)")
