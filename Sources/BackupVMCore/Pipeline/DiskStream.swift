@@ -66,21 +66,20 @@ public struct DiskStream: Sendable {
     public func copy(source: String, workDir: String, stageFile: String?, to destination: String,
                      abort: AbortFlag) throws -> Result {
         let file = try StreamingFileWriter(creating: destination)
-        var hasher = SHA256()
-        var crc = POSIXChecksum()
+        let digest = ConcurrentDigest()
+        defer { _ = digest.finalize() }
         var count: Int64 = 0
         let stderr = try host.stream(script(source: source, workDir: workDir, stageFile: stageFile),
                                      what: "reading \(source)") { chunk in
             if abort.isRaised { return false }
-            hasher.update(bufferPointer: chunk)
-            crc.update(chunk)
             try file.write(chunk)
+            digest.update(chunk)
             count += Int64(chunk.count)
             return true
         }
         if abort.isRaised { throw PipelineError.aborted }
         try file.finish()
-        let local = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        let sums = digest.finalize()
         guard let trailer = stderr.split(separator: "\n").last(where: { $0.hasPrefix("BACKUP_VM_TRAILER ") }) else {
             throw RemoteError.protocolViolation(host: host.name, what: "reading \(source)", detail: "no checksum trailer; stderr: \(RemoteError.trim(stderr))")
         }
@@ -91,10 +90,10 @@ public struct DiskStream: Sendable {
         guard remoteBytes == count else {
             throw Mismatch(description: "\(source): the hypervisor sent \(remoteBytes) bytes, this server received \(count)")
         }
-        let localCksum = crc.finalize()
+        let localCksum = sums.cksum
         guard remoteCksum == localCksum else {
             throw Mismatch(description: "\(source): cksum of the compressed stream differs between the hypervisor (\(remoteCksum)) and this server (\(localCksum))")
         }
-        return Result(rawBytes: rawBytes, storedBytes: count, storedCksum: localCksum, storedSHA256: local)
+        return Result(rawBytes: rawBytes, storedBytes: count, storedCksum: localCksum, storedSHA256: sums.sha256)
     }
 }

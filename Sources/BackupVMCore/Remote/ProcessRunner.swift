@@ -34,6 +34,8 @@ public enum ProcessRunner {
         guard bvm_pipe_cloexec(&outPipe) == 0, bvm_pipe_cloexec(&errPipe) == 0 else {
             throw .launch("pipe: \(String(cString: strerror(errno)))")
         }
+        // A 1 MiB pipe (F_SETPIPE_SZ; best effort) lets ssh hand over more per read(2).
+        _ = fcntl(outPipe[0], 1031, Int32(bufferSize))
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
