@@ -7,19 +7,21 @@ public struct RemoteHost: Sendable {
     public let name: String
     public let sshConfig: String?
     public let connectTimeout: Int
+    public let ciphers: String?
     /// When set, commands share one connection per host (see SSHConnectionShare).
     public let share: SSHConnectionShare?
 
-    public init(name: String, sshConfig: String?, connectTimeout: Int, share: SSHConnectionShare? = nil) {
+    public init(name: String, sshConfig: String?, connectTimeout: Int, ciphers: String? = nil, share: SSHConnectionShare? = nil) {
         precondition(SafeName.isValidHostName(name))
         self.name = name
         self.sshConfig = sshConfig
         self.connectTimeout = connectTimeout
+        self.ciphers = ciphers
         self.share = share
     }
 
     public init(_ name: String, main: MainConfig, share: SSHConnectionShare? = nil) {
-        self.init(name: name, sshConfig: main.sshConfig, connectTimeout: main.sshConnectTimeout, share: share)
+        self.init(name: name, sshConfig: main.sshConfig, connectTimeout: main.sshConnectTimeout, ciphers: main.sshCiphers, share: share)
     }
 
     /// ssh's argv for one remote script. Host keys are verified (no StrictHostKeyChecking=no);
@@ -29,6 +31,7 @@ public struct RemoteHost: Sendable {
         if let sshConfig { a += ["-F", sshConfig] }
         a += ["-o", "BatchMode=yes", "-o", "ConnectTimeout=\(connectTimeout)", "-o", "ServerAliveInterval=15",
               "-o", "ServerAliveCountMax=4"]
+        if let ciphers { a += ["-o", "Ciphers=\(ciphers)"] }
         if let share { a += share.options(for: self) }
         a += ["-T", "-l", "root", "--", name,
               "set -euo pipefail; " + script]
