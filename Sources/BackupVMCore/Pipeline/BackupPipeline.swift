@@ -75,6 +75,12 @@ public struct BackupPipeline: BackupExecutor {
         try JobBreadcrumb(id: id, host: host, priorState: prior.rawValue, remoteStageDir: stageDir,
                           remoteRAMFile: ramFile).write(into: partial)
 
+        // Nothing of a failed backup may remain: not the partial directory here, not the staged copy.
+        func discardEverything() {
+            store.discard(partial: partial)
+            _ = try? server.run("rm -rf \(ShellQuote.quote(stageDir))", what: "removing \(stageDir)")
+        }
+
         var downtimeStart: Date?
         var downtime: TimeInterval = 0
         var images: [Manifest.StoredImage] = []
@@ -123,14 +129,12 @@ public struct BackupPipeline: BackupExecutor {
             try returnToPriorState(vm, prior: prior, virsh: virsh, ramFile: ramFile, log: log)
             if let downtimeStart { downtime = Date().timeIntervalSince(downtimeStart) }
         } catch {
-            store.discard(partial: partial)
-            _ = try? server.run("rm -rf \(ShellQuote.quote(stageDir))", what: "removing \(stageDir)")
+            discardEverything()
             throw PipelineError.notReturnedToPriorState(vm: vm, host: host, prior: prior.rawValue,
                                                         detail: "\(error)" + (failure.map { "; the backup had failed too: \($0)" } ?? ""))
         }
         if let failure {
-            store.discard(partial: partial)
-            _ = try? server.run("rm -rf \(ShellQuote.quote(stageDir))", what: "removing \(stageDir)")
+            discardEverything()
             throw failure
         }
 
@@ -146,8 +150,7 @@ public struct BackupPipeline: BackupExecutor {
         do {
             committed = try store.commit(manifest, partial: partial)
         } catch {
-            store.discard(partial: partial)
-            _ = try? server.run("rm -rf \(ShellQuote.quote(stageDir))", what: "removing \(stageDir)")
+            discardEverything()
             throw error
         }
         log.info("committed", metadata: ["path": "\(committed)", "downtime_s": "\(String(format: "%.1f", downtime))"])

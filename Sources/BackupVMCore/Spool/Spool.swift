@@ -151,14 +151,7 @@ public struct Spool: Sendable {
             close(fd)
             return nil
         }
-        let parsed: Result<JobFile, JobFile.ParseError>
-        do {
-            let bytes = try Files.readAll(fd, limit: JobFile.maxSize, path: activePath)
-            parsed = Result { () throws(JobFile.ParseError) in try JobFile.parse(bytes) }
-        } catch {
-            parsed = .failure(JobFile.ParseError(description: "cannot read job file: \(error)"))
-        }
-        return ClaimedJob(name: name, layout: layout, fd: fd, parsed: parsed)
+        return ClaimedJob(name: name, layout: layout, fd: fd, parsed: Spool.parseOpenJob(fd, path: activePath))
     }
 
     /// Takes over an active/ job whose owner is gone (its flock can be taken). nil while it is owned.
@@ -171,14 +164,18 @@ public struct Spool: Sendable {
         var mine = stat(), current = stat()
         fstat(fd, &mine)
         guard lstat(path, &current) == 0, mine.st_ino == current.st_ino else { close(fd); return nil }
-        let parsed: Result<JobFile, JobFile.ParseError>
+        return ClaimedJob(name: name, layout: layout, fd: fd, parsed: Spool.parseOpenJob(fd, path: path))
+    }
+
+    /// Reads and parses a job file we hold open (and locked); a read error is a parse failure, so the
+    /// job is failed with the reason instead of crashing anything.
+    static func parseOpenJob(_ fd: Int32, path: String) -> Result<JobFile, JobFile.ParseError> {
         do {
             let bytes = try Files.readAll(fd, limit: JobFile.maxSize, path: path)
-            parsed = Result { () throws(JobFile.ParseError) in try JobFile.parse(bytes) }
+            return Result { () throws(JobFile.ParseError) in try JobFile.parse(bytes) }
         } catch {
-            parsed = .failure(JobFile.ParseError(description: "cannot read job file: \(error)"))
+            return .failure(JobFile.ParseError(description: "cannot read job file: \(error)"))
         }
-        return ClaimedJob(name: name, layout: layout, fd: fd, parsed: parsed)
     }
 
     // MARK: - Housekeeping
