@@ -18,7 +18,7 @@ struct BackupVMCommand: ParsableCommand {
         commandName: "backup_vm",
         abstract: "Back up libvirt/KVM virtual machines from their hypervisors to this server.",
         discussion: "`backup_vm NAME` backs up one VM now (a manual run, sharing the daemon's slots). The other subcommands manage the spool and the configuration.",
-        subcommands: [RunCommand.self, EnqueueCommand.self, StatusCommand.self, ListCommand.self, VerifyCommand.self, RestoreCommand.self, ConfigCommand.self],
+        subcommands: [RunCommand.self, EnqueueCommand.self, StatusCommand.self, ListCommand.self, VerifyCommand.self, RestoreCommand.self, DoctorCommand.self, ConfigCommand.self],
         defaultSubcommand: RunCommand.self
     )
 }

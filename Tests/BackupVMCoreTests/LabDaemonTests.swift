@@ -122,8 +122,20 @@ struct LabDaemonTests {
         lab.removeGuest(vm)
         defer { lab.removeGuest(vm) }
         try lab.makeGuest("kvm1", vm, raw: 8)
-        // kvm3 is in HostServers but nothing answers there.
-        tmp.write("ssh_config", "Include \(lab.sshConfig)\nHost kvm3\n  HostName 127.0.0.13\n  Port 1\n")
+        // kvm3 is in HostServers but nothing answers there; kvm4 answers with a host key nobody knows.
+        // (First match wins in ssh_config: the extra hosts come before the lab's `Host *`; an Include
+        // inside a Host block applies to that block only, hence `Host *` before it.)
+        tmp.write("ssh_config", """
+            Host kvm3
+              HostName 127.0.0.13
+              Port 1
+            Host kvm4
+              HostName 127.0.0.11
+              UserKnownHostsFile /dev/null
+            Host *
+            Include \(lab.sshConfig)
+
+            """)
         let config = lab.config(tmp, hosts: "kvm1 kvm2 kvm3", schedule: "\(vm) * 2\nghost1 * 2",
                                 sshConfig: tmp.path + "/ssh_config")
         let ok = try backupVM(config, [vm])
@@ -132,5 +144,16 @@ struct LabDaemonTests {
         let ghost = try backupVM(config, ["ghost1"])
         #expect(ghost.status == 1)
         #expect(ghost.err.contains("ghost1 was found on no host (tried kvm1: not defined; kvm2: not defined; kvm3: cannot reach kvm3 over ssh"), "\(ghost.err)")
+
+        // doctor: the good hosts pass, the unreachable one and one with an unknown host key fail,
+        // each with what to do.
+        tmp.write("backup_vm.d/backup_vm.conf", (try String(contentsOfFile: config + "/backup_vm.d/backup_vm.conf", encoding: .utf8))
+            .replacingOccurrences(of: "HostServers=\"kvm1 kvm2 kvm3\"", with: "HostServers=\"kvm1 kvm2 kvm3 kvm4\""))
+        let doctor = try backupVM(config, ["doctor"])
+        #expect(doctor.status == 1)
+        #expect(doctor.out.contains("ok   host kvm1: ssh as root with a verified host key"), "\(doctor.out)")
+        #expect(doctor.out.contains("ok   host kvm2: libvirt Running against daemon"), "\(doctor.out)")
+        #expect(doctor.out.contains("FAIL host kvm3: cannot reach kvm3 over ssh"), "\(doctor.out)")
+        #expect(doctor.out.contains("FAIL host kvm4") && doctor.out.contains("ssh-keyscan -H kvm4"), "\(doctor.out)")
     }
 }

@@ -14,10 +14,12 @@ public final class SyslogWriter: @unchecked Sendable {
     private var fd: Int32 = -1
     private var reportedFailure = false
 
-    public init(socketPath: String, ident: String = "backup_vm", facility: SyslogFacility) {
+    /// `reportFailure: false` for probes (doctor) that report the outcome themselves.
+    public init(socketPath: String, ident: String = "backup_vm", facility: SyslogFacility, reportFailure: Bool = true) {
         self.socketPath = socketPath
         self.ident = ident
         self.facility = facility
+        reportedFailure = !reportFailure
     }
 
     deinit { if fd >= 0 { close(fd) } }

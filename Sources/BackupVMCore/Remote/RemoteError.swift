@@ -26,7 +26,7 @@ public enum RemoteError: Error, CustomStringConvertible, Sendable, Equatable {
     }
 
     static func trim(_ s: String) -> String {
-        let lines = s.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let lines = s.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
         let text = lines.suffix(4).joined(separator: " | ")
         return text.isEmpty ? "(no message)" : String(text.prefix(600))
     }
