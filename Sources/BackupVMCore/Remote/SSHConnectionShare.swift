@@ -10,6 +10,7 @@ public final class SSHConnectionShare: @unchecked Sendable {
     private var used: [String: RemoteHost] = [:]
 
     public init() throws {
+        SSHConnectionShare.sweepStale()
         var template = Array((FileManager.default.temporaryDirectory.path + "/bvm-ssh.XXXXXX").utf8CString)
         guard let dir = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
             throw SystemError("mkdtemp", path: FileManager.default.temporaryDirectory.path)
@@ -20,7 +21,9 @@ public final class SSHConnectionShare: @unchecked Sendable {
     /// ssh options that route a host's connections through this share.
     func options(for host: RemoteHost) -> [String] {
         lock.withLock { used[host.name] = host }
-        return ["-o", "ControlMaster=auto", "-o", "ControlPath=\(directory)/%C", "-o", "ControlPersist=60"]
+        // ControlPersist only matters when the worker died without `-O exit`: then the master ends
+        // itself after 10 s idle. A running job never leaves its master idle that long.
+        return ["-o", "ControlMaster=auto", "-o", "ControlPath=\(directory)/%C", "-o", "ControlPersist=10"]
     }
 
     /// Stops every master this share started and removes its directory.
@@ -39,4 +42,20 @@ public final class SSHConnectionShare: @unchecked Sendable {
     }
 
     deinit { close() }
+
+    /// Removes share directories that a killed worker left behind (their masters are gone: nothing
+    /// listens in them any more, or they are empty), once they are older than ten minutes.
+    static func sweepStale() {
+        let tmp = FileManager.default.temporaryDirectory.path
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: tmp) else { return }
+        for name in names where name.hasPrefix("bvm-ssh.") {
+            let dir = tmp + "/" + name
+            guard let mtime = Files.modificationTime(dir), Date().timeIntervalSince(mtime) > 600 else { continue }
+            let live = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).contains { entry in
+                guard let attrs = try? FileManager.default.attributesOfItem(atPath: dir + "/" + entry) else { return false }
+                return (attrs[.modificationDate] as? Date).map { Date().timeIntervalSince($0) < 600 } ?? false
+            }
+            if !live { try? FileManager.default.removeItem(atPath: dir) }
+        }
+    }
 }
