@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One ssh connection per hypervisor for the length of a job, shared by all its commands
 /// (ControlMaster): a backup runs a dozen short remote commands, and a new ssh handshake for each cost
@@ -43,19 +46,32 @@ public final class SSHConnectionShare: @unchecked Sendable {
 
     deinit { close() }
 
-    /// Removes share directories that a killed worker left behind (their masters are gone: nothing
-    /// listens in them any more, or they are empty), once they are older than ten minutes.
+    /// Removes share directories that a killed worker left behind: older than ten minutes and with no
+    /// master listening in them any more (a long job's live master answers a connect and is kept).
     static func sweepStale() {
         let tmp = FileManager.default.temporaryDirectory.path
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: tmp) else { return }
         for name in names where name.hasPrefix("bvm-ssh.") {
             let dir = tmp + "/" + name
             guard let mtime = Files.modificationTime(dir), Date().timeIntervalSince(mtime) > 600 else { continue }
-            let live = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).contains { entry in
-                guard let attrs = try? FileManager.default.attributesOfItem(atPath: dir + "/" + entry) else { return false }
-                return (attrs[.modificationDate] as? Date).map { Date().timeIntervalSince($0) < 600 } ?? false
-            }
-            if !live { try? FileManager.default.removeItem(atPath: dir) }
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+            if !entries.contains(where: { isListening(dir + "/" + $0) }) { try? FileManager.default.removeItem(atPath: dir) }
         }
+    }
+
+    static func isListening(_ path: String) -> Bool {
+        let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard s >= 0 else { return false }
+        defer { Glibc.close(s) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        guard path.utf8.count < MemoryLayout.size(ofValue: addr.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            raw.copyBytes(from: path.utf8)
+            raw[path.utf8.count] = 0
+        }
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        } == 0
     }
 }
