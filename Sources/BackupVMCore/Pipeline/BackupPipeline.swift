@@ -1,16 +1,19 @@
 import Foundation
 import Logging
 
-/// The backup of one VM: locate → inspect → freeze → transfer → thaw → commit → rotate.
+/// The backup of one VM: locate → inspect → freeze → snapshot → thaw → transfer → commit → rotate.
 ///
-/// Whatever fails, the VM is returned to the state it had before (running, paused, shut off), the
-/// partial backup directory and staged copies are removed and older backups are untouched: only a
-/// committed backup (renamed into place with its manifest) is ever visible.
+/// Whatever fails, the VM is returned to the state it had before (running, paused, shut off), our
+/// snapshots, the partial backup directory and staged copies are removed and older backups are
+/// untouched: only a committed backup (renamed into place with its manifest) is ever visible.
 ///
-/// Freezing (file disks, and LVM disks until snapshots are used): a running VM is shut down by ACPI
-/// and stays off while its disks are copied, as the seed did; a paused VM has its RAM state saved
-/// (`virsh save`, kept with the backup) and is restored paused afterwards. `Mode=hot` on a VM that has
-/// any non-LVM disk falls back to cold and says so in the log and the manifest.
+/// Freezing: cold shuts a running VM down (ACPI); hot (every disk an LV) sends the sysrq emergency
+/// sync and saves the RAM state (`virsh save`); a paused VM has its RAM saved either way and is
+/// restored paused. While frozen, every LV disk gets a snapshot; disks that are not LVs are copied
+/// then, with the VM stopped (as the seed did). Then the VM goes back (start, or `virsh restore`) and
+/// the snapshots are copied while it runs, so the downtime does not grow with the disk size. A
+/// snapshot that overflowed during the copy fails the backup. `Mode=hot` on a VM with any non-LV disk
+/// falls back to cold and says so in the log and the manifest.
 public struct BackupPipeline: BackupExecutor {
     public let configuration: Configuration
     public let logger: Logger
@@ -48,6 +51,7 @@ public struct BackupPipeline: BackupExecutor {
         defer { share.close() }
         let server = RemoteHost(host, main: main, share: share)
         let virsh = Virsh(host: server)
+        let lvm = LVM(host: server)
         let profile = configuration.profile(for: vm)
         let keepOnHost = configuration.schedule.entry(for: vm)?.keepOnHost ?? false
 
@@ -57,23 +61,33 @@ public struct BackupPipeline: BackupExecutor {
         let disks = allDisks.filter { !$0.isExcluded(by: profile.excludeLVs) }
         let excluded = allDisks.filter { $0.isExcluded(by: profile.excludeLVs) }
         guard !disks.isEmpty else { throw PipelineError.failed("every disk of \(vm) is excluded (ExcludeLVs); nothing to back up") }
+        let volumes = try lvm.resolve(disks.filter { $0.kind == .block }.map(\.source))
+        // LV disks are copied from snapshots after the VM is back; the others while it is stopped.
+        let snapshotDisks = disks.filter { volumes[$0.source] != nil }
+        let stoppedDisks = disks.filter { volumes[$0.source] == nil }
+        let hot = profile.mode == .hot && stoppedDisks.isEmpty && prior == .running
         var modeNote: String?
-        if profile.mode == .hot {
-            let notLVM = disks.filter { $0.kind != .block }.map(\.target)
-            modeNote = notLVM.isEmpty
-                ? "hot backups with LVM snapshots are not implemented yet: cold backup"
-                : "hot needs every disk on LVM; \(notLVM.joined(separator: ", ")) \(notLVM.count == 1 ? "is a file" : "are files"): cold backup"
+        if profile.mode == .hot && !hot {
+            if !stoppedDisks.isEmpty {
+                let names = stoppedDisks.map(\.target)
+                modeNote = "hot needs every disk on LVM; \(names.joined(separator: ", ")) \(names.count == 1 ? "is not an LV" : "are not LVs"): cold backup"
+            } else {
+                modeNote = "the VM is \(prior.rawValue): nothing to save hot, cold backup"
+            }
             log.notice("\(modeNote!)")
         }
-        log.info("inspected", metadata: ["state": "\(prior.rawValue)", "disks": "\(disks.map { "\($0.target)=\($0.source)" }.joined(separator: ","))",
+        log.info("inspected", metadata: ["state": "\(prior.rawValue)", "mode": "\(hot ? "hot" : "cold")",
+                                          "disks": "\(disks.map { "\($0.target)=\($0.source)" }.joined(separator: ","))",
+                                          "snapshots": "\(snapshotDisks.map(\.target).joined(separator: ","))",
                                           "excluded": "\(excluded.map(\.target).joined(separator: ","))"])
 
         let workDir = profile.workPath + "/" + vm
         let stageDir = workDir + "/.\(id).partial"
-        let ramFile = prior == .paused ? stageDir + "/ram.save" : nil
+        let ramFile = (hot || prior == .paused) ? stageDir + "/ram.save" : nil
+        let plannedSnapshots = snapshotDisks.map { LogicalVolume(vg: volumes[$0.source]!.vg, lv: LVM.snapshotName(of: volumes[$0.source]!.lv, id: id), sizeBytes: volumes[$0.source]!.sizeBytes) }
         let partial = try store.beginBackup(vm: vm, id: id)
-        try JobBreadcrumb(id: id, host: host, priorState: prior.rawValue, remoteStageDir: stageDir,
-                          remoteRAMFile: ramFile).write(into: partial)
+        try JobBreadcrumb(id: id, host: host, priorState: prior.rawValue, remoteStageDir: stageDir, remoteRAMFile: ramFile,
+                          snapshots: plannedSnapshots, restoreFromRAM: ramFile != nil).write(into: partial)
 
         // Nothing of a failed backup may remain: not the partial directory here, not the staged copy.
         func discardEverything() {
@@ -83,55 +97,104 @@ public struct BackupPipeline: BackupExecutor {
 
         var downtimeStart: Date?
         var downtime: TimeInterval = 0
-        var images: [Manifest.StoredImage] = []
+        var thawed = false
+        var snapshots: [String: LogicalVolume] = [:]  // disk target -> our snapshot
+        var images: [String: Manifest.StoredImage] = [:]
         var ramImage: Manifest.StoredImage?
         var failure: Error?
+        let stream = DiskStream(host: server, compression: main.compression, level: main.compressionLevel)
+        func copy(_ disk: DomainDisk, from source: String) throws {
+            if abort.isRaised { throw PipelineError.aborted }
+            let file = "\(disk.target).\(disk.format.rawValue).\(main.compression.fileExtension)"
+            let t0 = Date()
+            let r = try stream.copy(source: source, workDir: workDir, stageFile: keepOnHost ? stageDir + "/" + file : nil,
+                                    to: partial + "/" + file, abort: abort)
+            log.info("disk copied", metadata: ["disk": "\(disk.target)", "from": "\(source)", "raw_bytes": "\(r.rawBytes)",
+                                               "stored_bytes": "\(r.storedBytes)", "seconds": "\(String(format: "%.1f", Date().timeIntervalSince(t0)))"])
+            images[disk.target] = Manifest.StoredImage(target: disk.target, source: disk.source, kind: disk.kind, format: disk.format,
+                                                       file: file, rawBytes: r.rawBytes, storedBytes: r.storedBytes,
+                                                       storedCksum: r.storedCksum, storedSHA256: r.storedSHA256)
+        }
+        func thaw() throws {
+            guard !thawed else { return }
+            try returnToPriorState(vm, prior: prior, virsh: virsh, ramFile: ramFile, log: log)
+            thawed = true
+            if let downtimeStart { downtime = Date().timeIntervalSince(downtimeStart) }
+        }
         do {
             try server.run("mkdir -p \(ShellQuote.quote(stageDir))", what: "creating \(stageDir)")
+            // Leftover snapshots of these LVs from a killed job go before we make new ones.
+            for leftover in try lvm.leftoverSnapshots(of: snapshotDisks.map { volumes[$0.source]! }) {
+                log.warning("removing a leftover snapshot of an earlier job", metadata: ["snapshot": "\(leftover.fullName)"])
+                try lvm.removeSnapshot(leftover)
+            }
             // Freeze.
             switch prior {
             case .running, .other:
                 downtimeStart = Date()
-                try shutDown(vm, virsh: virsh, profile: profile, abort: abort, log: log)
+                if hot {
+                    // Emergency sync first (kernel.sysrq=1 in the guest); a guest that ignores it is
+                    // still saved consistently, only with less on its disks.
+                    if (try? server.run("virsh send-key \(ShellQuote.quote(vm)) KEY_LEFTALT KEY_SYSRQ KEY_S >/dev/null; sleep 1",
+                                        what: "sysrq emergency sync")) == nil {
+                        log.warning("the emergency sync could not be sent; saving anyway")
+                    }
+                    try virsh.save(vm, to: ramFile!)
+                    log.info("RAM state saved", metadata: ["file": "\(ramFile!)"])
+                } else {
+                    try shutDown(vm, virsh: virsh, profile: profile, abort: abort, log: log)
+                }
             case .paused:
                 try virsh.save(vm, to: ramFile!)
                 log.info("paused VM: RAM state saved", metadata: ["file": "\(ramFile!)"])
             case .shutOff:
                 break
             }
-            // Transfer.
-            let stream = DiskStream(host: server, compression: main.compression, level: main.compressionLevel)
-            for disk in disks {
-                if abort.isRaised { throw PipelineError.aborted }
-                let file = "\(disk.target).\(disk.format.rawValue).\(main.compression.fileExtension)"
-                let t0 = Date()
-                let r = try stream.copy(source: disk.source, workDir: workDir, stageFile: keepOnHost ? stageDir + "/" + file : nil,
-                                        to: partial + "/" + file, abort: abort)
-                log.info("disk copied", metadata: ["disk": "\(disk.target)", "raw_bytes": "\(r.rawBytes)",
-                                                   "stored_bytes": "\(r.storedBytes)", "seconds": "\(String(format: "%.1f", Date().timeIntervalSince(t0)))"])
-                images.append(Manifest.StoredImage(target: disk.target, source: disk.source, kind: disk.kind, format: disk.format,
-                                                   file: file, rawBytes: r.rawBytes,
-                                                   storedBytes: r.storedBytes, storedCksum: r.storedCksum, storedSHA256: r.storedSHA256))
+            for disk in snapshotDisks {
+                let snap = try lvm.createSnapshot(of: volumes[disk.source]!, id: id, size: profile.snapshotSize)
+                snapshots[disk.target] = snap
+                log.info("snapshot created", metadata: ["disk": "\(disk.target)", "snapshot": "\(snap.fullName)", "size": "\(profile.snapshotSize)"])
+            }
+            for disk in stoppedDisks { try copy(disk, from: disk.source) }
+            // Everything still to copy comes from snapshots: the VM goes back now.
+            try thaw()
+            for disk in snapshotDisks {
+                let snap = snapshots[disk.target]!
+                try copy(disk, from: snap.path)
+                let status = try lvm.snapshotIsValid(snap)
+                guard status.valid else {
+                    throw PipelineError.failed("snapshot overflowed: \(snap.fullName) of \(disk.source) filled up during the copy (\(status.detail)); the copy is not consistent. Give it more room (SnapshotSize, now \(profile.snapshotSize))")
+                }
+                try lvm.removeSnapshot(snap)
+                snapshots.removeValue(forKey: disk.target)
             }
             if let ramFile {
                 let file = "ram.save.\(main.compression.fileExtension)"
                 let r = try stream.copy(source: ramFile, workDir: workDir, stageFile: nil, to: partial + "/" + file, abort: abort)
                 ramImage = Manifest.StoredImage(target: "ram", source: ramFile, kind: nil, format: nil, file: file,
-                                                rawBytes: r.rawBytes,
-                                                storedBytes: r.storedBytes, storedCksum: r.storedCksum, storedSHA256: r.storedSHA256)
+                                                rawBytes: r.rawBytes, storedBytes: r.storedBytes,
+                                                storedCksum: r.storedCksum, storedSHA256: r.storedSHA256)
             }
         } catch {
             failure = error
         }
 
+        // Our snapshots go on every path (they cost the VM write performance while they exist).
+        for snap in snapshots.values {
+            do { try lvm.removeSnapshot(snap) } catch {
+                log.error("could not remove snapshot \(snap.fullName): \(error)")
+                if failure == nil { failure = error }
+            }
+        }
         // Thaw: always, whatever happened above.
         do {
-            try returnToPriorState(vm, prior: prior, virsh: virsh, ramFile: ramFile, log: log)
-            if let downtimeStart { downtime = Date().timeIntervalSince(downtimeStart) }
+            try thaw()
         } catch {
-            discardEverything()
+            store.discard(partial: partial)
+            // The RAM state file stays: it is what brings the VM back (`virsh restore FILE`).
+            let keep = ramFile.map { "; its RAM state is kept in \($0) on \(host): `virsh restore \($0)`" } ?? ""
             throw PipelineError.notReturnedToPriorState(vm: vm, host: host, prior: prior.rawValue,
-                                                        detail: "\(error)" + (failure.map { "; the backup had failed too: \($0)" } ?? ""))
+                                                        detail: "\(error)\(keep)" + (failure.map { "; the backup had failed too: \($0)" } ?? ""))
         }
         if let failure {
             discardEverything()
@@ -139,10 +202,12 @@ public struct BackupPipeline: BackupExecutor {
         }
 
         // Commit.
-        let manifest = Manifest(vm: vm, id: id, host: host, mode: SnapshotMode.cold.rawValue, requestedMode: profile.mode.rawValue,
+        let manifest = Manifest(vm: vm, id: id, host: host, mode: (hot ? SnapshotMode.hot : .cold).rawValue,
+                                requestedMode: profile.mode.rawValue,
                                 modeNote: modeNote, priorState: prior.rawValue, compression: main.compression.rawValue,
                                 started: Timestamps.iso(started), finished: Timestamps.iso(Date()),
-                                durationSeconds: Date().timeIntervalSince(started), downtimeSeconds: downtime, disks: images,
+                                durationSeconds: Date().timeIntervalSince(started), downtimeSeconds: downtime,
+                                disks: disks.compactMap { images[$0.target] },
                                 excluded: excluded.map { Manifest.ExcludedDisk(target: $0.target, source: $0.source) },
                                 ramState: ramImage, domainXML: definition, keptOnHost: keepOnHost)
         try? FileManager.default.removeItem(atPath: partial + "/" + JobBreadcrumb.fileName)
@@ -187,7 +252,10 @@ public struct BackupPipeline: BackupExecutor {
         let now = try virsh.state(vm)
         switch prior {
         case .running, .other:
-            if now == .shutOff {
+            if now == .shutOff, let ramFile {
+                try virsh.restore(from: ramFile, paused: false)
+                log.info("RAM state restored, running again")
+            } else if now == .shutOff {
                 try virsh.start(vm)
                 log.info("started again")
             }
@@ -227,9 +295,11 @@ public struct BackupPipeline: BackupExecutor {
             if let crumb = JobBreadcrumb.read(from: partial), let prior = DomainState(rawValue: crumb.priorState) {
                 let server = remote(crumb.host)
                 let virsh = Virsh(host: server)
-                try returnToPriorState(vm, prior: prior, virsh: virsh, ramFile: crumb.remoteRAMFile, log: logger)
+                try returnToPriorState(vm, prior: prior, virsh: virsh, ramFile: crumb.restoreFromRAM ? crumb.remoteRAMFile : nil, log: logger)
+                let lvm = LVM(host: server)
+                for snap in crumb.snapshots { try lvm.removeSnapshot(snap) }
                 try server.run("rm -rf \(ShellQuote.quote(crumb.remoteStageDir))", what: "removing \(crumb.remoteStageDir)")
-                notes.append("\(vm) returned to \(prior.rawValue) on \(crumb.host), staged copy removed")
+                notes.append("\(vm) returned to \(prior.rawValue) on \(crumb.host), \(crumb.snapshots.isEmpty ? "" : "snapshots removed, ")staged copy removed")
             }
             store.discard(partial: partial)
             notes.append("partial backup \(name) removed")

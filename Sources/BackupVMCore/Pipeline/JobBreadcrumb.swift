@@ -9,6 +9,10 @@ struct JobBreadcrumb: Codable, Sendable {
     /// Remote directories/files that belong to this backup (staged images, the RAM state file).
     var remoteStageDir: String
     var remoteRAMFile: String?
+    /// Our LVM snapshots (VG/LV) that may exist while the job runs.
+    var snapshots: [LogicalVolume] = []
+    /// The RAM state must be restored (hot backup or paused VM), not the VM started.
+    var restoreFromRAM: Bool = false
 
     static let fileName = "job-state.json"
 
