@@ -51,6 +51,8 @@ struct DomainAndRemoteTests {
         #expect(out.contains("/srv/img/data.qcow2"), "disks not named keep their source")
         #expect(out.contains("/var/lib/libvirt/images/web01-copy-console.log"))
         #expect(try DomainXML.disks(of: out, vm: "web01-copy").count == 3)
+        let withoutSwap = try DomainXML.renamed(xml, from: "web01", to: "c", diskSources: [:], droppingDisks: ["vdc"])
+        #expect(try DomainXML.disks(of: withoutSwap, vm: "c").map(\.target) == ["vda", "vdb"], "excluded disks are not shared with the copy")
     }
 
     @Test(arguments: [("web01", "web01"), ("a b", "'a b'"), ("it's", "'it'\\''s'"), ("$(reboot)", "'$(reboot)'"), ("", "''")])

@@ -65,13 +65,19 @@ public enum DomainXML {
     /// network), disk sources replaced as given, and file paths of serial consoles that carried the old
     /// name renamed too.
     public static func renamed(_ xml: String, from oldName: String, to newName: String,
-                               diskSources: [String: String]) throws(Problem) -> String {
+                               diskSources: [String: String], droppingDisks dropped: Set<String> = []) throws(Problem) -> String {
         let doc: XMLDocument
         do { doc = try XMLDocument(xmlString: xml) } catch { throw Problem(description: "stored domain XML does not parse: \(error)") }
         guard let root = doc.rootElement() else { throw Problem(description: "stored domain XML is empty") }
         root.elements(forName: "name").first?.stringValue = newName
         for uuid in root.elements(forName: "uuid") { uuid.detach() }
         try? rewriteDisks(root, diskSources: diskSources)
+        // Disks that were not backed up (ExcludeLVs) would still point at the original's volumes.
+        for case let disk as XMLElement in (try? root.nodes(forXPath: "devices/disk")) ?? [] {
+            if let target = disk.elements(forName: "target").first?.attribute(forName: "dev")?.stringValue, dropped.contains(target) {
+                disk.detach()
+            }
+        }
         for case let mac as XMLElement in (try? root.nodes(forXPath: "devices/interface/mac")) ?? [] { mac.detach() }
         for case let src as XMLElement in (try? root.nodes(forXPath: "devices/serial/source | devices/console/source")) ?? [] {
             if let path = src.attribute(forName: "path")?.stringValue, path.contains(oldName) {

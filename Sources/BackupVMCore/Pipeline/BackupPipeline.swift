@@ -160,11 +160,18 @@ public struct BackupPipeline: BackupExecutor {
             try thaw()
             for disk in snapshotDisks {
                 let snap = snapshots[disk.target]!
-                try copy(disk, from: snap.path)
-                let status = try lvm.snapshotIsValid(snap)
-                guard status.valid else {
-                    throw PipelineError.failed("snapshot overflowed: \(snap.fullName) of \(disk.source) filled up during the copy (\(status.detail)); the copy is not consistent. Give it more room (SnapshotSize, now \(profile.snapshotSize))")
+                func overflowed(_ detail: String) -> PipelineError {
+                    .failed("snapshot overflowed: \(snap.fullName) of \(disk.source) filled up during the copy (\(detail)); the copy is not consistent. Give it more room (SnapshotSize, now \(profile.snapshotSize))")
                 }
+                do {
+                    try copy(disk, from: snap.path)
+                } catch {
+                    // An invalidated snapshot fails reads with EIO: say why.
+                    if let status = try? lvm.snapshotIsValid(snap), !status.valid { throw overflowed(status.detail) }
+                    throw error
+                }
+                let status = try lvm.snapshotIsValid(snap)
+                guard status.valid else { throw overflowed(status.detail) }
                 try lvm.removeSnapshot(snap)
                 snapshots.removeValue(forKey: disk.target)
             }

@@ -52,7 +52,7 @@ public struct LVM: Sendable {
     public func snapshotIsValid(_ snapshot: LogicalVolume) throws(RemoteError) -> (valid: Bool, detail: String) {
         let out = try host.run("lvs --noheadings -o lv_attr,snap_percent \(ShellQuote.quote(snapshot.fullName))",
                                what: "lvs \(snapshot.fullName)")
-        let f = out.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        let f = out.split(whereSeparator: { $0 == " " || $0.isNewline }).map(String.init)
         guard let attr = f.first, attr.count >= 5 else {
             return (false, "lvs said '\(out.trimmingCharacters(in: .whitespacesAndNewlines))'")
         }

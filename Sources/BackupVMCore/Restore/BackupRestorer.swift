@@ -74,6 +74,10 @@ public struct BackupRestorer: Sendable {
         }
         for image in manifest.disks {
             let destination = paths[image.target]!
+            if image.kind == .block {
+                // An LV is created with the recorded size when missing; a smaller one is refused.
+                try LVM(host: host).ensureVolume(path: destination, bytes: image.rawBytes)
+            }
             let t0 = Date()
             try writeImage(image, from: backup.path + "/" + image.file, to: destination, host: host)
             log.info("disk restored", metadata: ["disk": "\(image.target)", "path": "\(destination)",
@@ -81,7 +85,11 @@ public struct BackupRestorer: Sendable {
         }
         let xml = request.newName == nil
             ? try DomainXML.withDiskSources(manifest.domainXML, paths)
-            : try DomainXML.renamed(manifest.domainXML, from: request.vm, to: name, diskSources: paths)
+            : try DomainXML.renamed(manifest.domainXML, from: request.vm, to: name, diskSources: paths,
+                                    droppingDisks: Set(manifest.excluded.map(\.target)))
+        if request.newName != nil && !manifest.excluded.isEmpty {
+            log.notice("excluded disks are not part of the copy: \(manifest.excluded.map { "\($0.target) (\($0.source))" }.joined(separator: ", ")); add volumes for them if it needs them")
+        }
         try virsh.define(xml: xml, what: "virsh define \(name)")
         log.info("domain defined")
         if request.start {
@@ -120,7 +128,7 @@ public struct BackupRestorer: Sendable {
         let script: String
         if image.kind == .block {
             script = """
-                [ -b \(dst) ] || { echo "\(destination) is not a block device; create the LV first" >&2; exit 4; }; \
+                [ -b \(dst) ] || { echo "\(destination) is not a block device" >&2; exit 4; }; \
                 size=$(blockdev --getsize64 \(dst)); [ "$size" -ge \(image.rawBytes) ] || { echo "\(destination) has $size bytes, the backup needs \(image.rawBytes)" >&2; exit 4; }; \
                 t=$(mktemp -d); trap 'rm -rf "$t"' EXIT; mkfifo "$t/f" "$t/c"; \
                 cksum < "$t/f" > "$t/sum" & a=$!; wc -c < "$t/c" > "$t/n" & b=$!; \
