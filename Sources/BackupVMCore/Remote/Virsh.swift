@@ -47,16 +47,6 @@ public struct Virsh: Sendable {
         return (DomainState(virsh: parts[0]), parts[1], parts[2])
     }
 
-    /// The persistent definition (what `virsh define` takes back on restore).
-    public func inactiveXML(_ vm: String) throws(RemoteError) -> String {
-        try host.run("virsh dumpxml --inactive \(ShellQuote.quote(vm))", what: "virsh dumpxml \(vm)")
-    }
-
-    /// The running definition (its disks are what the VM uses now).
-    public func liveXML(_ vm: String) throws(RemoteError) -> String {
-        try host.run("virsh dumpxml \(ShellQuote.quote(vm))", what: "virsh dumpxml \(vm)")
-    }
-
     public func shutdown(_ vm: String) throws(RemoteError) {
         try host.run("virsh shutdown \(ShellQuote.quote(vm)) >/dev/null", what: "virsh shutdown \(vm)")
     }
@@ -88,14 +78,6 @@ public struct Virsh: Sendable {
         defer { close(fd) }
         _ = try host.stream("t=$(mktemp); trap 'rm -f \"$t\"' EXIT; cat > \"$t\"; virsh define \"$t\" >/dev/null",
                             what: what, stdin: fd) { _ in true }
-    }
-
-    /// Seconds since the epoch of the domain's persistent definition file (0 when unknown): the
-    /// tie-breaker when a VM is defined on several hosts and running on none.
-    public func definitionTime(_ vm: String) throws(RemoteError) -> Int {
-        let out = try host.run("stat -c %Y /etc/libvirt/qemu/\(ShellQuote.quote(vm + ".xml")) 2>/dev/null || echo 0",
-                               what: "stat of \(vm)'s definition")
-        return Int(out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
     }
 
     /// Waits until the domain is shut off; false on timeout. With `resendShutdownEvery`, the ACPI
