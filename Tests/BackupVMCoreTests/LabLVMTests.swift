@@ -31,19 +31,26 @@ final class LVMLab: @unchecked Sendable {
         let scp = try runTool("/usr/bin/scp", ["-q", "-F", sshConfig, cache + "/vmlinuz", cache + "/initrd.gz", "lvmhost:/var/lib/libvirt/boot/"])
         guard scp.status == 0 else { throw LabError(description: "scp of the guest kernel: \(scp.err)") }
         let g = guest
+        // A guest left running by an earlier run on the same host (a developer re-running the suite)
+        // is reused: booting it again takes minutes. scripts/test always starts a fresh host.
+        if (try? ssh("virsh -q domstate \(g)"))?.contains("running") == true && (try? console())?.contains("LAB-GUEST-READY") == true {
+            try installFailHook()
+            return
+        }
         try ssh("lvcreate -q -y -L 16M -n \(g) vg0 >/dev/null; lvcreate -q -y -L 8M -n \(g)-swap vg0 >/dev/null")
         let fill = try runTool("/bin/sh", ["-c", "'\(Paths.packageRoot)/scripts/lab/disk-pattern' \(g) vda 16 | ssh -F '\(sshConfig)' lvmhost 'dd of=/dev/vg0/\(g) bs=1M iflag=fullblock oflag=direct status=none'"], timeout: 300)
         guard fill.status == 0 else { throw LabError(description: "filling the LV: \(fill.err)") }
         let xml = """
             <domain type='qemu'><name>\(g)</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>
             <os><type arch='x86_64' machine='pc'>hvm</type><kernel>/var/lib/libvirt/boot/vmlinuz</kernel>
-            <initrd>/var/lib/libvirt/boot/initrd.gz</initrd><cmdline>console=ttyS0</cmdline></os>
+            <initrd>/var/lib/libvirt/boot/initrd.gz</initrd><cmdline>console=ttyS0 lab.heartbeat=2</cmdline></os>
             <features><acpi/></features><devices><emulator>/usr/bin/qemu-system-x86_64</emulator>
             <disk type='block' device='disk'><driver name='qemu' type='raw' cache='none' io='native'/><source dev='/dev/vg0/\(g)'/><target dev='vda' bus='virtio'/></disk>
             <disk type='block' device='disk'><driver name='qemu' type='raw' cache='none' io='native'/><source dev='/dev/vg0/\(g)-swap'/><target dev='vdb' bus='virtio'/></disk>
             <serial type='file'><source path='/var/lib/libvirt/images/\(g)-console.log' append='on'/><target port='0'/></serial>
             <memballoon model='none'/></devices></domain>
             """
+        try installFailHook()
         let tmp = TempDir("lvmxml")
         tmp.write("g.xml", xml)
         try ssh("virsh -q define /dev/stdin >/dev/null", stdinFile: tmp.path + "/g.xml")
@@ -51,6 +58,17 @@ final class LVMLab: @unchecked Sendable {
         guard eventually(timeout: 900, { ((try? self.console()) ?? "").contains("LAB-GUEST-READY") }) else {
             throw LabError(description: "the nested guest did not boot within 900 s")
         }
+    }
+
+    /// A libvirt hook that refuses to start (so also to `virsh restore`) a domain while
+    /// /run/bvm-fail-prepare.NAME exists: a real failing `virsh restore` for the tests. libvirtd
+    /// reads its hooks when it starts.
+    func installFailHook() throws {
+        try ssh("""
+            mkdir -p /etc/libvirt/hooks && printf '%s\\n' '#!/bin/sh' \
+            '[ "$2" = prepare ] && [ -e "/run/bvm-fail-prepare.$1" ] && { echo "refused by the backup_vm test hook" >&2; exit 1; }' \
+            'exit 0' > /etc/libvirt/hooks/qemu && chmod 755 /etc/libvirt/hooks/qemu && systemctl restart libvirtd && virsh -q list >/dev/null
+            """)
     }
 
     @discardableResult
@@ -66,6 +84,25 @@ final class LVMLab: @unchecked Sendable {
     }
 
     func console() throws -> String { try ssh("cat /var/lib/libvirt/images/\(guest)-console.log") }
+    /// The guest's heartbeats (lab.heartbeat=2): its uptime in seconds, in console order.
+    func uptimes() -> [Double] {
+        // Serial consoles end lines with \r\n, which is one Character in Swift: split on isNewline.
+        ((try? console()) ?? "").split(whereSeparator: \.isNewline).compactMap { line in
+            line.range(of: "LAB-GUEST-UPTIME: ").flatMap { Double(line[$0.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+    }
+    /// Makes sure the guest runs (an earlier failed test may have left it off) and answers heartbeats.
+    func ensureRunning() throws {
+        if try state() == "shut off" {
+            let ready = count("LAB-GUEST-READY")
+            try ssh("virsh -q start \(guest) >/dev/null")
+            guard eventually(timeout: 900, { self.count("LAB-GUEST-READY") > ready }) else {
+                throw LabError(description: "the nested guest did not boot again within 900 s")
+            }
+        }
+        let beats = uptimes().count
+        guard eventually(timeout: 900, { self.uptimes().count > beats }) else { throw LabError(description: "no heartbeat from the guest") }
+    }
     func count(_ needle: String) -> Int { ((try? console()) ?? "").components(separatedBy: needle).count - 1 }
     func state() throws -> String { try ssh("virsh domstate \(guest)").trimmingCharacters(in: .whitespacesAndNewlines) }
     func snapshotsLeft() throws -> [String] { try ssh("lvs --noheadings -o lv_name vg0").split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { $0.contains("bvmsnap") } }
@@ -89,17 +126,34 @@ final class LVMLab: @unchecked Sendable {
 struct LabLVMTests {
     let tmp = TempDir("lvm")
 
-    @Test("hot: emergency sync, RAM saved and restored without a reboot, one LV excluded, bit-identical restore into a new LV")
+    @Test("hot: emergency sync before the save, RAM saved and restored (uptime goes on), one LV excluded, bit-identical restore into a new LV")
     func hotBackup() throws {
         let lab = try LVMLab.require()
+        try lab.ensureRunning()
         let g = lab.guest
         let config = lab.config(tmp, profile: "Mode=hot\nExcludeLVs=vg0/\(g)-swap\nSnapshotSize=8M")
         let ready = lab.count("LAB-GUEST-READY"), syncs = lab.count("sysrq: Emergency Sync")
+        let uptimeBefore = try #require(lab.uptimes().last)
+        // On the hypervisor: the moment the guest's qemu is gone (saved), count the sync lines on its
+        // console. The guest cannot write to it while it is saved, so what is there came before the save.
+        // ([q]emu: the pattern must not match the sampler's own command line.)
+        try lab.ssh("""
+            rm -f /tmp/bvm-at-save; nohup sh -c 'i=0; while pgrep -f "[q]emu-system-x86_64 -name guest=\(g)," >/dev/null && [ $i -lt 12000 ]; do sleep 0.05; i=$((i+1)); done; \
+            grep -c "sysrq: Emergency Sync" /var/lib/libvirt/images/\(g)-console.log > /tmp/bvm-at-save' >/dev/null 2>&1 &
+            """)
         let r = try backupVM(config, [g], timeout: 900)
         #expect(r.status == 0, "\(r.err)")
         #expect(try lab.state() == "running")
         #expect(lab.count("sysrq: Emergency Sync") == syncs + 1, "the emergency sync reached the guest")
+        let atSave = try lab.ssh("cat /tmp/bvm-at-save").trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(atSave == "\(syncs + 1)", "the console already showed the sync when the guest was saved")
         #expect(lab.count("LAB-GUEST-READY") == ready, "restored from its RAM state, not rebooted")
+        // Its uptime continues: every heartbeat after the backup is later than the last one before it
+        // (a reboot would start again from a few seconds).
+        let beats = lab.uptimes().count
+        #expect(eventually(timeout: 60) { lab.uptimes().count >= beats + 2 }, "heartbeats after the restore")
+        let after = lab.uptimes().drop { $0 <= uptimeBefore }
+        #expect(!after.isEmpty && lab.uptimes().last! > uptimeBefore, "uptime \(lab.uptimes().suffix(6)) continues from \(uptimeBefore)")
         let sync = r.err.range(of: "RAM state saved")!, snap = r.err.range(of: "snapshot created")!, back = r.err.range(of: "RAM state restored")!
         let copied = r.err.range(of: "disk copied")!
         #expect(sync.lowerBound < snap.lowerBound && snap.lowerBound < back.lowerBound && back.lowerBound < copied.lowerBound,
@@ -114,11 +168,122 @@ struct LabLVMTests {
         #expect(rr.status == 0, "\(rr.err)")
         #expect((try? lab.ssh("cmp /dev/vg0/\(g) /dev/vg0/\(g)r && echo same")) == "same\n", "bit-identical in a new LV")
         _ = try? lab.ssh("virsh undefine \(g)r; lvremove -q -f vg0/\(g)r")
+        let refused = try backupVM(config, ["restore", g, "--as", "\(g)r", "--with-ram"])
+        #expect(refused.status != 0 && refused.err.contains("--with-ram cannot be combined with --as"), "\(refused.err)")
+    }
+
+    @Test("restore --with-ram: the disk and the RAM state go back, the guest continues from the saved moment without booting")
+    func restoreWithRAM() throws {
+        let lab = try LVMLab.require()
+        try lab.ensureRunning()
+        let g = lab.guest
+        let config = lab.config(tmp, profile: "Mode=hot\nExcludeLVs=vg0/\(g)-swap\nSnapshotSize=8M")
+        // The RAM state is saved during the backup, so its uptime is at least the last one seen before.
+        let beforeBackup = try #require(lab.uptimes().last)
+        let r = try backupVM(config, [g], timeout: 900)
+        #expect(r.status == 0, "\(r.err)")
+        let backup = try #require(BackupCatalog(storage: tmp.path + "/storage").newestBackup(of: g))
+        let disk = try lab.ssh("sha256sum < /dev/vg0/\(g)")
+        let savedAround = try #require(lab.uptimes().last)
+        // Let the guest run on, and change its disk, so going back is visible.
+        try lab.ssh("dd if=/dev/urandom of=/dev/vg0/\(g) bs=64k count=4 seek=8 oflag=direct status=none")
+        #expect(eventually(timeout: 120) { (lab.uptimes().last ?? 0) > savedAround + 12 })
+        let latest = lab.uptimes().last!
+        let ready = lab.count("LAB-GUEST-READY"), beats = lab.uptimes().count
+        let rr = try backupVM(config, ["restore", g, "--with-ram", "--force"], timeout: 900)
+        #expect(rr.status == 0, "\(rr.err)")
+        #expect(rr.err.contains("continues from the moment of backup \(backup.id)"), "\(rr.err)")
+        #expect(try lab.state() == "running")
+        #expect(try lab.ssh("sha256sum < /dev/vg0/\(g)") == disk, "the disk is back as it was at the backup")
+        func dropIndex(_ recent: [Double]) -> Int? { recent.indices.dropFirst().first { recent[$0] < recent[$0 - 1] } }
+        #expect(eventually(timeout: 60) { dropIndex(Array(lab.uptimes().dropFirst(beats - 1))) != nil }, "a heartbeat of the restored guest")
+        #expect(lab.count("LAB-GUEST-READY") == ready, "not booted")
+        // The first heartbeat of the restored guest is where the uptime drops (the old guest beat on
+        // until --force stopped it): back in time to the saved moment (before `latest`), but not from
+        // zero, i.e. it continued from the backup instead of booting.
+        let recent = Array(lab.uptimes().dropFirst(beats - 1))
+        let drop = dropIndex(recent)
+        #expect(drop.map { recent[$0] < latest && recent[$0] >= beforeBackup } == true,
+                "uptimes around the restore \(recent.prefix(8)) vs before the backup \(beforeBackup), latest \(latest)")
+        #expect(try lab.ssh("ls /var/lib/backup_vm/\(g)/ | grep -c restore- || true").trimmingCharacters(in: .whitespacesAndNewlines) == "0", "the RAM file copy is removed")
+    }
+
+    @Test("virsh restore fails: the job fails loudly naming the RAM file, which stays; no snapshot left; the operator's virsh restore brings the guest back")
+    func failingRestoreKeepsRAMFile() throws {
+        let lab = try LVMLab.require()
+        try lab.ensureRunning()
+        let g = lab.guest
+        let config = lab.config(tmp, profile: "Mode=hot\nExcludeLVs=vg0/\(g)-swap\nSnapshotSize=8M")
+        #expect(try backupVM(config, [g], timeout: 900).status == 0)
+        let before = BackupCatalog(storage: tmp.path + "/storage").backups(of: g).map(\.id)
+        let ready = lab.count("LAB-GUEST-READY")
+        try lab.ssh("touch /run/bvm-fail-prepare.\(g)")
+        defer { _ = try? lab.ssh("rm -f /run/bvm-fail-prepare.\(g)") }
+        let r = try backupVM(config, [g], timeout: 900)
+        #expect(r.status == 1)
+        #expect(r.err.contains("refused by the backup_vm test hook") && r.err.contains("virsh restore"), "\(r.err.suffix(1500))")
+        let kept = try #require(r.err.firstMatch(of: /RAM state is kept in (\S+) on lvmhost/)?.1, "\(r.err.suffix(1500))")
+        #expect(try lab.ssh("test -s \(kept) && echo kept") == "kept\n", "the RAM state file stays")
+        #expect(try lab.state() == "shut off")
+        #expect(try lab.snapshotsLeft().isEmpty)
+        #expect(BackupCatalog(storage: tmp.path + "/storage").backups(of: g).map(\.id) == before, "earlier backups intact, nothing committed")
+        // What the message tells the operator to do works, and the guest continues (no boot).
+        try lab.ssh("rm -f /run/bvm-fail-prepare.\(g); virsh restore \(kept) >/dev/null")
+        #expect(try lab.state() == "running")
+        #expect(lab.count("LAB-GUEST-READY") == ready)
+        // The next backup sweeps the abandoned staging directory with the RAM file.
+        #expect(try backupVM(config, [g], timeout: 900).status == 0)
+        #expect(try lab.ssh("test -e \(kept) && echo still || echo gone") == "gone\n")
+    }
+
+    @Test("a leftover snapshot of ours goes before the next snapshot; someone else's snapshot of the same LV stays")
+    func leftoverSnapshotRemovedOthersKept() throws {
+        let lab = try LVMLab.require()
+        try lab.ensureRunning()
+        let g = lab.guest
+        let config = lab.config(tmp, profile: "Mode=hot\nExcludeLVs=vg0/\(g)-swap\nSnapshotSize=8M")
+        try lab.ssh("lvcreate -q -y -s -L 4M -n \(g)-bvmsnap-20200101t000000z vg0/\(g) >/dev/null; lvcreate -q -y -s -L 4M -n \(g)-admin-snap vg0/\(g) >/dev/null")
+        defer { _ = try? lab.ssh("lvremove -q -f vg0/\(g)-admin-snap vg0/\(g)-bvmsnap-20200101t000000z 2>/dev/null; true") }
+        let r = try backupVM(config, [g], timeout: 900)
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.err.contains("removing a leftover snapshot of an earlier job") && r.err.contains("\(g)-bvmsnap-20200101t000000z"))
+        let lvs = try lab.ssh("lvs --noheadings -o lv_name vg0")
+        #expect(!lvs.contains("bvmsnap") && lvs.contains("\(g)-admin-snap"), "\(lvs)")
+    }
+
+    @Test("a daemon SIGKILLed while it copies from the snapshot: the next start removes the leftover snapshot, the VM runs, the job is retried")
+    func killedWorkerLeavesNoSnapshot() throws {
+        let lab = try LVMLab.require()
+        try lab.ensureRunning()
+        let g = lab.guest
+        let config = lab.config(tmp, profile: "Mode=hot\nExcludeLVs=vg0/\(g)-swap\nSnapshotSize=8M")
+        let spool = Spool(root: config + "/spool")
+        #expect(try backupVM(config, ["enqueue", g]).status == 0)
+        let first = try ChildProcess(Paths.binary("backup_vmd"), ["--config-dir", config, "--console"])
+        defer { first.stop() }
+        // The copy from the snapshot starts right after the RAM state is restored.
+        #expect(eventually(timeout: 600) { first.standardError.contains("RAM state restored") }, "\(first.standardError.suffix(1500))")
+        first.signal(SIGKILL)
+        #expect(first.wait(timeout: 30))
+        #expect(try lab.snapshotsLeft().count == 1, "killed with its snapshot still there")
+        #expect(spool.names(in: .active).count == 1, "the job is left in active/")
+
+        let second = try ChildProcess(Paths.binary("backup_vmd"), ["--config-dir", config, "--console"])
+        defer { second.stop() }
+        #expect(eventually(timeout: 600) { spool.names(in: .done).count == 1 }, "\(second.standardError.suffix(1500))")
+        second.signal(SIGTERM)
+        #expect(second.wait(timeout: 120))
+        #expect(second.standardError.contains("recovering a job abandoned by a dead worker"))
+        #expect(second.standardError.contains("snapshots removed"), "\(second.standardError.suffix(1500))")
+        #expect(try lab.snapshotsLeft().isEmpty)
+        #expect(try lab.state() == "running")
+        #expect(BackupCatalog(storage: tmp.path + "/storage").backups(of: g).count == 1)
     }
 
     @Test("a snapshot too small for the writes during the copy: fails as overflowed, no snapshot left, VM running, older backups kept")
     func overflow() throws {
         let lab = try LVMLab.require()
+        try lab.ensureRunning()
         let g = lab.guest
         let config = lab.config(tmp, profile: "Mode=hot\nExcludeLVs=vg0/\(g)-swap\nSnapshotSize=8M")
         #expect(try backupVM(config, [g], timeout: 900).status == 0)
@@ -140,6 +305,7 @@ struct LabLVMTests {
     @Test("cold: shut down, snapshot, started, and only then copied")
     func coldBackup() throws {
         let lab = try LVMLab.require()
+        try lab.ensureRunning()
         let g = lab.guest
         let config = lab.config(tmp, profile: "Mode=cold\nExcludeLVs=vg0/\(g)-swap\nSnapshotSize=8M")
         let r = try backupVM(config, [g], timeout: 900)

@@ -4,7 +4,9 @@ import Logging
 /// Writes a backup back onto a hypervisor: every disk to its file or block device (decompressed on the
 /// hypervisor, the compressed stream's cksum and the decompressed size checked against the manifest before a file is renamed into place), then
 /// defines the domain from the stored XML. Refuses to touch the disks of a VM that is running or
-/// paused unless `force` (then it is stopped first).
+/// paused unless `force` (then it is stopped first). With `withRAM`, a hot (or paused) backup's RAM
+/// state is written to the VM's working path and `virsh restore`d, so the guest continues from the
+/// saved moment instead of booting: the disks were snapshotted right after that save, so they match.
 public struct BackupRestorer: Sendable {
     public let configuration: Configuration
     public let logger: Logger
@@ -21,14 +23,17 @@ public struct BackupRestorer: Sendable {
         public var newName: String?
         public var force: Bool
         public var start: Bool
+        public var withRAM: Bool
 
-        public init(vm: String, backupID: String? = nil, toHost: String? = nil, newName: String? = nil, force: Bool = false, start: Bool = false) {
+        public init(vm: String, backupID: String? = nil, toHost: String? = nil, newName: String? = nil, force: Bool = false,
+                    start: Bool = false, withRAM: Bool = false) {
             self.vm = vm
             self.backupID = backupID
             self.toHost = toHost
             self.newName = newName
             self.force = force
             self.start = start
+            self.withRAM = withRAM
         }
     }
 
@@ -51,6 +56,15 @@ public struct BackupRestorer: Sendable {
         let hostName = request.toHost ?? manifest.host
         guard main.hostServers.contains(hostName) else {
             throw PipelineError.failed("host '\(hostName)' is not in HostServers (\(main.hostServers.joined(separator: " ")))")
+        }
+        if request.withRAM {
+            // Checked before anything is written: a refused request must leave the host untouched.
+            guard manifest.ramState != nil else {
+                throw PipelineError.failed("backup \(backup.id) of \(request.vm) is a \(manifest.mode) backup of a VM that was \(manifest.priorState): it has no RAM state; restore it without --with-ram (and --start to boot it)")
+            }
+            guard request.newName == nil else {
+                throw PipelineError.failed("--with-ram cannot be combined with --as: a saved RAM state belongs to the original domain (its name, UUID and devices); restore the copy without --with-ram")
+            }
         }
         let name = request.newName ?? request.vm
         guard SafeName.isValidVMName(name) else { throw PipelineError.failed("'\(name)' is not a valid VM name; expected \(SafeName.vmExpectation)") }
@@ -92,11 +106,26 @@ public struct BackupRestorer: Sendable {
         }
         try virsh.define(xml: xml, what: "virsh define \(name)")
         log.info("domain defined")
-        if request.start {
+        if request.withRAM, let ram = manifest.ramState {
+            try resumeFromRAM(ram, backup: backup, manifest: manifest, host: host, log: log)
+        } else if request.start {
             try virsh.start(name)
             log.info("started")
         }
         return Outcome(backupID: backup.id, host: hostName, name: name, disks: paths)
+    }
+
+    /// Writes the stored RAM state next to the VM's working files and `virsh restore`s it (paused if the
+    /// VM was paused when it was backed up). The file is a copy of what the backup holds, so it is
+    /// removed afterwards whatever happened.
+    func resumeFromRAM(_ ram: Manifest.StoredImage, backup: BackupRef, manifest: Manifest, host: RemoteHost, log: Logger) throws {
+        let file = configuration.profile(for: manifest.vm).workPath + "/" + manifest.vm + "/restore-\(backup.id).ram.save"
+        let q = ShellQuote.quote(file)
+        try writeImage(ram, from: backup.path + "/" + ram.file, to: file, host: host)
+        let paused = manifest.priorState == DomainState.paused.rawValue
+        try host.run("rc=0; virsh restore \(q)\(paused ? " --paused" : "") >/dev/null || rc=$?; rm -f \(q); exit $rc",
+                     what: "virsh restore of the RAM state of backup \(backup.id) (from \(file))")
+        log.info("RAM state restored: \(manifest.vm) continues from the moment of backup \(backup.id)\(paused ? ", paused as it was" : "")")
     }
 
     /// The path a disk gets when restored under a new name: the old name in the file name (or LV name)
