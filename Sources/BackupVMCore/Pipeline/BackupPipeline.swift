@@ -110,7 +110,7 @@ public struct BackupPipeline: BackupExecutor {
             let r = try stream.copy(source: source, workDir: workDir, stageFile: keepOnHost ? stageDir + "/" + file : nil,
                                     to: partial + "/" + file, abort: abort)
             log.info("disk copied", metadata: ["disk": "\(disk.target)", "from": "\(source)", "raw_bytes": "\(r.rawBytes)",
-                                               "stored_bytes": "\(r.storedBytes)", "seconds": "\(String(format: "%.1f", Date().timeIntervalSince(t0)))"])
+                                               "stored_bytes": "\(r.storedBytes)", "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(t0)))"])
             images[disk.target] = Manifest.StoredImage(target: disk.target, source: disk.source, kind: disk.kind, format: disk.format,
                                                        file: file, rawBytes: r.rawBytes, storedBytes: r.storedBytes,
                                                        storedCksum: r.storedCksum, storedSHA256: r.storedSHA256)

@@ -5,9 +5,10 @@ import Glibc
 #endif
 
 /// Moves one image from a hypervisor into a file on this server: the hypervisor reads the source,
-/// compresses it and (optionally) keeps the compressed stream in its working path; this side reads
-/// ssh's stdout through one reused 1 MiB buffer, hashes it incrementally and writes it to a file that
-/// is fsynced at the end. Both ends count and hash what crossed the wire; any difference fails.
+/// compresses it and (optionally) keeps the compressed stream in its working path; ssh writes it into
+/// the file here, which this side reads back behind it through one reused 1 MiB buffer, hashes
+/// incrementally and fsyncs at the end. Both ends count and hash what crossed the wire; any
+/// difference fails.
 public struct DiskStream: Sendable {
     public let host: RemoteHost
     public let compression: Compression
@@ -63,23 +64,26 @@ public struct DiskStream: Sendable {
 
     /// Streams `source` into `destination` (created, 0600). Throws on any remote failure, short
     /// stream or checksum mismatch; the caller removes the partial file.
+    ///
+    /// ssh writes the file itself (its stdout is the file, see FollowedFile); this thread reads it
+    /// back behind it and computes the CRC and SHA-256, so ssh never waits for the hashing.
     public func copy(source: String, workDir: String, stageFile: String?, to destination: String,
                      abort: AbortFlag) throws -> Result {
-        let file = try StreamingFileWriter(creating: destination)
-        let digest = ConcurrentDigest()
-        defer { _ = digest.finalize() }
-        var count: Int64 = 0
-        let stderr = try host.stream(script(source: source, workDir: workDir, stageFile: stageFile),
-                                     what: "reading \(source)") { chunk in
-            if abort.isRaised { return false }
-            try file.write(chunk)
-            digest.update(chunk)
-            count += Int64(chunk.count)
-            return true
+        let file = try FollowedFile(creating: destination)
+        let what = "reading \(source)"
+        let child = try SpawnedProcess(host.argv(script(source: source, workDir: workDir, stageFile: stageFile)),
+                                       stdin: nil, stdout: file.writeFD)
+        var sha = SHA256()
+        var crc = POSIXChecksum()
+        try file.follow(child, abort: abort) { chunk in
+            sha.update(bufferPointer: chunk)
+            crc.update(chunk)
         }
-        if abort.isRaised { throw PipelineError.aborted }
+        let status = child.wait()
+        let stderr = child.stderr
+        try host.check(status, stderr: stderr, what: what)
         try file.finish()
-        let sums = digest.finalize()
+        let count = file.readOffset
         guard let trailer = stderr.split(separator: "\n").last(where: { $0.hasPrefix("BACKUP_VM_TRAILER ") }) else {
             throw RemoteError.protocolViolation(host: host.name, what: "reading \(source)", detail: "no checksum trailer; stderr: \(RemoteError.trim(stderr))")
         }
@@ -90,10 +94,10 @@ public struct DiskStream: Sendable {
         guard remoteBytes == count else {
             throw Mismatch(description: "\(source): the hypervisor sent \(remoteBytes) bytes, this server received \(count)")
         }
-        let localCksum = sums.cksum
+        let localCksum = crc.finalize()
         guard remoteCksum == localCksum else {
             throw Mismatch(description: "\(source): cksum of the compressed stream differs between the hypervisor (\(remoteCksum)) and this server (\(localCksum))")
         }
-        return Result(rawBytes: rawBytes, storedBytes: count, storedCksum: localCksum, storedSHA256: sums.sha256)
+        return Result(rawBytes: rawBytes, storedBytes: count, storedCksum: localCksum, storedSHA256: sha.finalize().map { String(format: "%02x", $0) }.joined())
     }
 }

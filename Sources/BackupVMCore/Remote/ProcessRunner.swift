@@ -30,49 +30,18 @@ public enum ProcessRunner {
     /// the child reads (e.g. a compressed image being restored). Returns the exit status and stderr.
     public static func stream(_ argv: [String], stdin: Int32?, bufferSize: Int = 1 << 20,
                               sink: (UnsafeRawBufferPointer) throws -> Bool) throws(RemoteError) -> (Int32, String) {
-        var outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
-        guard bvm_pipe_cloexec(&outPipe) == 0, bvm_pipe_cloexec(&errPipe) == 0 else {
-            throw .launch("pipe: \(String(cString: strerror(errno)))")
-        }
+        var outPipe: [Int32] = [0, 0]
+        guard bvm_pipe_cloexec(&outPipe) == 0 else { throw .launch("pipe: \(String(cString: strerror(errno)))") }
         // A 1 MiB pipe (F_SETPIPE_SZ; best effort) lets ssh hand over more per read(2).
         _ = fcntl(outPipe[0], 1031, Int32(bufferSize))
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        if let stdin {
-            posix_spawn_file_actions_adddup2(&actions, stdin, 0)
-        } else {
-            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        let child: SpawnedProcess
+        do {
+            child = try SpawnedProcess(argv, stdin: stdin, stdout: outPipe[1])
+        } catch {
+            close(outPipe[0]); close(outPipe[1])
+            throw error
         }
-        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
-        _ = bvm_spawn_close_from(&actions, 3)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        // The child starts with default signal handling even if we ignore SIGTERM/SIGINT.
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        sigaddset(&defaults, SIGTERM)
-        sigaddset(&defaults, SIGINT)
-        sigaddset(&defaults, SIGPIPE)
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF))
-
-        var pid: pid_t = 0
-        let cArgs = argv.map { strdup($0) } + [nil]
-        defer { cArgs.forEach { free($0) } }
-        let rc = posix_spawnp(&pid, argv[0], &actions, &attr, cArgs, environ)
         close(outPipe[1])
-        close(errPipe[1])
-        guard rc == 0 else {
-            close(outPipe[0]); close(errPipe[0])
-            throw .launch("\(argv[0]): \(String(cString: strerror(rc)))")
-        }
-
-        let errCollector = ErrorCollector(fd: errPipe[0])
-        let thread = Thread { errCollector.readAll() }
-        thread.start()
 
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 16)
         defer { buffer.deallocate() }
@@ -90,17 +59,105 @@ public enum ProcessRunner {
                 break
             }
         }
-        if stopped { kill(pid, SIGTERM) }
+        if stopped { child.terminate() }
         close(outPipe[0])
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        errCollector.done.wait()
-        let exit: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        let exit = child.wait()
         if let sinkError {
             throw .launch("reading output of \(argv[0]) failed: \(sinkError)")
         }
-        return (exit, errCollector.text)
+        return (exit, child.stderr)
     }
+}
+
+/// A child process started with posix_spawn: stdin from a descriptor (or /dev/null), stdout into a
+/// descriptor (a pipe, or a file the child writes directly), stderr collected on a thread of its own.
+/// Whoever creates one must `wait()` for it.
+public final class SpawnedProcess: @unchecked Sendable {
+    public let pid: pid_t
+    private let errCollector: ErrorCollector
+    private var exitStatus: Int32?
+
+    public init(_ argv: [String], stdin: Int32?, stdout: Int32) throws(RemoteError) {
+        var errPipe: [Int32] = [0, 0]
+        guard bvm_pipe_cloexec(&errPipe) == 0 else { throw .launch("pipe: \(String(cString: strerror(errno)))") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if let stdin {
+            posix_spawn_file_actions_adddup2(&actions, stdin, 0)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
+        posix_spawn_file_actions_adddup2(&actions, stdout, 1)
+        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+        _ = bvm_spawn_close_from(&actions, 3)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        // The child starts with default signal handling even if we ignore SIGTERM/SIGINT.
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGTERM)
+        sigaddset(&defaults, SIGINT)
+        sigaddset(&defaults, SIGPIPE)
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        // ... and with no signal blocked: the mask is inherited, and a thread of ours (or of a test
+        // runner) that blocks SIGTERM would otherwise make `terminate()` a no-op on the child.
+        var unblocked = sigset_t()
+        sigemptyset(&unblocked)
+        posix_spawnattr_setsigmask(&attr, &unblocked)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+
+        var pid: pid_t = 0
+        let cArgs = argv.map { strdup($0) } + [nil]
+        defer { cArgs.forEach { free($0) } }
+        let rc = posix_spawnp(&pid, argv[0], &actions, &attr, cArgs, environ)
+        close(errPipe[1])
+        guard rc == 0 else {
+            close(errPipe[0])
+            throw .launch("\(argv[0]): \(String(cString: strerror(rc)))")
+        }
+        self.pid = pid
+        let collector = ErrorCollector(fd: errPipe[0])
+        errCollector = collector
+        let thread = Thread { collector.readAll() }
+        thread.start()
+    }
+
+    public func terminate() { if exitStatus == nil { kill(pid, SIGTERM) } }
+
+    /// The exit status if the child has ended (it is reaped then), nil while it runs.
+    public func poll() -> Int32? {
+        if let exitStatus { return exitStatus }
+        var status: Int32 = 0
+        var r: pid_t
+        repeat { r = waitpid(pid, &status, WNOHANG) } while r < 0 && errno == EINTR
+        guard r == pid else { return nil }
+        exitStatus = Self.decode(status)
+        return exitStatus
+    }
+
+    /// True once the child has exited and its stderr reached end-of-file (every process holding
+    /// the child's descriptors, e.g. an ssh connection master, has let go of them).
+    public func hasFinished() -> Bool { poll() != nil && errCollector.isDone }
+
+    /// Waits for the child and for the end of its stderr; returns its exit status (128+N for signal N).
+    @discardableResult
+    public func wait() -> Int32 {
+        if exitStatus == nil {
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            exitStatus = Self.decode(status)
+        }
+        errCollector.done.wait()
+        errCollector.done.signal()  // later waits return at once
+        return exitStatus!
+    }
+
+    /// stderr's text (its tail when long); complete after `wait()`.
+    public var stderr: String { errCollector.text }
+
+    static func decode(_ status: Int32) -> Int32 { (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f) }
 }
 
 private final class ErrorCollector: @unchecked Sendable {
@@ -121,8 +178,13 @@ private final class ErrorCollector: @unchecked Sendable {
             if bytes.count > 256 * 1024 { bytes.removeFirst(bytes.count - 128 * 1024) }
         }
         close(fd)
+        lock.withLock { finished = true }
         done.signal()
     }
+
+    private let lock = NSLock()
+    private var finished = false
+    var isDone: Bool { lock.withLock { finished } }
 
     var text: String { String(decoding: bytes, as: UTF8.self) }
 }
