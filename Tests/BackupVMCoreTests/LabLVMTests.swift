@@ -107,6 +107,15 @@ final class LVMLab: @unchecked Sendable {
     func state() throws -> String { try ssh("virsh domstate \(guest)").trimmingCharacters(in: .whitespacesAndNewlines) }
     func snapshotsLeft() throws -> [String] { try ssh("lvs --noheadings -o lv_name vg0").split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { $0.contains("bvmsnap") } }
 
+    /// The lab with its guest running, and a configuration in `tmp` backing the guest up in `mode`
+    /// with its swap LV excluded and 8 MiB snapshots.
+    static func ready(_ tmp: TempDir, mode: String) throws -> (lab: LVMLab, guest: String, config: String) {
+        let lab = try require()
+        try lab.ensureRunning()
+        let g = lab.guest
+        return (lab, g, lab.config(tmp, profile: "Mode=\(mode)\nExcludeLVs=vg0/\(g)-swap\nSnapshotSize=8M"))
+    }
+
     func config(_ tmp: TempDir, profile: String) -> String {
         tmp.write("backup_vm.d/backup_vm.conf", """
             HostServers=lvmhost
@@ -128,10 +137,7 @@ struct LabLVMTests {
 
     @Test("hot: emergency sync before the save, RAM saved and restored (uptime goes on), one LV excluded, bit-identical restore into a new LV")
     func hotBackup() throws {
-        let lab = try LVMLab.require()
-        try lab.ensureRunning()
-        let g = lab.guest
-        let config = lab.config(tmp, profile: "Mode=hot\nExcludeLVs=vg0/\(g)-swap\nSnapshotSize=8M")
+        let (lab, g, config) = try LVMLab.ready(tmp, mode: "hot")
         let ready = lab.count("LAB-GUEST-READY"), syncs = lab.count("sysrq: Emergency Sync")
         let uptimeBefore = try #require(lab.uptimes().last)
         // On the hypervisor: the moment the guest's qemu is gone (saved), count the sync lines on its
@@ -174,10 +180,7 @@ struct LabLVMTests {
 
     @Test("restore --with-ram: the disk and the RAM state go back, the guest continues from the saved moment without booting")
     func restoreWithRAM() throws {
-        let lab = try LVMLab.require()
-        try lab.ensureRunning()
-        let g = lab.guest
-        let config = lab.config(tmp, profile: "Mode=hot\nExcludeLVs=vg0/\(g)-swap\nSnapshotSize=8M")
+        let (lab, g, config) = try LVMLab.ready(tmp, mode: "hot")
         // The RAM state is saved during the backup, so its uptime is at least the last one seen before.
         let beforeBackup = try #require(lab.uptimes().last)
         let r = try backupVM(config, [g], timeout: 900)
@@ -210,10 +213,7 @@ struct LabLVMTests {
 
     @Test("virsh restore fails: the job fails loudly naming the RAM file, which stays; no snapshot left; the operator's virsh restore brings the guest back")
     func failingRestoreKeepsRAMFile() throws {
-        let lab = try LVMLab.require()
-        try lab.ensureRunning()
-        let g = lab.guest
-        let config = lab.config(tmp, profile: "Mode=hot\nExcludeLVs=vg0/\(g)-swap\nSnapshotSize=8M")
+        let (lab, g, config) = try LVMLab.ready(tmp, mode: "hot")
         #expect(try backupVM(config, [g], timeout: 900).status == 0)
         let before = BackupCatalog(storage: tmp.path + "/storage").backups(of: g).map(\.id)
         let ready = lab.count("LAB-GUEST-READY")
@@ -238,10 +238,7 @@ struct LabLVMTests {
 
     @Test("a leftover snapshot of ours goes before the next snapshot; someone else's snapshot of the same LV stays")
     func leftoverSnapshotRemovedOthersKept() throws {
-        let lab = try LVMLab.require()
-        try lab.ensureRunning()
-        let g = lab.guest
-        let config = lab.config(tmp, profile: "Mode=hot\nExcludeLVs=vg0/\(g)-swap\nSnapshotSize=8M")
+        let (lab, g, config) = try LVMLab.ready(tmp, mode: "hot")
         try lab.ssh("lvcreate -q -y -s -L 4M -n \(g)-bvmsnap-20200101t000000z vg0/\(g) >/dev/null; lvcreate -q -y -s -L 4M -n \(g)-admin-snap vg0/\(g) >/dev/null")
         defer { _ = try? lab.ssh("lvremove -q -f vg0/\(g)-admin-snap vg0/\(g)-bvmsnap-20200101t000000z 2>/dev/null; true") }
         let r = try backupVM(config, [g], timeout: 900)
@@ -253,10 +250,7 @@ struct LabLVMTests {
 
     @Test("a daemon SIGKILLed while it copies from the snapshot: the next start removes the leftover snapshot, the VM runs, the job is retried")
     func killedWorkerLeavesNoSnapshot() throws {
-        let lab = try LVMLab.require()
-        try lab.ensureRunning()
-        let g = lab.guest
-        let config = lab.config(tmp, profile: "Mode=hot\nExcludeLVs=vg0/\(g)-swap\nSnapshotSize=8M")
+        let (lab, g, config) = try LVMLab.ready(tmp, mode: "hot")
         let spool = Spool(root: config + "/spool")
         #expect(try backupVM(config, ["enqueue", g]).status == 0)
         let first = try ChildProcess(Paths.binary("backup_vmd"), ["--config-dir", config, "--console"])
@@ -282,10 +276,7 @@ struct LabLVMTests {
 
     @Test("a snapshot too small for the writes during the copy: fails as overflowed, no snapshot left, VM running, older backups kept")
     func overflow() throws {
-        let lab = try LVMLab.require()
-        try lab.ensureRunning()
-        let g = lab.guest
-        let config = lab.config(tmp, profile: "Mode=hot\nExcludeLVs=vg0/\(g)-swap\nSnapshotSize=8M")
+        let (lab, g, config) = try LVMLab.ready(tmp, mode: "hot")
         #expect(try backupVM(config, [g], timeout: 900).status == 0)
         let before = BackupCatalog(storage: tmp.path + "/storage").backups(of: g).map(\.id)
         tmp.write("vmsnapshot.d/\(g)", "Mode=hot\nExcludeLVs=vg0/\(g)-swap\nSnapshotSize=4M\n")
@@ -304,10 +295,7 @@ struct LabLVMTests {
 
     @Test("cold: shut down, snapshot, started, and only then copied")
     func coldBackup() throws {
-        let lab = try LVMLab.require()
-        try lab.ensureRunning()
-        let g = lab.guest
-        let config = lab.config(tmp, profile: "Mode=cold\nExcludeLVs=vg0/\(g)-swap\nSnapshotSize=8M")
+        let (lab, g, config) = try LVMLab.ready(tmp, mode: "cold")
         let r = try backupVM(config, [g], timeout: 900)
         #expect(r.status == 0, "\(r.err)")
         let down = r.err.range(of: "shut down")!, snap = r.err.range(of: "snapshot created")!
