@@ -236,6 +236,20 @@ struct LabLVMTests {
         #expect(try lab.ssh("test -e \(kept) && echo still || echo gone") == "gone\n")
     }
 
+    @Test("restore into an existing LV smaller than the backup is refused before anything is written or defined")
+    func restoreRefusesSmallerLV() throws {
+        let (lab, g, config) = try LVMLab.ready(tmp, mode: "hot")
+        #expect(try backupVM(config, [g], timeout: 900).status == 0)
+        let small = "\(g)small"
+        try lab.ssh("lvcreate -q -y -L 4M -n \(small) vg0 >/dev/null && dd if=/dev/zero of=/dev/vg0/\(small) bs=1M count=4 status=none")
+        defer { _ = try? lab.ssh("virsh undefine \(small) >/dev/null 2>&1; lvremove -q -f vg0/\(small)") }
+        let r = try backupVM(config, ["restore", g, "--as", small], timeout: 900)
+        #expect(r.status == 1)
+        #expect(r.err.contains("/dev/vg0/\(small) has 4194304 bytes, the backup needs 16777216; refusing to restore into a smaller LV"), "\(r.err)")
+        #expect(try lab.ssh("cmp -n 4194304 /dev/vg0/\(small) /dev/zero && echo untouched") == "untouched\n")
+        #expect(try lab.ssh("virsh -q domstate \(small) >/dev/null 2>&1 && echo defined || echo absent") == "absent\n")
+    }
+
     @Test("a leftover snapshot of ours goes before the next snapshot; someone else's snapshot of the same LV stays")
     func leftoverSnapshotRemovedOthersKept() throws {
         let (lab, g, config) = try LVMLab.ready(tmp, mode: "hot")
