@@ -4,8 +4,11 @@ import Foundation
 
 /// Options every backup_vm subcommand takes.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .customLong("config-dir"),
-            help: "Directory holding backup_vm.d/ and vmsnapshot.d/ (default: $BACKUP_VM_CONFIG_DIR, else the current directory if it has backup_vm.d/, else /etc/backup_vm).")
+    @Option(
+        name: .customLong("config-dir"),
+        help:
+            "Directory holding backup_vm.d/ and vmsnapshot.d/ (default: $BACKUP_VM_CONFIG_DIR, else the current directory if it has backup_vm.d/, else /etc/backup_vm)."
+    )
     var configDir: String?
 
     @Flag(name: .long, help: "Log debug messages too.")
@@ -17,8 +20,12 @@ struct BackupVMCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backup_vm",
         abstract: "Back up libvirt/KVM virtual machines from their hypervisors to this server.",
-        discussion: "`backup_vm NAME` backs up one VM now (a manual run, sharing the daemon's slots). The other subcommands manage the spool and the configuration.",
-        subcommands: [RunCommand.self, EnqueueCommand.self, StatusCommand.self, ListCommand.self, VerifyCommand.self, RestoreCommand.self, DoctorCommand.self, ConfigCommand.self],
+        discussion:
+            "`backup_vm NAME` backs up one VM now (a manual run, sharing the daemon's slots). The other subcommands manage the spool and the configuration.",
+        subcommands: [
+            RunCommand.self, EnqueueCommand.self, StatusCommand.self, ListCommand.self, VerifyCommand.self,
+            RestoreCommand.self, DoctorCommand.self, ConfigCommand.self,
+        ],
         defaultSubcommand: RunCommand.self
     )
 }

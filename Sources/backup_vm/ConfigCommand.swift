@@ -23,8 +23,11 @@ struct ConfigCommand: ParsableCommand {
                 print("  hosts: \(c.main.hostServers.joined(separator: " "))")
                 print("  storage: \(c.main.backupStorage)")
                 print("  spool: \(c.main.spoolDir)")
-                print("  BackupHours \(c.main.backupHours), MaxBackupThreads \(c.main.maxBackupThreads), MaxBackupThreadsForHost \(c.main.maxBackupThreadsForHost)")
-                print("  \(c.schedule.entries.count) VM(s) scheduled, \(c.profiles.count) VM profile(s) besides default")
+                print(
+                    "  BackupHours \(c.main.backupHours), MaxBackupThreads \(c.main.maxBackupThreads), MaxBackupThreadsForHost \(c.main.maxBackupThreadsForHost)"
+                )
+                print(
+                    "  \(c.schedule.entries.count) VM(s) scheduled, \(c.profiles.count) VM profile(s) besides default")
             } catch {
                 FileHandle.standardError.write(Data("\(error.description)\n".utf8))
                 FileHandle.standardError.write(Data("\(dir): \(error.diagnostics.count) problem(s)\n".utf8))

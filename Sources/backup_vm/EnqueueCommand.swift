@@ -20,14 +20,17 @@ struct EnqueueCommand: ParsableCommand {
                 throw ValidationError("'\(vm)' is not a valid VM name; expected \(SafeName.vmExpectation)")
             }
             guard configuration.schedule.entry(for: vm) != nil else {
-                throw ValidationError("unknown VM '\(vm)': it has no line in \(Configuration.scheduleFile(in: configuration.directory))")
+                throw ValidationError(
+                    "unknown VM '\(vm)': it has no line in \(Configuration.scheduleFile(in: configuration.directory))")
             }
         }
         let spool = Spool(root: configuration.main.spoolDir)
         try spool.prepare()
         for vm in vms {
-            let name = try spool.enqueue(JobRequest(vm: vm, requestedBy: "backup_vm enqueue (uid \(getuid()))",
-                                                    created: Timestamps.iso(Date())))
+            let name = try spool.enqueue(
+                JobRequest(
+                    vm: vm, requestedBy: "backup_vm enqueue (uid \(getuid()))",
+                    created: Timestamps.iso(Date())))
             print("queued \(vm) as \(name)")
         }
     }

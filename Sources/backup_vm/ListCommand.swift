@@ -4,7 +4,8 @@ import Foundation
 
 /// `backup_vm list [NAME]`: committed backups in the storage folder.
 struct ListCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List the committed backups of one or all VMs.")
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List the committed backups of one or all VMs.")
 
     @OptionGroup var global: GlobalOptions
 
@@ -18,10 +19,14 @@ struct ListCommand: ParsableCommand {
         for name in vms {
             let backups = catalog.backups(of: name)
             print("\(name): \(backups.count) backup(s)")
-            let columns = [("ID", 17), ("STARTED", 21), ("HOST", 10), ("MODE", 5), ("SIZE", 10), ("DURATION", 9), ("DOWNTIME", 9), ("VERIFIED", 0)]
+            let columns = [
+                ("ID", 17), ("STARTED", 21), ("HOST", 10), ("MODE", 5), ("SIZE", 10), ("DURATION", 9), ("DOWNTIME", 9),
+                ("VERIFIED", 0),
+            ]
             func row(_ cells: [String]) -> String {
                 zip(cells, columns).map { cell, column in
-                    column.1 == 0 ? cell : cell.padding(toLength: max(column.1, cell.count), withPad: " ", startingAt: 0)
+                    column.1 == 0
+                        ? cell : cell.padding(toLength: max(column.1, cell.count), withPad: " ", startingAt: 0)
                 }.joined(separator: " ")
             }
             if !backups.isEmpty { print("  " + row(columns.map(\.0))) }
@@ -30,17 +35,27 @@ struct ListCommand: ParsableCommand {
                     print("  \(b.id)  (manifest unreadable)")
                     continue
                 }
-                let verified = BackupVerifier.lastRecord(b).map { $0.ok ? "ok \($0.verified)" : "BAD \($0.verified)" } ?? "no"
-                print("  " + row([b.id, m.started, m.host, m.mode, Self.size(m.storedBytes),
-                                  String(format: "%.0f s", m.durationSeconds), String(format: "%.1f s", m.downtimeSeconds), verified]))
+                let verified =
+                    BackupVerifier.lastRecord(b).map { $0.ok ? "ok \($0.verified)" : "BAD \($0.verified)" } ?? "no"
+                print(
+                    "  "
+                        + row([
+                            b.id, m.started, m.host, m.mode, Self.size(m.storedBytes),
+                            String(format: "%.0f s", m.durationSeconds), String(format: "%.1f s", m.downtimeSeconds),
+                            verified,
+                        ]))
             }
         }
     }
 
     static func size(_ bytes: Int64) -> String {
         let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var v = Double(bytes), i = 0
-        while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
+        var v = Double(bytes)
+        var i = 0
+        while v >= 1024 && i < units.count - 1 {
+            v /= 1024
+            i += 1
+        }
         return String(format: i == 0 ? "%.0f %@" : "%.1f %@", v, units[i])
     }
 }

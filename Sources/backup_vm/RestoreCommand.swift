@@ -7,7 +7,9 @@ struct RestoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore",
         abstract: "Restore a VM from a backup: write every disk back, define the domain.",
-        discussion: "Refuses to overwrite the disks of a running or paused VM unless --force (which stops it first). With --as NEW, the copy gets new disk file names, no UUID and no MAC addresses (libvirt makes new ones), so it can run beside the original.")
+        discussion:
+            "Refuses to overwrite the disks of a running or paused VM unless --force (which stops it first). With --as NEW, the copy gets new disk file names, no UUID and no MAC addresses (libvirt makes new ones), so it can run beside the original."
+    )
 
     @OptionGroup var global: GlobalOptions
 
@@ -29,16 +31,24 @@ struct RestoreCommand: ParsableCommand {
     @Flag(help: "Start the restored VM.")
     var start = false
 
-    @Flag(name: .customLong("with-ram"), help: "For a hot backup: also restore the saved RAM state (virsh restore), so the VM continues from the moment of the backup instead of booting. Not with --as.")
+    @Flag(
+        name: .customLong("with-ram"),
+        help:
+            "For a hot backup: also restore the saved RAM state (virsh restore), so the VM continues from the moment of the backup instead of booting. Not with --as."
+    )
     var withRAM = false
 
     func run() throws {
         guard SafeName.isValidVMName(vm) else { throw ValidationError("'\(vm)' is not a valid VM name") }
         let configuration = CommandSupport.loadConfiguration(explicitDirectory: global.configDir)
-        let logger = CommandSupport.setUpLogging(configuration, label: "backup_vm", console: true, verbose: global.verbose)
+        let logger = CommandSupport.setUpLogging(
+            configuration, label: "backup_vm", console: true, verbose: global.verbose)
         let restorer = BackupRestorer(configuration: configuration, logger: logger)
         do {
-            let outcome = try restorer.restore(.init(vm: vm, backupID: backup, toHost: toHost, newName: newName, force: force, start: start, withRAM: withRAM))
+            let outcome = try restorer.restore(
+                .init(
+                    vm: vm, backupID: backup, toHost: toHost, newName: newName, force: force, start: start,
+                    withRAM: withRAM))
             print("restored \(vm) backup \(outcome.backupID) as \(outcome.name) on \(outcome.host)")
             for (target, path) in outcome.disks.sorted(by: { $0.key < $1.key }) { print("  \(target) -> \(path)") }
         } catch {

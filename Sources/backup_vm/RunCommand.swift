@@ -19,13 +19,18 @@ struct RunCommand: ParsableCommand {
         }
         let configuration = CommandSupport.loadConfiguration(explicitDirectory: global.configDir)
         guard configuration.schedule.entry(for: vm) != nil else {
-            throw ValidationError("unknown VM '\(vm)': it has no line in \(Configuration.scheduleFile(in: configuration.directory)); add one to back it up")
+            throw ValidationError(
+                "unknown VM '\(vm)': it has no line in \(Configuration.scheduleFile(in: configuration.directory)); add one to back it up"
+            )
         }
-        let logger = CommandSupport.setUpLogging(configuration, label: "backup_vm", console: true, verbose: global.verbose)
+        let logger = CommandSupport.setUpLogging(
+            configuration, label: "backup_vm", console: true, verbose: global.verbose)
         let services = Services(configuration: configuration, logger: logger)
         try services.spool.prepare()
-        let job = try services.spool.createClaimed(JobRequest(vm: vm, requestedBy: "backup_vm run (pid \(getpid()))",
-                                                              created: Timestamps.iso(Date())))
+        let job = try services.spool.createClaimed(
+            JobRequest(
+                vm: vm, requestedBy: "backup_vm run (pid \(getpid()))",
+                created: Timestamps.iso(Date())))
         // Ctrl-C / SIGTERM: the pipeline rolls back (VM to its prior state) and the job fails.
         let abort = AbortFlag()
         signal(SIGINT, SIG_IGN)
@@ -36,7 +41,7 @@ struct RunCommand: ParsableCommand {
             s.resume()
             return s
         }
-        defer { sources.forEach { $0.cancel() } }
+        defer { for s in sources { s.cancel() } }
         switch services.runner.run(job, slots: .wait, abort: abort) {
         case .succeeded(let report):
             print("backup of \(vm) done: \(report.backupID ?? "-") on \(report.host), \(report.bytes) bytes")

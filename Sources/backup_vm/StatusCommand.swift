@@ -4,7 +4,8 @@ import Foundation
 
 /// `backup_vm status`: what is queued, running and recently finished, and who holds which slot.
 struct StatusCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show the spool: queued, running and finished jobs, held slots.")
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show the spool: queued, running and finished jobs, held slots.")
 
     @OptionGroup var global: GlobalOptions
 

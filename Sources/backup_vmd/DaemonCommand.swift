@@ -8,7 +8,9 @@ struct DaemonCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backup_vmd",
         abstract: "Run queued backup jobs from the spool (the worker daemon; runs in the foreground).",
-        discussion: "SIGTERM: stop claiming jobs and let running ones finish. A second SIGTERM: running jobs roll back and fail.")
+        discussion:
+            "SIGTERM: stop claiming jobs and let running ones finish. A second SIGTERM: running jobs roll back and fail."
+    )
 
     @Option(name: .customLong("config-dir"), help: "Directory holding backup_vm.d/ and vmsnapshot.d/.")
     var configDir: String?
@@ -26,9 +28,13 @@ struct DaemonCommand: AsyncParsableCommand {
         try services.spool.prepare()
         let pool = services.workerPool()
         let signals = SignalWatcher(channel: pool.channel)
-        logger.notice("backup_vmd started", metadata: ["spool": "\(services.spool.layout.root)",
-                                                        "MaxBackupThreads": "\(configuration.main.maxBackupThreads)",
-                                                        "MaxBackupThreadsForHost": "\(configuration.main.maxBackupThreadsForHost)"])
+        logger.notice(
+            "backup_vmd started",
+            metadata: [
+                "spool": "\(services.spool.layout.root)",
+                "MaxBackupThreads": "\(configuration.main.maxBackupThreads)",
+                "MaxBackupThreadsForHost": "\(configuration.main.maxBackupThreadsForHost)",
+            ])
         await pool.run()
         withExtendedLifetime(signals) {}
         logger.notice("backup_vmd stopped")

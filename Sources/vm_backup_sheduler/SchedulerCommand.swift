@@ -30,8 +30,10 @@ struct SchedulerCommand: ParsableCommand {
             }
             when = parsed
         }
-        let logger = CommandSupport.setUpLogging(configuration, label: "vm_backup_sheduler", console: dryRun, verbose: verbose)
-        let enqueuer = Enqueuer(configuration: configuration, spool: Spool(root: configuration.main.spoolDir), logger: logger)
+        let logger = CommandSupport.setUpLogging(
+            configuration, label: "vm_backup_sheduler", console: dryRun, verbose: verbose)
+        let enqueuer = Enqueuer(
+            configuration: configuration, spool: Spool(root: configuration.main.spoolDir), logger: logger)
         let result = try enqueuer.tick(now: when, dryRun: dryRun)
         for decision in result.decisions {
             if dryRun || verbose { print(decision.description) }

@@ -1,12 +1,15 @@
 import Foundation
 import Testing
+
 @testable import BackupVMCore
 
 @Suite("configuration", .tags(.unit))
 struct ConfigTests {
     /// Asserts exactly one diagnostic naming the file (by suffix), the line, and the given fragments.
-    func expectOne(_ fixture: ConfigFixture, file: String, line: Int, contains fragments: [String],
-                   sourceLocation: SourceLocation = #_sourceLocation) {
+    func expectOne(
+        _ fixture: ConfigFixture, file: String, line: Int, contains fragments: [String],
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         let diagnostics = fixture.diagnostics()
         #expect(diagnostics.count == 1, "\(diagnostics)", sourceLocation: sourceLocation)
         guard let d = diagnostics.first else { return }
@@ -70,7 +73,9 @@ struct ConfigTests {
     @Test func badNumber() {
         var f = ConfigFixture()
         f.main = f.main.replacingOccurrences(of: "MaxBackupThreads=3", with: "MaxBackupThreads=three")
-        expectOne(f, file: "backup_vm.conf", line: 4, contains: ["MaxBackupThreads='three'", "expected a whole number from 1 to 64"])
+        expectOne(
+            f, file: "backup_vm.conf", line: 4,
+            contains: ["MaxBackupThreads='three'", "expected a whole number from 1 to 64"])
     }
 
     @Test func zeroThreads() {
@@ -100,7 +105,9 @@ struct ConfigTests {
         let w = try #require(HoursWindow.parse("22-04"))
         #expect(w.crossesMidnight)
         #expect(w.contains(minuteOfDay: 23 * 60) && w.contains(minuteOfDay: 0) && w.contains(minuteOfDay: 3 * 60 + 59))
-        #expect(!w.contains(minuteOfDay: 4 * 60) && !w.contains(minuteOfDay: 12 * 60) && !w.contains(minuteOfDay: 21 * 60 + 59))
+        #expect(
+            !w.contains(minuteOfDay: 4 * 60) && !w.contains(minuteOfDay: 12 * 60)
+                && !w.contains(minuteOfDay: 21 * 60 + 59))
         let m = try #require(HoursWindow.parse("21:30-05:15"))
         #expect(m.startMinute == 21 * 60 + 30 && m.endMinute == 5 * 60 + 15)
         #expect(HoursWindow.parse("0-24") == .wholeDay)
@@ -129,13 +136,16 @@ struct ConfigTests {
     func keepCountBelowOneOrNotANumber(_ keep: String) {
         var f = ConfigFixture()
         f.schedule = "web01  *  \(keep)"
-        expectOne(f, file: "sheduler.conf", line: 1, contains: ["KEEP='\(keep)'", "expected a whole number of backups to keep"])
+        expectOne(
+            f, file: "sheduler.conf", line: 1,
+            contains: ["KEEP='\(keep)'", "expected a whole number of backups to keep"])
     }
 
     @Test func duplicateVMLine() {
         var f = ConfigFixture()
         f.schedule = "web01 * 3\n\n# x\nweb01 Mon 2"
-        expectOne(f, file: "sheduler.conf", line: 4, contains: ["VM_NAME='web01'", "duplicate VM line (first on line 1)"])
+        expectOne(
+            f, file: "sheduler.conf", line: 4, contains: ["VM_NAME='web01'", "duplicate VM line (first on line 1)"])
     }
 
     @Test func wrongFieldCount() {
@@ -209,7 +219,9 @@ struct ConfigTests {
     @Test func relativeWorkingPath() {
         var f = ConfigFixture()
         f.defaultProfile = "Mode=cold\nWorkPath=var/lib/backup_vm"
-        expectOne(f, file: "vmsnapshot.d/default", line: 2, contains: ["WorkPath='var/lib/backup_vm'", "expected an absolute path"])
+        expectOne(
+            f, file: "vmsnapshot.d/default", line: 2,
+            contains: ["WorkPath='var/lib/backup_vm'", "expected an absolute path"])
     }
 
     @Test func dotDotWorkingPath() {

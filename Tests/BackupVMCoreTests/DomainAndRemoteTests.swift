@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import BackupVMCore
 
 @Suite("domain XML, quoting, ssh command lines", .tags(.unit))
@@ -21,11 +22,12 @@ struct DomainAndRemoteTests {
 
     @Test func disksAreParsedAndCdromsSkipped() throws {
         let disks = try DomainXML.disks(of: xml, vm: "web01")
-        #expect(disks == [
-            DomainDisk(target: "vda", kind: .file, format: .raw, source: "/var/lib/libvirt/images/web01-vda.raw"),
-            DomainDisk(target: "vdb", kind: .file, format: .qcow2, source: "/srv/img/data.qcow2"),
-            DomainDisk(target: "vdc", kind: .block, format: .raw, source: "/dev/vg0/web01-swap"),
-        ])
+        #expect(
+            disks == [
+                DomainDisk(target: "vda", kind: .file, format: .raw, source: "/var/lib/libvirt/images/web01-vda.raw"),
+                DomainDisk(target: "vdb", kind: .file, format: .qcow2, source: "/srv/img/data.qcow2"),
+                DomainDisk(target: "vdc", kind: .block, format: .raw, source: "/dev/vg0/web01-swap"),
+            ])
         #expect(disks[2].isExcluded(by: ["vg0/web01-swap"]))
         #expect(disks[2].isExcluded(by: ["/dev/vg0/web01-swap"]))
         #expect(disks[2].isExcluded(by: ["web01-swap"]))
@@ -43,8 +45,9 @@ struct DomainAndRemoteTests {
     }
 
     @Test func renamedCopyHasNoUUIDNoMACAndNewPaths() throws {
-        let out = try DomainXML.renamed(xml, from: "web01", to: "web01-copy",
-                                        diskSources: ["vda": "/var/lib/libvirt/images/web01-copy-vda.raw"])
+        let out = try DomainXML.renamed(
+            xml, from: "web01", to: "web01-copy",
+            diskSources: ["vda": "/var/lib/libvirt/images/web01-copy-vda.raw"])
         #expect(out.contains("<name>web01-copy</name>"))
         #expect(!out.contains("<uuid>") && !out.contains("52:54:00:12:34:56"))
         #expect(out.contains("/var/lib/libvirt/images/web01-copy-vda.raw"))
@@ -52,17 +55,22 @@ struct DomainAndRemoteTests {
         #expect(out.contains("/var/lib/libvirt/images/web01-copy-console.log"))
         #expect(try DomainXML.disks(of: out, vm: "web01-copy").count == 3)
         let withoutSwap = try DomainXML.renamed(xml, from: "web01", to: "c", diskSources: [:], droppingDisks: ["vdc"])
-        #expect(try DomainXML.disks(of: withoutSwap, vm: "c").map(\.target) == ["vda", "vdb"], "excluded disks are not shared with the copy")
+        #expect(
+            try DomainXML.disks(of: withoutSwap, vm: "c").map(\.target) == ["vda", "vdb"],
+            "excluded disks are not shared with the copy")
     }
 
-    @Test(arguments: [("web01", "web01"), ("a b", "'a b'"), ("it's", "'it'\\''s'"), ("$(reboot)", "'$(reboot)'"), ("", "''")])
+    @Test(arguments: [
+        ("web01", "web01"), ("a b", "'a b'"), ("it's", "'it'\\''s'"), ("$(reboot)", "'$(reboot)'"), ("", "''"),
+    ])
     func quoting(_ input: String, _ expected: String) {
         #expect(ShellQuote.quote(input) == expected)
     }
 
     @Test func sshCommandLine() {
-        let host = RemoteHost(name: "kvm1", sshConfig: "/etc/backup_vm/ssh_config", connectTimeout: 7,
-                              ciphers: MainConfig.defaultCiphers)
+        let host = RemoteHost(
+            name: "kvm1", sshConfig: "/etc/backup_vm/ssh_config", connectTimeout: 7,
+            ciphers: MainConfig.defaultCiphers)
         let argv = host.argv("virsh list")
         #expect(argv.first == "ssh")
         #expect(argv.contains("BatchMode=yes") && argv.contains("ConnectTimeout=7"))
@@ -73,9 +81,15 @@ struct DomainAndRemoteTests {
 
     @Test func exitCodesAreClassified() {
         let host = RemoteHost(name: "kvm1", sshConfig: nil, connectTimeout: 5)
-        #expect(throws: RemoteError.connection(host: "kvm1", detail: "x")) { try host.check(255, stderr: "x", what: "w") }
-        #expect(throws: RemoteError.command(host: "kvm1", what: "w", status: 3, stderr: "y")) { try host.check(3, stderr: "y", what: "w") }
+        #expect(throws: RemoteError.connection(host: "kvm1", detail: "x")) {
+            try host.check(255, stderr: "x", what: "w")
+        }
+        #expect(throws: RemoteError.command(host: "kvm1", what: "w", status: 3, stderr: "y")) {
+            try host.check(3, stderr: "y", what: "w")
+        }
         #expect(throws: Never.self) { try host.check(0, stderr: "", what: "w") }
-        #expect(RemoteError.connection(host: "kvm1", detail: "Host key verification failed.").description.contains("backup_vm doctor"))
+        #expect(
+            RemoteError.connection(host: "kvm1", detail: "Host key verification failed.").description.contains(
+                "backup_vm doctor"))
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import BackupVMCore
 
 @Suite("due planner (cron tick decisions)", .tags(.unit))
@@ -23,14 +24,17 @@ struct DuePlannerTests {
 
     // 2026-11-30 is a Monday.
     @Test func insideWindowOnScheduledDay() {
-        let d = planner.decide(entry("Mon"), now: at(2026, 11, 30, 23), hours: night, state: .init(), retryFailedAfter: 3600)
+        let d = planner.decide(
+            entry("Mon"), now: at(2026, 11, 30, 23), hours: night, state: .init(), retryFailedAfter: 3600)
         #expect(d.due, "\(d)")
     }
 
     @Test func outsideWindow() {
-        let d = planner.decide(entry("*"), now: at(2026, 11, 30, 12), hours: night, state: .init(), retryFailedAfter: 3600)
+        let d = planner.decide(
+            entry("*"), now: at(2026, 11, 30, 12), hours: night, state: .init(), retryFailedAfter: 3600)
         #expect(!d.due && d.reason.contains("outside BackupHours"))
-        let end = planner.decide(entry("*"), now: at(2026, 12, 1, 4, 0), hours: night, state: .init(), retryFailedAfter: 3600)
+        let end = planner.decide(
+            entry("*"), now: at(2026, 12, 1, 4, 0), hours: night, state: .init(), retryFailedAfter: 3600)
         #expect(!end.due, "the end hour is exclusive")
     }
 
@@ -44,9 +48,18 @@ struct DuePlannerTests {
 
     @Test func weekdayBoundaryInWholeDayWindow() {
         let mondayOnly = entry("Mon")
-        #expect(!planner.decide(mondayOnly, now: at(2026, 11, 29, 23, 59), hours: .wholeDay, state: .init(), retryFailedAfter: 0).due)
-        #expect(planner.decide(mondayOnly, now: at(2026, 11, 30, 0, 0), hours: .wholeDay, state: .init(), retryFailedAfter: 0).due)
-        #expect(!planner.decide(mondayOnly, now: at(2026, 12, 1, 0, 0), hours: .wholeDay, state: .init(), retryFailedAfter: 0).due)
+        #expect(
+            !planner.decide(
+                mondayOnly, now: at(2026, 11, 29, 23, 59), hours: .wholeDay, state: .init(), retryFailedAfter: 0
+            ).due)
+        #expect(
+            planner.decide(
+                mondayOnly, now: at(2026, 11, 30, 0, 0), hours: .wholeDay, state: .init(), retryFailedAfter: 0
+            ).due)
+        #expect(
+            !planner.decide(
+                mondayOnly, now: at(2026, 12, 1, 0, 0), hours: .wholeDay, state: .init(), retryFailedAfter: 0
+            ).due)
     }
 
     @Test func goodBackupInThisWindowMeansNotDue() {
@@ -58,21 +71,26 @@ struct DuePlannerTests {
     @Test func backupFromThePreviousWindowDoesNotCount() {
         // Backed up early Monday (inside Sunday's window): Monday night is due again.
         let state = DuePlanner.VMState(newestGoodBackup: at(2026, 11, 30, 3))
-        #expect(planner.decide(entry("*"), now: at(2026, 11, 30, 22, 10), hours: night, state: state, retryFailedAfter: 0).due)
+        #expect(
+            planner.decide(entry("*"), now: at(2026, 11, 30, 22, 10), hours: night, state: state, retryFailedAfter: 0)
+                .due)
     }
 
     @Test func openJobMeansNotDue() {
-        let d = planner.decide(entry("*"), now: at(2026, 11, 30, 23), hours: night, state: .init(hasOpenJob: true), retryFailedAfter: 0)
+        let d = planner.decide(
+            entry("*"), now: at(2026, 11, 30, 23), hours: night, state: .init(hasOpenJob: true), retryFailedAfter: 0)
         #expect(!d.due && d.reason.contains("queued or running"))
     }
 
     @Test func recentFailureIsRetriedLater() {
         let failedAt = at(2026, 11, 30, 22, 30)
-        let soon = planner.decide(entry("*"), now: at(2026, 11, 30, 22, 50), hours: night,
-                                  state: .init(lastFailure: failedAt), retryFailedAfter: 3600)
+        let soon = planner.decide(
+            entry("*"), now: at(2026, 11, 30, 22, 50), hours: night,
+            state: .init(lastFailure: failedAt), retryFailedAfter: 3600)
         #expect(!soon.due && soon.reason.contains("failed"))
-        let later = planner.decide(entry("*"), now: at(2026, 11, 30, 23, 40), hours: night,
-                                   state: .init(lastFailure: failedAt), retryFailedAfter: 3600)
+        let later = planner.decide(
+            entry("*"), now: at(2026, 11, 30, 23, 40), hours: night,
+            state: .init(lastFailure: failedAt), retryFailedAfter: 3600)
         #expect(later.due)
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import BackupVMCore
 
 /// The shipped executables, run as an operator runs them.
@@ -41,7 +42,9 @@ struct ExecutableTests {
         fixture.dir.write("backup_vm.d/sheduler.conf", "web01 * 3\nweb01 Mon 0\n")
         let r = try backupVM(["config", "check"])
         #expect(r.status == 2)
-        #expect(r.err.contains("backup_vm.d/sheduler.conf:2: VM_NAME='web01': duplicate VM line (first on line 1)"), "\(r.err)")
+        #expect(
+            r.err.contains("backup_vm.d/sheduler.conf:2: VM_NAME='web01': duplicate VM line (first on line 1)"),
+            "\(r.err)")
         #expect(r.err.contains("sheduler.conf:2: KEEP='0'"), "\(r.err)")
     }
 
@@ -70,16 +73,21 @@ struct ExecutableTests {
         }
         let vms = spool.names(in: .new).compactMap { spool.peek($0)?.request.vm }.sorted()
         #expect(vms == ["db01", "web01"], "one job per due VM after two ticks: \(vms)")
-        #expect(eventually(timeout: 10) { collector.messages.contains { $0.contains("vm_backup_sheduler") || $0.contains("enqueued") } })
+        #expect(
+            eventually(timeout: 10) {
+                collector.messages.contains { $0.contains("vm_backup_sheduler") || $0.contains("enqueued") }
+            })
     }
 
     @Test func schedulerRespectsTheWindowAndWeekdays() throws {
-        fixture.dir.write("backup_vm.d/backup_vm.conf",
-                          fixture.main.replacingOccurrences(of: "BackupHours=0-24", with: "BackupHours=22-04") + "\n")
+        fixture.dir.write(
+            "backup_vm.d/backup_vm.conf",
+            fixture.main.replacingOccurrences(of: "BackupHours=0-24", with: "BackupHours=22-04") + "\n")
         fixture.dir.write("backup_vm.d/sheduler.conf", "web01 Mon 3\ndb01 Tue 3\n")
         // Tuesday 2026-12-01 01:00 UTC is inside Monday's 22-04 window.
-        let r = try runTool(Paths.binary("vm_backup_sheduler"), ["--config-dir", configDir, "--now", "2026-12-01T01:00:00Z"],
-                            environment: ["TZ": "UTC"])
+        let r = try runTool(
+            Paths.binary("vm_backup_sheduler"), ["--config-dir", configDir, "--now", "2026-12-01T01:00:00Z"],
+            environment: ["TZ": "UTC"])
         #expect(r.status == 0, "\(r.err)")
         let vms = spool.names(in: .new).compactMap { spool.peek($0)?.request.vm }
         #expect(vms == ["web01"], "\(vms)")
@@ -89,8 +97,9 @@ struct ExecutableTests {
         try spool.prepare()
         let daemon = try ChildProcess(Paths.binary("backup_vmd"), ["--config-dir", configDir])
         defer { daemon.stop() }
-        #expect(eventually(timeout: 60) { collector.messages.contains { $0.contains("backup_vmd started") } },
-                "start-up reached syslog: \(collector.messages) \(daemon.standardError)")
+        #expect(
+            eventually(timeout: 60) { collector.messages.contains { $0.contains("backup_vmd started") } },
+            "start-up reached syslog: \(collector.messages) \(daemon.standardError)")
         // local5 = 21, notice = 5 -> <173>
         #expect(collector.messages.first { $0.contains("backup_vmd started") }?.hasPrefix("<173>") == true)
 
@@ -99,7 +108,8 @@ struct ExecutableTests {
         let garbage: [UInt8] = [0x7f, 0x45, 0x4c, 0x46, 0x00, 0xff, 0xfe]
         FileManager.default.createFile(atPath: spool.layout.new + "/garbage.job", contents: Data(garbage))
         #expect(eventually(timeout: 60) { spool.names(in: .failed).contains("garbage.job") })
-        let record = try String(decoding: Data(contentsOf: URL(fileURLWithPath: spool.layout.failed + "/garbage.job")), as: UTF8.self)
+        let record = try String(
+            decoding: Data(contentsOf: URL(fileURLWithPath: spool.layout.failed + "/garbage.job")), as: UTF8.self)
         #expect(record.contains("status=failed"))
         #expect(record.contains("reason=unreadable job: job file is not UTF-8 text"), "\(record)")
         #expect(daemon.isRunning, "the daemon keeps running")
@@ -109,7 +119,10 @@ struct ExecutableTests {
         let unknown = try String(contentsOfFile: spool.layout.failed + "/unknown.job", encoding: .utf8)
         #expect(unknown.contains("reason=unknown VM 'nosuchvm'"), "\(unknown)")
         #expect(daemon.isRunning)
-        #expect(eventually(timeout: 10) { collector.messages.contains { $0.contains("backup failed: unknown VM 'nosuchvm'") } })
+        #expect(
+            eventually(timeout: 10) {
+                collector.messages.contains { $0.contains("backup failed: unknown VM 'nosuchvm'") }
+            })
 
         daemon.signal(SIGTERM)
         #expect(daemon.wait(timeout: 30), "SIGTERM stops the daemon")

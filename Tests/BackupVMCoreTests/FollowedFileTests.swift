@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Testing
+
 @testable import BackupVMCore
 
 /// The transfer's file follower against a real writer process: it must read exactly what the
@@ -14,8 +15,12 @@ struct FollowedFileTests {
         let path = tmp.path + "/out"
         let file = try FollowedFile(creating: path, window: 1 << 20)  // small windows: writeback runs often
         // 3 bursts of random data with pauses (the reader catches up and waits), then an exit.
-        let writer = try SpawnedProcess(["/bin/sh", "-c", "head -c 3000000 /dev/urandom; sleep 0.3; head -c 5000001 /dev/urandom; sleep 0.2; head -c 7 /dev/urandom; echo done >&2"],
-                                        stdin: nil, stdout: file.writeFD)
+        let writer = try SpawnedProcess(
+            [
+                "/bin/sh", "-c",
+                "head -c 3000000 /dev/urandom; sleep 0.3; head -c 5000001 /dev/urandom; sleep 0.2; head -c 7 /dev/urandom; echo done >&2",
+            ],
+            stdin: nil, stdout: file.writeFD)
         var sha = SHA256()
         var total = 0
         try file.follow(writer, abort: AbortFlag()) { chunk in

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import BackupVMCore
 
 @Suite("job files", .tags(.unit))
@@ -64,7 +65,10 @@ struct POSIXChecksumTests {
     func matchesCoreutilsCksum(_ size: Int) throws {
         var bytes = [UInt8](repeating: 0, count: size)
         var x: UInt32 = 12345
-        for i in 0..<size { x = x &* 1_103_515_245 &+ 12345; bytes[i] = UInt8(truncatingIfNeeded: x >> 16) }
+        for i in 0..<size {
+            x = x &* 1_103_515_245 &+ 12345
+            bytes[i] = UInt8(truncatingIfNeeded: x >> 16)
+        }
         let dir = TempDir("cksum")
         let path = dir.path + "/data"
         try Data(bytes).write(to: URL(fileURLWithPath: path))

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import BackupVMCore
 
 /// Backups and restores of real TCG guests on the lab's hypervisors, over real ssh, with real lzop.
@@ -10,9 +11,14 @@ struct LabBackupTests {
     @Test("running guest with raw + qcow2: cold backup, running again, lzop -t, bit-identical restore that boots")
     func coldBackupAndRestore() throws {
         let lab = try Lab.require()
-        let vm = "main1", copy = "main1copy"
-        lab.removeGuest(vm); lab.removeGuest(copy)
-        defer { lab.removeGuest(vm); lab.removeGuest(copy) }
+        let vm = "main1"
+        let copy = "main1copy"
+        lab.removeGuest(vm)
+        lab.removeGuest(copy)
+        defer {
+            lab.removeGuest(vm)
+            lab.removeGuest(copy)
+        }
         let disks = try lab.makeGuest("kvm1", vm, raw: 16, qcow2: 8)
         let config = lab.config(tmp, schedule: "\(vm) * 3", profiles: [vm: "Mode=hot"])
         let readyBefore = lab.readyCount("kvm1", vm)
@@ -20,8 +26,12 @@ struct LabBackupTests {
         let r = try backupVM(config, [vm])
         #expect(r.status == 0, "\(r.err)")
         #expect(try lab.state("kvm1", vm) == "running", "running again afterwards")
-        #expect(eventually(timeout: 60) { lab.readyCount("kvm1", vm) == readyBefore + 1 }, "it was shut down and booted again (cold)")
-        #expect(r.err.contains("hot needs every disk on LVM; vda, vdb are not LVs: cold backup"), "hot falls back to cold and says why")
+        #expect(
+            eventually(timeout: 60) { lab.readyCount("kvm1", vm) == readyBefore + 1 },
+            "it was shut down and booted again (cold)")
+        #expect(
+            r.err.contains("hot needs every disk on LVM; vda, vdb are not LVs: cold backup"),
+            "hot falls back to cold and says why")
 
         let backups = BackupCatalog(storage: tmp.path + "/storage").backups(of: vm)
         try #require(backups.count == 1)
@@ -30,7 +40,8 @@ struct LabBackupTests {
         #expect(manifest.host == "kvm1")
         #expect(manifest.downtimeSeconds > 0)
         #expect(manifest.disks.map(\.target) == ["vda", "vdb"])
-        let original = try runTool("/usr/bin/cksum", [disks["vda"]!.path]).out.split(separator: " ").prefix(2).joined(separator: " ")
+        let original = try runTool("/usr/bin/cksum", [disks["vda"]!.path]).out.split(separator: " ").prefix(2).joined(
+            separator: " ")
         let stored = try runTool("/bin/sh", ["-c", "lzop -dc '\(backups[0].path)/vda.raw.lzo' | cksum"]).out
             .trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(stored == original, "the stored raw disk decompresses to what the guest had")
@@ -42,7 +53,9 @@ struct LabBackupTests {
             #expect(t.status == 0, "lzop -t \(image.file): \(t.err)")
         }
         #expect(FileManager.default.fileExists(atPath: backups[0].path + "/domain.xml"))
-        let mode = (try FileManager.default.attributesOfItem(atPath: backups[0].path + "/vda.raw.lzo")[.posixPermissions] as? Int) ?? 0
+        let mode =
+            (try FileManager.default.attributesOfItem(atPath: backups[0].path + "/vda.raw.lzo")[.posixPermissions]
+                as? Int) ?? 0
         #expect(mode == 0o600)
 
         // Restore under a new name on the other host, compare, boot.
@@ -113,13 +126,19 @@ struct LabBackupTests {
     @Test("retention keep=2 after three backups; a failed backup removes nothing; keep-on-host holds only the newest")
     func retentionAndKeepOnHost() throws {
         let lab = try Lab.require()
-        let vm = "keep1", stubborn = "stubborn1"
-        lab.removeGuest(vm); lab.removeGuest(stubborn)
-        defer { lab.removeGuest(vm); lab.removeGuest(stubborn) }
+        let vm = "keep1"
+        let stubborn = "stubborn1"
+        lab.removeGuest(vm)
+        lab.removeGuest(stubborn)
+        defer {
+            lab.removeGuest(vm)
+            lab.removeGuest(stubborn)
+        }
         try lab.makeGuest("kvm1", vm, raw: 8)
         try lab.makeGuest("kvm1", stubborn, raw: 8, ignoreACPI: true)
-        let config = lab.config(tmp, schedule: "\(vm) * 2 yes\n\(stubborn) * 2 yes",
-                                profiles: [stubborn: "ShutdownTimeout=3"])
+        let config = lab.config(
+            tmp, schedule: "\(vm) * 2 yes\n\(stubborn) * 2 yes",
+            profiles: [stubborn: "ShutdownTimeout=3"])
         let catalog = BackupCatalog(storage: tmp.path + "/storage")
         var ids: [String] = []
         for round in 0..<3 {
@@ -142,7 +161,9 @@ struct LabBackupTests {
         #expect(first.err.contains("did not shut down within 3 s"), "\(first.err)")
         #expect(try lab.state("kvm1", stubborn) == "running", "a failed cold backup leaves the VM running")
         #expect(catalog.backups(of: stubborn).isEmpty)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: tmp.path + "/storage/\(stubborn)").isEmpty, "no partial left")
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: tmp.path + "/storage/\(stubborn)").isEmpty,
+            "no partial left")
         // With ForceOff=yes it is forced off after the timeout, backed up, and started again.
         tmp.write("vmsnapshot.d/\(stubborn)", "ShutdownTimeout=3\nForceOff=yes\n")
         let forced = try backupVM(config, [stubborn])
@@ -159,7 +180,9 @@ struct LabBackupTests {
         #expect(failed.err.contains("/proc/backup_vm-cannot-exist"), "\(failed.err)")
         #expect(catalog.backups(of: vm).map(\.id) == before, "a failed backup removes nothing")
         #expect(try lab.state("kvm1", vm) == "running")
-        let leftovers = try FileManager.default.contentsOfDirectory(atPath: tmp.path + "/storage/\(vm)").filter { $0.hasPrefix(".") }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: tmp.path + "/storage/\(vm)").filter {
+            $0.hasPrefix(".")
+        }
         #expect(leftovers.isEmpty, "\(leftovers)")
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import BackupVMCore
 
 /// The worker daemon, the cron tick and the locator against the lab's hypervisors.
@@ -11,26 +12,35 @@ struct LabDaemonTests {
     func intervals(_ spool: Spool) -> [(vm: String, host: String, start: Date, end: Date)] {
         spool.names(in: .done).compactMap { name in
             guard case .success(let job)? = spool.read(name, in: .done),
-                  let s = job.resultFields["started"].flatMap(Timestamps.parseISO),
-                  let e = job.resultFields["finished"].flatMap(Timestamps.parseISO),
-                  let h = job.resultFields["host"] else { return nil }
+                let s = job.resultFields["started"].flatMap(Timestamps.parseISO),
+                let e = job.resultFields["finished"].flatMap(Timestamps.parseISO),
+                let h = job.resultFields["host"]
+            else { return nil }
             return (job.request.vm, h, s, e)
         }
     }
 
     static func maxOverlap(_ spans: [(start: Date, end: Date)]) -> Int {
         var events: [(Date, Int)] = []
-        for s in spans { events.append((s.start, 1)); events.append((s.end, -1)) }
+        for s in spans {
+            events.append((s.start, 1))
+            events.append((s.end, -1))
+        }
         events.sort { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
-        var current = 0, best = 0
-        for (_, d) in events { current += d; best = max(best, current) }
+        var current = 0
+        var best = 0
+        for (_, d) in events {
+            current += d
+            best = max(best, current)
+        }
         return best
     }
 
     @Test("daemon: 4 VMs on kvm1 + 2 on kvm2, MaxBackupThreads=3, ForHost=2: limits held, kvm2 not blocked")
     func limitsUnderTheDaemon() throws {
         let lab = try Lab.require()
-        let a = (1...4).map { "lim-a\($0)" }, b = (1...2).map { "lim-b\($0)" }
+        let a = (1...4).map { "lim-a\($0)" }
+        let b = (1...2).map { "lim-b\($0)" }
         for vm in a + b { lab.removeGuest(vm) }
         defer { for vm in a + b { lab.removeGuest(vm) } }
         for vm in a { try lab.makeGuest("kvm1", vm, raw: 8, start: true) }
@@ -48,7 +58,10 @@ struct LabDaemonTests {
         #expect(finished, "\(daemon.standardError.suffix(2000))")
         daemon.signal(SIGTERM)
         #expect(daemon.wait(timeout: 60))
-        #expect(spool.names(in: .failed).isEmpty, "\(spool.names(in: .failed).map { (try? String(contentsOfFile: spool.layout.failed + "/" + $0, encoding: .utf8)) ?? "" })")
+        #expect(
+            spool.names(in: .failed).isEmpty,
+            "\(spool.names(in: .failed).map { (try? String(contentsOfFile: spool.layout.failed + "/" + $0, encoding: .utf8)) ?? "" })"
+        )
         let spans = intervals(spool)
         #expect(spans.count == 6)
         let global = Self.maxOverlap(spans.map { ($0.start, $0.end) })
@@ -83,7 +96,8 @@ struct LabDaemonTests {
         // "Migrate": undefine on kvm1, move disk and definition to kvm2, start there.
         let xml = try lab.ssh("kvm1", "virsh dumpxml --inactive \(vm)")
         try lab.ssh("kvm1", "virsh destroy \(vm); virsh undefine \(vm)")
-        let src = lab.images("kvm1") + "/\(vm)-vda.raw", dst = lab.images("kvm2") + "/\(vm)-vda.raw"
+        let src = lab.images("kvm1") + "/\(vm)-vda.raw"
+        let dst = lab.images("kvm2") + "/\(vm)-vda.raw"
         try FileManager.default.moveItem(atPath: src, toPath: dst)
         tmp.write("mig.xml", xml)
         try lab.ssh("kvm2", "virsh define /dev/stdin < \(tmp.path)/mig.xml && virsh start \(vm)")
@@ -106,7 +120,9 @@ struct LabDaemonTests {
         let count = catalog.backups(of: vm).count
         let ambiguous = try backupVM(config, [vm])
         #expect(ambiguous.status == 1)
-        #expect(ambiguous.err.contains("defined (shut off) on kvm1 and kvm2") && ambiguous.err.contains("virsh undefine"), "\(ambiguous.err)")
+        #expect(
+            ambiguous.err.contains("defined (shut off) on kvm1 and kvm2") && ambiguous.err.contains("virsh undefine"),
+            "\(ambiguous.err)")
         #expect(catalog.backups(of: vm).count == count)
         // The newer definition wins (documented rule), with a warning.
         try lab.ssh("kvm2", "touch /etc/libvirt/qemu/\(vm).xml")
@@ -125,7 +141,9 @@ struct LabDaemonTests {
         // kvm3 is in HostServers but nothing answers there; kvm4 answers with a host key nobody knows.
         // (First match wins in ssh_config: the extra hosts come before the lab's `Host *`; an Include
         // inside a Host block applies to that block only, hence `Host *` before it.)
-        tmp.write("ssh_config", """
+        tmp.write(
+            "ssh_config",
+            """
             Host kvm3
               HostName 127.0.0.13
               Port 1
@@ -136,19 +154,26 @@ struct LabDaemonTests {
             Include \(lab.sshConfig)
 
             """)
-        let config = lab.config(tmp, hosts: "kvm1 kvm2 kvm3", schedule: "\(vm) * 2\nghost1 * 2",
-                                sshConfig: tmp.path + "/ssh_config")
+        let config = lab.config(
+            tmp, hosts: "kvm1 kvm2 kvm3", schedule: "\(vm) * 2\nghost1 * 2",
+            sshConfig: tmp.path + "/ssh_config")
         let ok = try backupVM(config, [vm])
         #expect(ok.status == 0, "\(ok.err)")
         #expect(ok.err.contains("unreachable while locating \(vm): kvm3"), "\(ok.err)")
         let ghost = try backupVM(config, ["ghost1"])
         #expect(ghost.status == 1)
-        #expect(ghost.err.contains("ghost1 was found on no host (tried kvm1: not defined; kvm2: not defined; kvm3: cannot reach kvm3 over ssh"), "\(ghost.err)")
+        #expect(
+            ghost.err.contains(
+                "ghost1 was found on no host (tried kvm1: not defined; kvm2: not defined; kvm3: cannot reach kvm3 over ssh"
+            ), "\(ghost.err)")
 
         // doctor: the good hosts pass, the unreachable one and one with an unknown host key fail,
         // each with what to do.
-        tmp.write("backup_vm.d/backup_vm.conf", (try String(contentsOfFile: config + "/backup_vm.d/backup_vm.conf", encoding: .utf8))
-            .replacingOccurrences(of: "HostServers=\"kvm1 kvm2 kvm3\"", with: "HostServers=\"kvm1 kvm2 kvm3 kvm4\""))
+        tmp.write(
+            "backup_vm.d/backup_vm.conf",
+            (try String(contentsOfFile: config + "/backup_vm.d/backup_vm.conf", encoding: .utf8))
+                .replacingOccurrences(of: "HostServers=\"kvm1 kvm2 kvm3\"", with: "HostServers=\"kvm1 kvm2 kvm3 kvm4\"")
+        )
         let doctor = try backupVM(config, ["doctor"])
         #expect(doctor.status == 1)
         #expect(doctor.out.contains("ok   host kvm1: ssh as root with a verified host key"), "\(doctor.out)")
@@ -157,7 +182,9 @@ struct LabDaemonTests {
         #expect(doctor.out.contains("FAIL host kvm4") && doctor.out.contains("ssh-keyscan -H kvm4"), "\(doctor.out)")
     }
 
-    @Test("daemon SIGKILLed while the VM is off for the copy: the next start restarts the VM, removes the partial, retries")
+    @Test(
+        "daemon SIGKILLed while the VM is off for the copy: the next start restarts the VM, removes the partial, retries"
+    )
     func killedDaemonIsRecovered() throws {
         let lab = try Lab.require()
         let vm = "crash1"
@@ -172,8 +199,13 @@ struct LabDaemonTests {
         defer { first.stop() }
         // Wait until the VM is off and its disk is being copied.
         let copying = eventually(timeout: 180) {
-            let partial = ((try? FileManager.default.contentsOfDirectory(atPath: vmDir)) ?? []).first { $0.hasSuffix(".partial") }
-            guard let partial, let size = try? FileManager.default.attributesOfItem(atPath: vmDir + "/" + partial + "/vda.raw.lzo")[.size] as? Int else { return false }
+            let partial = ((try? FileManager.default.contentsOfDirectory(atPath: vmDir)) ?? []).first {
+                $0.hasSuffix(".partial")
+            }
+            guard let partial,
+                let size = try? FileManager.default.attributesOfItem(atPath: vmDir + "/" + partial + "/vda.raw.lzo")[
+                    .size] as? Int
+            else { return false }
             return size > 0
         }
         #expect(copying, "the copy started")
@@ -188,7 +220,8 @@ struct LabDaemonTests {
         second.signal(SIGTERM)
         #expect(second.wait(timeout: 60))
         #expect(second.standardError.contains("recovering a job abandoned by a dead worker"))
-        #expect(second.standardError.contains("crash1 returned to running on kvm1"), "\(second.standardError.suffix(1500))")
+        #expect(
+            second.standardError.contains("crash1 returned to running on kvm1"), "\(second.standardError.suffix(1500))")
         #expect(try lab.state("kvm1", vm) == "running")
         let record = try String(contentsOfFile: spool.layout.done + "/" + spool.names(in: .done)[0], encoding: .utf8)
         #expect(record.contains("recovered=") && record.contains("status=done"))

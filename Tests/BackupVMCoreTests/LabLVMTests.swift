@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import BackupVMCore
 
 extension Tag {
@@ -16,7 +17,9 @@ final class LVMLab: @unchecked Sendable {
     var sshConfig: String { dir + "/ssh_config" }
 
     struct Missing: Error, CustomStringConvertible {
-        var description: String { "the LVM tier needs the LVM hypervisor VM: run scripts/test (it starts scripts/lab/lvm/lvm-host and sets LVM_DIR)" }
+        var description: String {
+            "the LVM tier needs the LVM hypervisor VM: run scripts/test (it starts scripts/lab/lvm/lvm-host and sets LVM_DIR)"
+        }
     }
 
     private static let shared: Result<LVMLab, Error> = Result { try LVMLab() }
@@ -24,21 +27,33 @@ final class LVMLab: @unchecked Sendable {
 
     private init() throws {
         guard let dir = ProcessInfo.processInfo.environment["LVM_DIR"], !dir.isEmpty,
-              FileManager.default.fileExists(atPath: dir + "/ssh_config") else { throw Missing() }
+            FileManager.default.fileExists(atPath: dir + "/ssh_config")
+        else { throw Missing() }
         self.dir = dir
-        let cache = (ProcessInfo.processInfo.environment["LAB_CACHE_DIR"] ?? (NSHomeDirectory() + "/.cache/backup_vm-lab")) + "/guest"
+        let cache =
+            (ProcessInfo.processInfo.environment["LAB_CACHE_DIR"] ?? (NSHomeDirectory() + "/.cache/backup_vm-lab"))
+            + "/guest"
         try ssh("mkdir -p /var/lib/libvirt/boot")
-        let scp = try runTool("/usr/bin/scp", ["-q", "-F", sshConfig, cache + "/vmlinuz", cache + "/initrd.gz", "lvmhost:/var/lib/libvirt/boot/"])
+        let scp = try runTool(
+            "/usr/bin/scp",
+            ["-q", "-F", sshConfig, cache + "/vmlinuz", cache + "/initrd.gz", "lvmhost:/var/lib/libvirt/boot/"])
         guard scp.status == 0 else { throw LabError(description: "scp of the guest kernel: \(scp.err)") }
         let g = guest
         // A guest left running by an earlier run on the same host (a developer re-running the suite)
         // is reused: booting it again takes minutes. scripts/test always starts a fresh host.
-        if (try? ssh("virsh -q domstate \(g)"))?.contains("running") == true && (try? console())?.contains("LAB-GUEST-READY") == true {
+        if (try? ssh("virsh -q domstate \(g)"))?.contains("running") == true
+            && (try? console())?.contains("LAB-GUEST-READY") == true
+        {
             try installFailHook()
             return
         }
         try ssh("lvcreate -q -y -L 16M -n \(g) vg0 >/dev/null; lvcreate -q -y -L 8M -n \(g)-swap vg0 >/dev/null")
-        let fill = try runTool("/bin/sh", ["-c", "'\(Paths.packageRoot)/scripts/lab/disk-pattern' \(g) vda 16 | ssh -F '\(sshConfig)' lvmhost 'dd of=/dev/vg0/\(g) bs=1M iflag=fullblock oflag=direct status=none'"], timeout: 300)
+        let fill = try runTool(
+            "/bin/sh",
+            [
+                "-c",
+                "'\(Paths.packageRoot)/scripts/lab/disk-pattern' \(g) vda 16 | ssh -F '\(sshConfig)' lvmhost 'dd of=/dev/vg0/\(g) bs=1M iflag=fullblock oflag=direct status=none'",
+            ], timeout: 300)
         guard fill.status == 0 else { throw LabError(description: "filling the LV: \(fill.err)") }
         let xml = """
             <domain type='qemu'><name>\(g)</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>
@@ -64,7 +79,8 @@ final class LVMLab: @unchecked Sendable {
     /// /run/bvm-fail-prepare.NAME exists: a real failing `virsh restore` for the tests. libvirtd
     /// reads its hooks when it starts.
     func installFailHook() throws {
-        try ssh("""
+        try ssh(
+            """
             mkdir -p /etc/libvirt/hooks && printf '%s\\n' '#!/bin/sh' \
             '[ "$2" = prepare ] && [ -e "/run/bvm-fail-prepare.$1" ] && { echo "refused by the backup_vm test hook" >&2; exit 1; }' \
             'exit 0' > /etc/libvirt/hooks/qemu && chmod 755 /etc/libvirt/hooks/qemu && systemctl restart libvirtd && virsh -q list >/dev/null
@@ -75,7 +91,8 @@ final class LVMLab: @unchecked Sendable {
     func ssh(_ command: String, stdinFile: String? = nil, timeout: TimeInterval = 300) throws -> String {
         let r: (status: Int32, out: String, err: String)
         if let stdinFile {
-            r = try runTool("/bin/sh", ["-c", "ssh -F '\(sshConfig)' lvmhost \"$0\" < '\(stdinFile)'", command], timeout: timeout)
+            r = try runTool(
+                "/bin/sh", ["-c", "ssh -F '\(sshConfig)' lvmhost \"$0\" < '\(stdinFile)'", command], timeout: timeout)
         } else {
             r = try runTool("/usr/bin/ssh", ["-F", sshConfig, "lvmhost", command], timeout: timeout)
         }
@@ -88,7 +105,9 @@ final class LVMLab: @unchecked Sendable {
     func uptimes() -> [Double] {
         // Serial consoles end lines with \r\n, which is one Character in Swift: split on isNewline.
         ((try? console()) ?? "").split(whereSeparator: \.isNewline).compactMap { line in
-            line.range(of: "LAB-GUEST-UPTIME: ").flatMap { Double(line[$0.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines)) }
+            line.range(of: "LAB-GUEST-UPTIME: ").flatMap {
+                Double(line[$0.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines))
+            }
         }
     }
     /// Makes sure the guest runs (an earlier failed test may have left it off) and answers heartbeats.
@@ -101,11 +120,17 @@ final class LVMLab: @unchecked Sendable {
             }
         }
         let beats = uptimes().count
-        guard eventually(timeout: 900, { self.uptimes().count > beats }) else { throw LabError(description: "no heartbeat from the guest") }
+        guard eventually(timeout: 900, { self.uptimes().count > beats }) else {
+            throw LabError(description: "no heartbeat from the guest")
+        }
     }
     func count(_ needle: String) -> Int { ((try? console()) ?? "").components(separatedBy: needle).count - 1 }
     func state() throws -> String { try ssh("virsh domstate \(guest)").trimmingCharacters(in: .whitespacesAndNewlines) }
-    func snapshotsLeft() throws -> [String] { try ssh("lvs --noheadings -o lv_name vg0").split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { $0.contains("bvmsnap") } }
+    func snapshotsLeft() throws -> [String] {
+        try ssh("lvs --noheadings -o lv_name vg0").split(separator: "\n").map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }.filter { $0.contains("bvmsnap") }
+    }
 
     /// The lab with its guest running, and a configuration in `tmp` backing the guest up in `mode`
     /// with its swap LV excluded and 8 MiB snapshots.
@@ -117,7 +142,9 @@ final class LVMLab: @unchecked Sendable {
     }
 
     func config(_ tmp: TempDir, profile: String) -> String {
-        tmp.write("backup_vm.d/backup_vm.conf", """
+        tmp.write(
+            "backup_vm.d/backup_vm.conf",
+            """
             HostServers=lvmhost
             BackupStorage=\(tmp.path)/storage
             SshConfig=\(sshConfig)
@@ -135,15 +162,19 @@ final class LVMLab: @unchecked Sendable {
 struct LabLVMTests {
     let tmp = TempDir("lvm")
 
-    @Test("hot: emergency sync before the save, RAM saved and restored (uptime goes on), one LV excluded, bit-identical restore into a new LV")
+    @Test(
+        "hot: emergency sync before the save, RAM saved and restored (uptime goes on), one LV excluded, bit-identical restore into a new LV"
+    )
     func hotBackup() throws {
         let (lab, g, config) = try LVMLab.ready(tmp, mode: "hot")
-        let ready = lab.count("LAB-GUEST-READY"), syncs = lab.count("sysrq: Emergency Sync")
+        let ready = lab.count("LAB-GUEST-READY")
+        let syncs = lab.count("sysrq: Emergency Sync")
         let uptimeBefore = try #require(lab.uptimes().last)
         // On the hypervisor: the moment the guest's qemu is gone (saved), count the sync lines on its
         // console. The guest cannot write to it while it is saved, so what is there came before the save.
         // ([q]emu: the pattern must not match the sampler's own command line.)
-        try lab.ssh("""
+        try lab.ssh(
+            """
             rm -f /tmp/bvm-at-save; nohup sh -c 'i=0; while pgrep -f "[q]emu-system-x86_64 -name guest=\(g)," >/dev/null && [ $i -lt 12000 ]; do sleep 0.05; i=$((i+1)); done; \
             grep -c "sysrq: Emergency Sync" /var/lib/libvirt/images/\(g)-console.log > /tmp/bvm-at-save' >/dev/null 2>&1 &
             """)
@@ -159,11 +190,17 @@ struct LabLVMTests {
         let beats = lab.uptimes().count
         #expect(eventually(timeout: 60) { lab.uptimes().count >= beats + 2 }, "heartbeats after the restore")
         let after = lab.uptimes().drop { $0 <= uptimeBefore }
-        #expect(!after.isEmpty && lab.uptimes().last! > uptimeBefore, "uptime \(lab.uptimes().suffix(6)) continues from \(uptimeBefore)")
-        let sync = r.err.range(of: "RAM state saved")!, snap = r.err.range(of: "snapshot created")!, back = r.err.range(of: "RAM state restored")!
+        #expect(
+            !after.isEmpty && lab.uptimes().last! > uptimeBefore,
+            "uptime \(lab.uptimes().suffix(6)) continues from \(uptimeBefore)")
+        let sync = r.err.range(of: "RAM state saved")!
+        let snap = r.err.range(of: "snapshot created")!
+        let back = r.err.range(of: "RAM state restored")!
         let copied = r.err.range(of: "disk copied")!
-        #expect(sync.lowerBound < snap.lowerBound && snap.lowerBound < back.lowerBound && back.lowerBound < copied.lowerBound,
-                "save, snapshot, restore, then copy")
+        #expect(
+            sync.lowerBound < snap.lowerBound && snap.lowerBound < back.lowerBound
+                && back.lowerBound < copied.lowerBound,
+            "save, snapshot, restore, then copy")
         #expect(try lab.snapshotsLeft().isEmpty)
         let backup = try #require(BackupCatalog(storage: tmp.path + "/storage").newestBackup(of: g))
         let m = try Manifest.read(backupDirectory: backup.path)
@@ -172,13 +209,17 @@ struct LabLVMTests {
         #expect(try backupVM(config, ["verify", g]).status == 0)
         let rr = try backupVM(config, ["restore", g, "--as", "\(g)r"], timeout: 900)
         #expect(rr.status == 0, "\(rr.err)")
-        #expect((try? lab.ssh("cmp /dev/vg0/\(g) /dev/vg0/\(g)r && echo same")) == "same\n", "bit-identical in a new LV")
+        #expect(
+            (try? lab.ssh("cmp /dev/vg0/\(g) /dev/vg0/\(g)r && echo same")) == "same\n", "bit-identical in a new LV")
         _ = try? lab.ssh("virsh undefine \(g)r; lvremove -q -f vg0/\(g)r")
         let refused = try backupVM(config, ["restore", g, "--as", "\(g)r", "--with-ram"])
-        #expect(refused.status != 0 && refused.err.contains("--with-ram cannot be combined with --as"), "\(refused.err)")
+        #expect(
+            refused.status != 0 && refused.err.contains("--with-ram cannot be combined with --as"), "\(refused.err)")
     }
 
-    @Test("restore --with-ram: the disk and the RAM state go back, the guest continues from the saved moment without booting")
+    @Test(
+        "restore --with-ram: the disk and the RAM state go back, the guest continues from the saved moment without booting"
+    )
     func restoreWithRAM() throws {
         let (lab, g, config) = try LVMLab.ready(tmp, mode: "hot")
         // The RAM state is saved during the backup, so its uptime is at least the last one seen before.
@@ -192,26 +233,34 @@ struct LabLVMTests {
         try lab.ssh("dd if=/dev/urandom of=/dev/vg0/\(g) bs=64k count=4 seek=8 oflag=direct status=none")
         #expect(eventually(timeout: 120) { (lab.uptimes().last ?? 0) > savedAround + 12 })
         let latest = lab.uptimes().last!
-        let ready = lab.count("LAB-GUEST-READY"), beats = lab.uptimes().count
+        let ready = lab.count("LAB-GUEST-READY")
+        let beats = lab.uptimes().count
         let rr = try backupVM(config, ["restore", g, "--with-ram", "--force"], timeout: 900)
         #expect(rr.status == 0, "\(rr.err)")
         #expect(rr.err.contains("continues from the moment of backup \(backup.id)"), "\(rr.err)")
         #expect(try lab.state() == "running")
         #expect(try lab.ssh("sha256sum < /dev/vg0/\(g)") == disk, "the disk is back as it was at the backup")
         func dropIndex(_ recent: [Double]) -> Int? { recent.indices.dropFirst().first { recent[$0] < recent[$0 - 1] } }
-        #expect(eventually(timeout: 60) { dropIndex(Array(lab.uptimes().dropFirst(beats - 1))) != nil }, "a heartbeat of the restored guest")
+        #expect(
+            eventually(timeout: 60) { dropIndex(Array(lab.uptimes().dropFirst(beats - 1))) != nil },
+            "a heartbeat of the restored guest")
         #expect(lab.count("LAB-GUEST-READY") == ready, "not booted")
         // The first heartbeat of the restored guest is where the uptime drops (the old guest beat on
         // until --force stopped it): back in time to the saved moment (before `latest`), but not from
         // zero, i.e. it continued from the backup instead of booting.
         let recent = Array(lab.uptimes().dropFirst(beats - 1))
         let drop = dropIndex(recent)
-        #expect(drop.map { recent[$0] < latest && recent[$0] >= beforeBackup } == true,
-                "uptimes around the restore \(recent.prefix(8)) vs before the backup \(beforeBackup), latest \(latest)")
-        #expect(try lab.ssh("ls /var/lib/backup_vm/\(g)/ | grep -c restore- || true").trimmingCharacters(in: .whitespacesAndNewlines) == "0", "the RAM file copy is removed")
+        #expect(
+            drop.map { recent[$0] < latest && recent[$0] >= beforeBackup } == true,
+            "uptimes around the restore \(recent.prefix(8)) vs before the backup \(beforeBackup), latest \(latest)")
+        #expect(
+            try lab.ssh("ls /var/lib/backup_vm/\(g)/ | grep -c restore- || true").trimmingCharacters(
+                in: .whitespacesAndNewlines) == "0", "the RAM file copy is removed")
     }
 
-    @Test("virsh restore fails: the job fails loudly naming the RAM file, which stays; no snapshot left; the operator's virsh restore brings the guest back")
+    @Test(
+        "virsh restore fails: the job fails loudly naming the RAM file, which stays; no snapshot left; the operator's virsh restore brings the guest back"
+    )
     func failingRestoreKeepsRAMFile() throws {
         let (lab, g, config) = try LVMLab.ready(tmp, mode: "hot")
         #expect(try backupVM(config, [g], timeout: 900).status == 0)
@@ -221,12 +270,17 @@ struct LabLVMTests {
         defer { _ = try? lab.ssh("rm -f /run/bvm-fail-prepare.\(g)") }
         let r = try backupVM(config, [g], timeout: 900)
         #expect(r.status == 1)
-        #expect(r.err.contains("refused by the backup_vm test hook") && r.err.contains("virsh restore"), "\(r.err.suffix(1500))")
-        let kept = try #require(r.err.firstMatch(of: /RAM state is kept in (\S+) on lvmhost/)?.1, "\(r.err.suffix(1500))")
+        #expect(
+            r.err.contains("refused by the backup_vm test hook") && r.err.contains("virsh restore"),
+            "\(r.err.suffix(1500))")
+        let kept = try #require(
+            r.err.firstMatch(of: /RAM state is kept in (\S+) on lvmhost/)?.1, "\(r.err.suffix(1500))")
         #expect(try lab.ssh("test -s \(kept) && echo kept") == "kept\n", "the RAM state file stays")
         #expect(try lab.state() == "shut off")
         #expect(try lab.snapshotsLeft().isEmpty)
-        #expect(BackupCatalog(storage: tmp.path + "/storage").backups(of: g).map(\.id) == before, "earlier backups intact, nothing committed")
+        #expect(
+            BackupCatalog(storage: tmp.path + "/storage").backups(of: g).map(\.id) == before,
+            "earlier backups intact, nothing committed")
         // What the message tells the operator to do works, and the guest continues (no boot).
         try lab.ssh("rm -f /run/bvm-fail-prepare.\(g); virsh restore \(kept) >/dev/null")
         #expect(try lab.state() == "running")
@@ -241,11 +295,16 @@ struct LabLVMTests {
         let (lab, g, config) = try LVMLab.ready(tmp, mode: "hot")
         #expect(try backupVM(config, [g], timeout: 900).status == 0)
         let small = "\(g)small"
-        try lab.ssh("lvcreate -q -y -L 4M -n \(small) vg0 >/dev/null && dd if=/dev/zero of=/dev/vg0/\(small) bs=1M count=4 status=none")
+        try lab.ssh(
+            "lvcreate -q -y -L 4M -n \(small) vg0 >/dev/null && dd if=/dev/zero of=/dev/vg0/\(small) bs=1M count=4 status=none"
+        )
         defer { _ = try? lab.ssh("virsh undefine \(small) >/dev/null 2>&1; lvremove -q -f vg0/\(small)") }
         let r = try backupVM(config, ["restore", g, "--as", small], timeout: 900)
         #expect(r.status == 1)
-        #expect(r.err.contains("/dev/vg0/\(small) has 4194304 bytes, the backup needs 16777216; refusing to restore into a smaller LV"), "\(r.err)")
+        #expect(
+            r.err.contains(
+                "/dev/vg0/\(small) has 4194304 bytes, the backup needs 16777216; refusing to restore into a smaller LV"),
+            "\(r.err)")
         #expect(try lab.ssh("cmp -n 4194304 /dev/vg0/\(small) /dev/zero && echo untouched") == "untouched\n")
         #expect(try lab.ssh("virsh -q domstate \(small) >/dev/null 2>&1 && echo defined || echo absent") == "absent\n")
     }
@@ -253,16 +312,24 @@ struct LabLVMTests {
     @Test("a leftover snapshot of ours goes before the next snapshot; someone else's snapshot of the same LV stays")
     func leftoverSnapshotRemovedOthersKept() throws {
         let (lab, g, config) = try LVMLab.ready(tmp, mode: "hot")
-        try lab.ssh("lvcreate -q -y -s -L 4M -n \(g)-bvmsnap-20200101t000000z vg0/\(g) >/dev/null; lvcreate -q -y -s -L 4M -n \(g)-admin-snap vg0/\(g) >/dev/null")
-        defer { _ = try? lab.ssh("lvremove -q -f vg0/\(g)-admin-snap vg0/\(g)-bvmsnap-20200101t000000z 2>/dev/null; true") }
+        try lab.ssh(
+            "lvcreate -q -y -s -L 4M -n \(g)-bvmsnap-20200101t000000z vg0/\(g) >/dev/null; lvcreate -q -y -s -L 4M -n \(g)-admin-snap vg0/\(g) >/dev/null"
+        )
+        defer {
+            _ = try? lab.ssh("lvremove -q -f vg0/\(g)-admin-snap vg0/\(g)-bvmsnap-20200101t000000z 2>/dev/null; true")
+        }
         let r = try backupVM(config, [g], timeout: 900)
         #expect(r.status == 0, "\(r.err)")
-        #expect(r.err.contains("removing a leftover snapshot of an earlier job") && r.err.contains("\(g)-bvmsnap-20200101t000000z"))
+        #expect(
+            r.err.contains("removing a leftover snapshot of an earlier job")
+                && r.err.contains("\(g)-bvmsnap-20200101t000000z"))
         let lvs = try lab.ssh("lvs --noheadings -o lv_name vg0")
         #expect(!lvs.contains("bvmsnap") && lvs.contains("\(g)-admin-snap"), "\(lvs)")
     }
 
-    @Test("a daemon SIGKILLed while it copies from the snapshot: the next start removes the leftover snapshot, the VM runs, the job is retried")
+    @Test(
+        "a daemon SIGKILLed while it copies from the snapshot: the next start removes the leftover snapshot, the VM runs, the job is retried"
+    )
     func killedWorkerLeavesNoSnapshot() throws {
         let (lab, g, config) = try LVMLab.ready(tmp, mode: "hot")
         let spool = Spool(root: config + "/spool")
@@ -270,7 +337,9 @@ struct LabLVMTests {
         let first = try ChildProcess(Paths.binary("backup_vmd"), ["--config-dir", config, "--console"])
         defer { first.stop() }
         // The copy from the snapshot starts right after the RAM state is restored.
-        #expect(eventually(timeout: 600) { first.standardError.contains("RAM state restored") }, "\(first.standardError.suffix(1500))")
+        #expect(
+            eventually(timeout: 600) { first.standardError.contains("RAM state restored") },
+            "\(first.standardError.suffix(1500))")
         first.signal(SIGKILL)
         #expect(first.wait(timeout: 30))
         #expect(try lab.snapshotsLeft().count == 1, "killed with its snapshot still there")
@@ -288,7 +357,9 @@ struct LabLVMTests {
         #expect(BackupCatalog(storage: tmp.path + "/storage").backups(of: g).count == 1)
     }
 
-    @Test("a snapshot too small for the writes during the copy: fails as overflowed, no snapshot left, VM running, older backups kept")
+    @Test(
+        "a snapshot too small for the writes during the copy: fails as overflowed, no snapshot left, VM running, older backups kept"
+    )
     func overflow() throws {
         let (lab, g, config) = try LVMLab.ready(tmp, mode: "hot")
         #expect(try backupVM(config, [g], timeout: 900).status == 0)
@@ -304,7 +375,8 @@ struct LabLVMTests {
         #expect(job.standardError.contains("snapshot overflowed"), "\(job.standardError.suffix(800))")
         #expect(try lab.snapshotsLeft().isEmpty, "the snapshot is gone")
         #expect(try lab.state() == "running")
-        #expect(BackupCatalog(storage: tmp.path + "/storage").backups(of: g).map(\.id) == before, "earlier backups intact")
+        #expect(
+            BackupCatalog(storage: tmp.path + "/storage").backups(of: g).map(\.id) == before, "earlier backups intact")
     }
 
     @Test("cold: shut down, snapshot, started, and only then copied")
@@ -312,12 +384,17 @@ struct LabLVMTests {
         let (lab, g, config) = try LVMLab.ready(tmp, mode: "cold")
         let r = try backupVM(config, [g], timeout: 900)
         #expect(r.status == 0, "\(r.err)")
-        let down = r.err.range(of: "shut down")!, snap = r.err.range(of: "snapshot created")!
-        let started = r.err.range(of: "started again")!, copied = r.err.range(of: "disk copied")!
-        #expect(down.lowerBound < snap.lowerBound && snap.lowerBound < started.lowerBound && started.lowerBound < copied.lowerBound)
+        let down = r.err.range(of: "shut down")!
+        let snap = r.err.range(of: "snapshot created")!
+        let started = r.err.range(of: "started again")!
+        let copied = r.err.range(of: "disk copied")!
+        #expect(
+            down.lowerBound < snap.lowerBound && snap.lowerBound < started.lowerBound
+                && started.lowerBound < copied.lowerBound)
         #expect(try lab.state() == "running")
         #expect(try lab.snapshotsLeft().isEmpty)
-        let m = try Manifest.read(backupDirectory: BackupCatalog(storage: tmp.path + "/storage").newestBackup(of: g)!.path)
+        let m = try Manifest.read(
+            backupDirectory: BackupCatalog(storage: tmp.path + "/storage").newestBackup(of: g)!.path)
         #expect(m.mode == "cold" && m.downtimeSeconds > 0)
     }
 }

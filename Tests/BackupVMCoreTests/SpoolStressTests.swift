@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import BackupVMCore
 
 /// Several real worker processes (SpoolTestWorker: the real WorkerPool, Spool, SlotLocks and
@@ -17,18 +18,21 @@ struct SpoolStressTests {
     }
 
     func worker(_ extra: [String] = [], maxGlobal: Int = 3, maxHost: Int = 2) throws -> ChildProcess {
-        try ChildProcess(Paths.binary("SpoolTestWorker"),
-                         ["--spool", spoolPath, "--events", eventsPath, "--hosts", hostsPath,
-                          "--max-global", "\(maxGlobal)", "--max-host", "\(maxHost)", "--rescan", "1"] + extra)
+        try ChildProcess(
+            Paths.binary("SpoolTestWorker"),
+            [
+                "--spool", spoolPath, "--events", eventsPath, "--hosts", hostsPath,
+                "--max-global", "\(maxGlobal)", "--max-host", "\(maxHost)", "--rescan", "1",
+            ] + extra)
     }
 
     /// Which folders hold each job name.
     func folders() -> [String: [JobState]] {
-        var where_: [String: [JobState]] = [:]
+        var states: [String: [JobState]] = [:]
         for state in JobState.allCases {
-            for name in spool.names(in: state) { where_[name, default: []].append(state) }
+            for name in spool.names(in: state) { states[name, default: []].append(state) }
         }
-        return where_
+        return states
     }
 
     @Test("2,000 jobs, 4 workers and a producer: each claimed once, none lost, limits held")
@@ -38,23 +42,31 @@ struct SpoolStressTests {
         writeHosts(vms)
         try spool.prepare()
         let workers = try (0..<4).map { _ in try worker(["--delay-ms", "1"]) }
-        defer { workers.forEach { $0.stop() } }
-        let producer = try ChildProcess(Paths.binary("SpoolTestWorker"),
-                                        ["--produce", "--spool", spoolPath, "--hosts", hostsPath])
+        defer { for w in workers { w.stop() } }
+        let producer = try ChildProcess(
+            Paths.binary("SpoolTestWorker"),
+            ["--produce", "--spool", spoolPath, "--hosts", hostsPath])
         #expect(producer.wait(timeout: 300), "producer finished")
         #expect(producer.process.terminationStatus == 0, "\(producer.standardError)")
         let produced = Set(producer.standardOutput.split(separator: "\n").map(String.init))
         #expect(produced.count == 2000)
 
-        let finished = eventually(timeout: 600) { spool.names(in: .done).count + spool.names(in: .failed).count >= 2000 }
-        #expect(finished, "done=\(spool.names(in: .done).count) failed=\(spool.names(in: .failed).count) new=\(spool.names(in: .new).count) active=\(spool.names(in: .active).count)")
-        workers.forEach { $0.signal(SIGTERM) }
+        let finished = eventually(timeout: 600) {
+            spool.names(in: .done).count + spool.names(in: .failed).count >= 2000
+        }
+        #expect(
+            finished,
+            "done=\(spool.names(in: .done).count) failed=\(spool.names(in: .failed).count) new=\(spool.names(in: .new).count) active=\(spool.names(in: .active).count)"
+        )
+        for w in workers { w.signal(SIGTERM) }
         for w in workers { #expect(w.wait(timeout: 60), "worker \(w.pid) exits on SIGTERM") }
         for w in workers { #expect(w.process.terminationStatus == 0) }
 
         let location = folders()
         let found = Set(location.keys)
-        #expect(found == produced, "lost: \(produced.subtracting(found).count), unexpected: \(found.subtracting(produced).count)")
+        #expect(
+            found == produced,
+            "lost: \(produced.subtracting(found).count), unexpected: \(found.subtracting(produced).count)")
         let misplaced = location.filter { $0.value != [.done] }
         #expect(misplaced.isEmpty, "every job in done/ and in no other folder; not so: \(misplaced.prefix(5))")
         let events = WorkerEvents.read(eventsPath)
@@ -77,7 +89,8 @@ struct SpoolStressTests {
         let first = try worker(["--slow-prefix", "victim", "--slow-ms", "600000"])
         defer { first.stop() }
         let name = try spool.enqueue(JobRequest(vm: "victim"))
-        #expect(eventually(timeout: 60) { WorkerEvents.read(eventsPath).contains { $0.kind == "start" && $0.job == name } })
+        #expect(
+            eventually(timeout: 60) { WorkerEvents.read(eventsPath).contains { $0.kind == "start" && $0.job == name } })
         first.signal(SIGKILL)
         #expect(first.wait(timeout: 30))
         #expect(folders()[name] == [.active], "left in active/ by the dead worker")
@@ -106,7 +119,7 @@ struct SpoolStressTests {
         }
         let args = ["--slow-prefix", "slowA", "--slow-ms", "400", "--delay-ms", "20", "--exit-when-idle"]
         let workers = try (0..<2).map { _ in try worker(args, maxGlobal: 3, maxHost: 2) }
-        defer { workers.forEach { $0.stop() } }
+        defer { for w in workers { w.stop() } }
         for w in workers { #expect(w.wait(timeout: 120)) }
         #expect(spool.names(in: .done).count == 9)
         let events = WorkerEvents.read(eventsPath)

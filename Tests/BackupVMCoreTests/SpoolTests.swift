@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Testing
+
 @testable import BackupVMCore
 
 /// A scripted executor for in-process tests of the spool machinery.
@@ -81,7 +82,10 @@ struct SpoolTests {
         let job = try #require(try spool.claim(name))
         try job.finish(JobResult(status: .done, started: Date(), host: "kvm2", bytes: 77))
         #expect(spool.names(in: .active).isEmpty && spool.names(in: .done) == [name])
-        guard case .success(let file)? = spool.read(name, in: .done) else { Issue.record("unreadable"); return }
+        guard case .success(let file)? = spool.read(name, in: .done) else {
+            Issue.record("unreadable")
+            return
+        }
         #expect(file.resultStatus == .done && file.resultFields["host"] == "kvm2" && file.resultFields["bytes"] == "77")
         #expect(file.resultFields["started"] != nil && file.resultFields["finished"] != nil)
     }
@@ -98,7 +102,8 @@ struct SpoolTests {
     @Test func recoveryCleansUpThenRequeuesThenGivesUp() throws {
         let (_, spool) = try makeSpool()
         let name = try spool.enqueue(JobRequest(vm: "web01"))
-        let recovery = OrphanRecovery(spool: spool, executor: FakeExecutor(recoverNote: "snapshot removed"), maxRecoveries: 2, logger: logger)
+        let recovery = OrphanRecovery(
+            spool: spool, executor: FakeExecutor(recoverNote: "snapshot removed"), maxRecoveries: 2, logger: logger)
         for round in 1...3 {
             let job = try #require(try spool.claim(name))
             job.closeDescriptor()  // worker died mid-job
@@ -109,7 +114,10 @@ struct SpoolTests {
                 if case .success(let f)? = spool.read(name, in: .new) { #expect(f.recoveries == round) }
             } else {
                 #expect(outcomes.count == 1)
-                guard case .failed(_, let reason) = outcomes[0] else { Issue.record("\(outcomes)"); return }
+                guard case .failed(_, let reason) = outcomes[0] else {
+                    Issue.record("\(outcomes)")
+                    return
+                }
                 #expect(reason.contains("3 times") && reason.contains("snapshot removed"))
                 #expect(spool.names(in: .failed) == [name])
             }
@@ -129,13 +137,17 @@ struct SpoolTests {
 
     @Test func runnerFailsUnknownVMAndGarbage() throws {
         let (dir, spool) = try makeSpool()
-        let runner = JobRunner(locks: spool.locks, maxGlobal: 2, maxPerHost: 1, executor: FakeExecutor(),
-                               isKnownVM: { $0 == "web01" }, logger: logger)
+        let runner = JobRunner(
+            locks: spool.locks, maxGlobal: 2, maxPerHost: 1, executor: FakeExecutor(),
+            isKnownVM: { $0 == "web01" }, logger: logger)
         try Data([0xff, 0x00, 0x41]).write(to: URL(fileURLWithPath: spool.layout.new + "/garbage"))
         let unknown = try spool.enqueue(JobRequest(vm: "nosuchvm"))
         for name in ["garbage", unknown] {
             let job = try #require(try spool.claim(name))
-            guard case .failed(let reason) = runner.run(job, slots: .wait) else { Issue.record("expected failure"); continue }
+            guard case .failed(let reason) = runner.run(job, slots: .wait) else {
+                Issue.record("expected failure")
+                continue
+            }
             #expect(reason.contains(name == "garbage" ? "unreadable job" : "unknown VM 'nosuchvm'"), "\(reason)")
         }
         #expect(spool.names(in: .failed) == ["garbage", unknown].sorted())
@@ -146,9 +158,10 @@ struct SpoolTests {
 
     @Test func failedBackupRecordsReasonAndReleasesLocks() throws {
         let (_, spool) = try makeSpool()
-        let runner = JobRunner(locks: spool.locks, maxGlobal: 1, maxPerHost: 1,
-                               executor: FakeExecutor(fail: "ssh: connect to host kvm1: refused"),
-                               isKnownVM: { _ in true }, logger: logger)
+        let runner = JobRunner(
+            locks: spool.locks, maxGlobal: 1, maxPerHost: 1,
+            executor: FakeExecutor(fail: "ssh: connect to host kvm1: refused"),
+            isKnownVM: { _ in true }, logger: logger)
         let name = try spool.enqueue(JobRequest(vm: "web01"))
         let job = try #require(try spool.claim(name))
         #expect(runner.run(job, slots: .wait) == .failed("ssh: connect to host kvm1: refused"))
@@ -159,8 +172,9 @@ struct SpoolTests {
 
     @Test func busyHostDefersInsteadOfBlocking() throws {
         let (_, spool) = try makeSpool()
-        let runner = JobRunner(locks: spool.locks, maxGlobal: 3, maxPerHost: 1, executor: FakeExecutor(host: "kvm1"),
-                               isKnownVM: { _ in true }, logger: logger)
+        let runner = JobRunner(
+            locks: spool.locks, maxGlobal: 3, maxPerHost: 1, executor: FakeExecutor(host: "kvm1"),
+            isKnownVM: { _ in true }, logger: logger)
         let hostSlot = try #require(try spool.locks.tryAcquireHost("kvm1", limit: 1))
         let name = try spool.enqueue(JobRequest(vm: "web01"))
         let job = try #require(try spool.claim(name))
@@ -173,12 +187,16 @@ struct SpoolTests {
 
     @Test func secondJobOfARunningVMFails() throws {
         let (_, spool) = try makeSpool()
-        let runner = JobRunner(locks: spool.locks, maxGlobal: 3, maxPerHost: 3, executor: FakeExecutor(),
-                               isKnownVM: { _ in true }, logger: logger)
+        let runner = JobRunner(
+            locks: spool.locks, maxGlobal: 3, maxPerHost: 3, executor: FakeExecutor(),
+            isKnownVM: { _ in true }, logger: logger)
         let vmLock = try #require(try spool.locks.tryAcquireVM("web01"))
         vmLock.describeHolder("pid=1 job=other")
         let job = try #require(try spool.claim(try spool.enqueue(JobRequest(vm: "web01"))))
-        guard case .failed(let reason) = runner.run(job, slots: .wait) else { Issue.record("expected failure"); return }
+        guard case .failed(let reason) = runner.run(job, slots: .wait) else {
+            Issue.record("expected failure")
+            return
+        }
         #expect(reason.contains("already running") && reason.contains("job=other"))
     }
 

@@ -118,24 +118,30 @@ let hostMap = readHostMap(options.hosts)
 if options.produce {
     let spool = Spool(root: options.spool)
     try spool.prepare()
-    let order = (try String(contentsOfFile: options.hosts, encoding: .utf8)).split(separator: "\n").compactMap { $0.split(separator: " ").first }
+    let order = (try String(contentsOfFile: options.hosts, encoding: .utf8)).split(separator: "\n").compactMap {
+        $0.split(separator: " ").first
+    }
     var out = ""
     for vm in order { out += try spool.enqueue(JobRequest(vm: String(vm), requestedBy: "producer")) + "\n" }
     FileHandle.standardOutput.write(Data(out.utf8))
     exit(0)
 }
 let events = EventLog(path: options.events)
-let executor = ScriptedExecutor(hosts: hostMap, events: events, delayMs: options.delayMs,
-                                slowPrefix: options.slowPrefix, slowMs: options.slowMs)
+let executor = ScriptedExecutor(
+    hosts: hostMap, events: events, delayMs: options.delayMs,
+    slowPrefix: options.slowPrefix, slowMs: options.slowMs)
 let spool = Spool(root: options.spool)
 try spool.prepare()
-let runner = JobRunner(locks: spool.locks, maxGlobal: options.maxGlobal, maxPerHost: options.maxHost,
-                       executor: executor, isKnownVM: { hostMap[$0] != nil || $0.hasPrefix("lost") }, logger: logger)
+let runner = JobRunner(
+    locks: spool.locks, maxGlobal: options.maxGlobal, maxPerHost: options.maxHost,
+    executor: executor, isKnownVM: { hostMap[$0] != nil || $0.hasPrefix("lost") }, logger: logger)
 let recovery = OrphanRecovery(spool: spool, executor: executor, maxRecoveries: 3, logger: logger)
-let pool = WorkerPool(spool: spool, runner: runner, recovery: recovery,
-                      settings: WorkerPoolSettings(maxGlobal: options.maxGlobal, maxPerHost: options.maxHost,
-                                                   rescanInterval: options.rescan, exitWhenIdle: options.exitWhenIdle),
-                      logger: logger)
+let pool = WorkerPool(
+    spool: spool, runner: runner, recovery: recovery,
+    settings: WorkerPoolSettings(
+        maxGlobal: options.maxGlobal, maxPerHost: options.maxHost,
+        rescanInterval: options.rescan, exitWhenIdle: options.exitWhenIdle),
+    logger: logger)
 let signals = SignalWatcher(channel: pool.channel)
 events.record("worker-start", "- - -")
 await pool.run()

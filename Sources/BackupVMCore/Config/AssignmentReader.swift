@@ -10,14 +10,18 @@ struct AssignmentReader {
         for a in assignments {
             guard knownKeys.contains(a.key) else {
                 let hint = knownKeys.first { $0.lowercased() == a.key.lowercased() }
-                let expected = hint.map { "unknown key; did you mean \($0)?" }
+                let expected =
+                    hint.map { "unknown key; did you mean \($0)?" }
                     ?? "unknown key; expected one of \(knownKeys.joined(separator: ", "))"
-                diagnostics.append(ConfigDiagnostic(file: file, line: a.line, key: a.key, value: a.value, message: expected))
+                diagnostics.append(
+                    ConfigDiagnostic(file: file, line: a.line, key: a.key, value: a.value, message: expected))
                 continue
             }
             if let earlier = byKey[a.key] {
-                diagnostics.append(ConfigDiagnostic(file: file, line: a.line, key: a.key, value: a.value,
-                                                    message: "key set twice (first on line \(earlier.line)); expected it once"))
+                diagnostics.append(
+                    ConfigDiagnostic(
+                        file: file, line: a.line, key: a.key, value: a.value,
+                        message: "key set twice (first on line \(earlier.line)); expected it once"))
                 continue
             }
             byKey[a.key] = a
@@ -29,12 +33,16 @@ struct AssignmentReader {
 
     mutating func fail(_ key: String, _ message: String) {
         let a = byKey[key]
-        diagnostics.append(ConfigDiagnostic(file: file, line: a?.line ?? 0, key: key, value: a?.value, message: message))
+        diagnostics.append(
+            ConfigDiagnostic(file: file, line: a?.line ?? 0, key: key, value: a?.value, message: message))
     }
 
     mutating func string(_ key: String, required: Bool = false) -> String? {
         guard let a = byKey[key] else {
-            if required { diagnostics.append(ConfigDiagnostic(file: file, line: 0, key: key, message: "missing; this key is required")) }
+            if required {
+                diagnostics.append(
+                    ConfigDiagnostic(file: file, line: 0, key: key, message: "missing; this key is required"))
+            }
             return nil
         }
         if a.value.isEmpty {
@@ -62,7 +70,8 @@ struct AssignmentReader {
         return b
     }
 
-    mutating func choice<T: CaseIterable & RawRepresentable>(_ key: String, default def: T) -> T where T.RawValue == String {
+    mutating func choice<T: CaseIterable & RawRepresentable>(_ key: String, default def: T) -> T
+    where T.RawValue == String {
         guard let raw = string(key) else { return def }
         guard let v = T(rawValue: raw.lowercased()) else {
             fail(key, "expected one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")

@@ -20,8 +20,10 @@ public struct Configuration: Sendable {
 
     /// `--config-dir` when given, else the current directory when it holds backup_vm.d/ (a checkout),
     /// else /etc/backup_vm. The environment variable BACKUP_VM_CONFIG_DIR sits between the two.
-    public static func resolveDirectory(explicit: String?, environment: [String: String] = ProcessInfo.processInfo.environment,
-                                        currentDirectory: String = FileManager.default.currentDirectoryPath) -> String {
+    public static func resolveDirectory(
+        explicit: String?, environment: [String: String] = ProcessInfo.processInfo.environment,
+        currentDirectory: String = FileManager.default.currentDirectoryPath
+    ) -> String {
         if let explicit { return explicit }
         if let env = environment["BACKUP_VM_CONFIG_DIR"], !env.isEmpty { return env }
         if Files.exists(currentDirectory + "/backup_vm.d") { return currentDirectory }
@@ -55,8 +57,11 @@ public struct Configuration: Sendable {
         let defaultPath = profileDirectory + "/default"
         var defaultProfile: SnapshotProfile?
         if !Files.exists(defaultPath) {
-            diagnostics.append(ConfigDiagnostic(file: defaultPath, line: 0,
-                message: "missing default profile; expected vmsnapshot.d/default with at least Mode= and WorkPath="))
+            diagnostics.append(
+                ConfigDiagnostic(
+                    file: defaultPath, line: 0,
+                    message: "missing default profile; expected vmsnapshot.d/default with at least Mode= and WorkPath=")
+            )
         } else {
             switch readText(defaultPath) {
             case .success(let text):
@@ -72,8 +77,10 @@ public struct Configuration: Sendable {
         for name in names.sorted() where name != "default" && !isIgnoredProfileName(name) {
             let path = profileDirectory + "/" + name
             guard SafeName.isValidVMName(name) else {
-                diagnostics.append(ConfigDiagnostic(file: path, line: 0, value: name,
-                    message: "file name is not a valid VM name; expected \(SafeName.vmExpectation)"))
+                diagnostics.append(
+                    ConfigDiagnostic(
+                        file: path, line: 0, value: name,
+                        message: "file name is not a valid VM name; expected \(SafeName.vmExpectation)"))
                 continue
             }
             guard let base = defaultProfile else { continue }
@@ -87,8 +94,9 @@ public struct Configuration: Sendable {
         }
 
         guard diagnostics.isEmpty, let main, let defaultProfile else { throw ConfigError(diagnostics) }
-        return Configuration(directory: directory, main: main, schedule: schedule,
-                             defaultProfile: defaultProfile, profiles: profiles)
+        return Configuration(
+            directory: directory, main: main, schedule: schedule,
+            defaultProfile: defaultProfile, profiles: profiles)
     }
 
     /// Package managers' and editors' leftovers beside real profiles are not profiles.

@@ -7,7 +7,8 @@ public struct HoursWindow: Sendable, Equatable, CustomStringConvertible {
     public let startMinute: Int
     public let endMinute: Int
 
-    public static let expectation = "a window START-END of hours 0-24 (optionally HH:MM), e.g. 22-06 or 0-24; start and end must differ"
+    public static let expectation =
+        "a window START-END of hours 0-24 (optionally HH:MM), e.g. 22-06 or 0-24; start and end must differ"
 
     public init(startMinute: Int, endMinute: Int) {
         self.startMinute = startMinute
@@ -30,7 +31,8 @@ public struct HoursWindow: Sendable, Equatable, CustomStringConvertible {
     static func minute(_ s: Substring) -> Int? {
         let hm = s.split(separator: ":", omittingEmptySubsequences: false)
         guard (1...2).contains(hm.count), hm.allSatisfy({ !$0.isEmpty && $0.count <= 2 && $0.allSatisfy(\.isNumber) }),
-              let h = Int(hm[0]) else { return nil }
+            let h = Int(hm[0])
+        else { return nil }
         let m = hm.count == 2 ? Int(hm[1]) ?? 99 : 0
         guard (0...24).contains(h), (0...59).contains(m), !(h == 24 && m != 0) else { return nil }
         return h * 60 + m

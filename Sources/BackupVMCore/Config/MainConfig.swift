@@ -55,14 +55,17 @@ public struct MainConfig: Sendable {
 
     public static let knownKeys = [
         "HostServers", "BackupStorage", "BackupHours", "MaxBackupThreads", "MaxBackupThreadsForHost",
-        "Compression", "CompressionLevel", "SpoolDir", "SshConfig", "SshConnectTimeout", "SshCiphers", "ShutdownTimeout",
+        "Compression", "CompressionLevel", "SpoolDir", "SshConfig", "SshConnectTimeout", "SshCiphers",
+        "ShutdownTimeout",
         "ForceOff", "SyslogFacility", "SyslogSocket", "SpoolRescanSeconds", "TmpMaxAgeHours", "SpoolKeepDays",
         "RetryFailedAfterMinutes", "MaxRecoveries",
     ]
 
     /// Parses the file's text. `displayName` is how errors name the file; `configDir` resolves the
     /// relative paths that are allowed (SpoolDir, BackupStorage, SshConfig).
-    public static func parse(_ text: String, displayName: String, configDir: String) -> (MainConfig?, [ConfigDiagnostic]) {
+    public static func parse(_ text: String, displayName: String, configDir: String) -> (
+        MainConfig?, [ConfigDiagnostic]
+    ) {
         let (assignments, syntax) = ShellAssignments.parse(text, file: displayName)
         var r = AssignmentReader(file: displayName, assignments: assignments, knownKeys: knownKeys)
 
@@ -86,7 +89,11 @@ public struct MainConfig: Sendable {
         }
         var hours = HoursWindow.wholeDay
         if let raw = r.string("BackupHours") {
-            if let w = HoursWindow.parse(raw) { hours = w } else { r.fail("BackupHours", "expected \(HoursWindow.expectation)") }
+            if let w = HoursWindow.parse(raw) {
+                hours = w
+            } else {
+                r.fail("BackupHours", "expected \(HoursWindow.expectation)")
+            }
         }
         let maxThreads = r.integer("MaxBackupThreads", in: 1...64, default: 2)
         let maxPerHost = r.integer("MaxBackupThreadsForHost", in: 1...64, default: 1)
@@ -102,10 +109,13 @@ public struct MainConfig: Sendable {
         if let raw = r.string("SshCiphers") {
             if raw == "default" {
                 ciphers = nil
-            } else if raw.split(separator: ",").allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || "-.@".contains($0) } }) {
+            } else if raw.split(separator: ",").allSatisfy({
+                !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || "-.@".contains($0) }
+            }) {
                 ciphers = raw
             } else {
-                r.fail("SshCiphers", "expected a comma-separated list of ssh cipher names (ssh -Q cipher), or 'default'")
+                r.fail(
+                    "SshCiphers", "expected a comma-separated list of ssh cipher names (ssh -Q cipher), or 'default'")
             }
         }
         let shutdownTimeout = r.integer("ShutdownTimeout", in: 1...86400, default: 300)
@@ -120,12 +130,14 @@ public struct MainConfig: Sendable {
 
         let diagnostics = syntax + r.diagnostics
         guard diagnostics.isEmpty, let storage else { return (nil, diagnostics) }
-        return (MainConfig(
-            hostServers: hosts, backupStorage: storage, backupHours: hours, maxBackupThreads: maxThreads,
-            maxBackupThreadsForHost: maxPerHost, compression: compression, compressionLevel: level,
-            spoolDir: spool, sshConfig: sshConfig, sshConnectTimeout: connectTimeout, sshCiphers: ciphers,
-            shutdownTimeout: shutdownTimeout, forceOff: forceOff, syslogFacility: facility,
-            syslogSocket: socket, spoolRescanSeconds: rescan, tmpMaxAgeHours: tmpAge,
-            spoolKeepDays: keepDays, retryFailedAfterMinutes: retry, maxRecoveries: recoveries), [])
+        return (
+            MainConfig(
+                hostServers: hosts, backupStorage: storage, backupHours: hours, maxBackupThreads: maxThreads,
+                maxBackupThreadsForHost: maxPerHost, compression: compression, compressionLevel: level,
+                spoolDir: spool, sshConfig: sshConfig, sshConnectTimeout: connectTimeout, sshCiphers: ciphers,
+                shutdownTimeout: shutdownTimeout, forceOff: forceOff, syslogFacility: facility,
+                syslogSocket: socket, spoolRescanSeconds: rescan, tmpMaxAgeHours: tmpAge,
+                spoolKeepDays: keepDays, retryFailedAfterMinutes: retry, maxRecoveries: recoveries), []
+        )
     }
 }

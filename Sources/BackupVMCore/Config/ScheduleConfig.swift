@@ -27,7 +27,8 @@ public struct ScheduleConfig: Sendable {
             let fields = content.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
             if fields.isEmpty { continue }
             func problem(_ key: String?, _ value: String?, _ message: String) {
-                diagnostics.append(ConfigDiagnostic(file: file, line: lineNumber, key: key, value: value, message: message))
+                diagnostics.append(
+                    ConfigDiagnostic(file: file, line: lineNumber, key: key, value: value, message: message))
             }
             guard (3...4).contains(fields.count) else {
                 problem(nil, fields.joined(separator: " "), "\(fields.count) fields; " + lineExpectation)
@@ -43,7 +44,10 @@ public struct ScheduleConfig: Sendable {
                 ok = false
             }
             let days = Weekdays.parse(fields[1])
-            if days == nil { problem("DAYS", fields[1], "expected \(Weekdays.expectation)"); ok = false }
+            if days == nil {
+                problem("DAYS", fields[1], "expected \(Weekdays.expectation)")
+                ok = false
+            }
             let keep = Int(fields[2])
             if keep == nil || keep! < 1 || keep! > 10000 {
                 problem("KEEP", fields[2], "expected a whole number of backups to keep, from 1 to 10000")
@@ -51,14 +55,17 @@ public struct ScheduleConfig: Sendable {
             }
             var keepOnHost = false
             if fields.count == 4 {
-                if let b = BoolWord.parse(fields[3]) { keepOnHost = b } else {
+                if let b = BoolWord.parse(fields[3]) {
+                    keepOnHost = b
+                } else {
                     problem("KEEP_ON_HOST", fields[3], "expected yes or no")
                     ok = false
                 }
             }
             if firstLine[vm] == nil { firstLine[vm] = lineNumber }
             if ok {
-                entries.append(ScheduleEntry(vm: vm, weekdays: days!, keep: keep!, keepOnHost: keepOnHost, line: lineNumber))
+                entries.append(
+                    ScheduleEntry(vm: vm, weekdays: days!, keep: keep!, keepOnHost: keepOnHost, line: lineNumber))
             }
         }
         return (ScheduleConfig(entries: entries), diagnostics)

@@ -10,7 +10,9 @@ public struct ShellAssignment: Sendable, Equatable {
 /// (backslash escapes). Variable and command expansion are refused rather than silently taken
 /// literally: the seed sourced these files with bash, and a `$` here would mean something else.
 public enum ShellAssignments {
-    public static func parse(_ text: String, file: String) -> (assignments: [ShellAssignment], diagnostics: [ConfigDiagnostic]) {
+    public static func parse(_ text: String, file: String) -> (
+        assignments: [ShellAssignment], diagnostics: [ConfigDiagnostic]
+    ) {
         var assignments: [ShellAssignment] = []
         var diagnostics: [ConfigDiagnostic] = []
         for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
@@ -21,23 +23,29 @@ public enum ShellAssignments {
             if line.isEmpty || line.hasPrefix("#") { continue }
             if line.hasPrefix("export ") { line = line.dropFirst("export ".count).drop(while: { $0 == " " }) }
             guard let eq = line.firstIndex(of: "=") else {
-                diagnostics.append(ConfigDiagnostic(file: file, line: lineNumber, value: String(line),
-                                                    message: "expected Key=value"))
+                diagnostics.append(
+                    ConfigDiagnostic(
+                        file: file, line: lineNumber, value: String(line),
+                        message: "expected Key=value"))
                 continue
             }
             let key = String(line[..<eq])
             guard isIdentifier(key) else {
-                diagnostics.append(ConfigDiagnostic(file: file, line: lineNumber, value: key,
-                                                    message: "expected a key name (letters, digits, _) before '=' with no spaces around it"))
+                diagnostics.append(
+                    ConfigDiagnostic(
+                        file: file, line: lineNumber, value: key,
+                        message: "expected a key name (letters, digits, _) before '=' with no spaces around it"))
                 continue
             }
             switch parseValue(line[line.index(after: eq)...]) {
             case .success(let value):
                 assignments.append(ShellAssignment(key: key, value: value, line: lineNumber))
             case .failure(let problem):
-                diagnostics.append(ConfigDiagnostic(file: file, line: lineNumber, key: key,
-                                                    value: String(line[line.index(after: eq)...]),
-                                                    message: problem.message))
+                diagnostics.append(
+                    ConfigDiagnostic(
+                        file: file, line: lineNumber, key: key,
+                        value: String(line[line.index(after: eq)...]),
+                        message: problem.message))
             }
         }
         return (assignments, diagnostics)
@@ -68,17 +76,28 @@ public enum ShellAssignments {
                 var closed = false
                 while j < input.endIndex {
                     let d = input[j]
-                    if d == "\"" { closed = true; break }
+                    if d == "\"" {
+                        closed = true
+                        break
+                    }
                     if d == "\\" {
                         let next = input.index(after: j)
                         guard next < input.endIndex else { break }
                         let e = input[next]
-                        if "\"\\$`".contains(e) { value.append(e) } else { value.append("\\"); value.append(e) }
+                        if "\"\\$`".contains(e) {
+                            value.append(e)
+                        } else {
+                            value.append("\\")
+                            value.append(e)
+                        }
                         j = input.index(after: next)
                         continue
                     }
                     if d == "$" || d == "`" {
-                        return .failure(Problem(message: "expected a plain value: variable and command expansion ($, `) are not supported"))
+                        return .failure(
+                            Problem(
+                                message:
+                                    "expected a plain value: variable and command expansion ($, `) are not supported"))
                     }
                     value.append(d)
                     j = input.index(after: j)
@@ -87,10 +106,16 @@ public enum ShellAssignments {
                 i = input.index(after: j)
                 continue
             case "$", "`", ";", "&", "|", "<", ">", "(", ")":
-                return .failure(Problem(message: "expected a plain value: shell syntax ('\(c)') is not supported; quote it if it is meant literally"))
+                return .failure(
+                    Problem(
+                        message:
+                            "expected a plain value: shell syntax ('\(c)') is not supported; quote it if it is meant literally"
+                    ))
             case "\\":
                 let next = input.index(after: i)
-                guard next < input.endIndex else { return .failure(Problem(message: "expected a character after '\\'")) }
+                guard next < input.endIndex else {
+                    return .failure(Problem(message: "expected a character after '\\'"))
+                }
                 value.append(input[next])
                 i = input.index(after: next)
                 continue

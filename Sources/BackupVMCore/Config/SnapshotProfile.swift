@@ -21,11 +21,16 @@ public struct SnapshotProfile: Sendable, Equatable {
     public static let knownKeys = ["Mode", "WorkPath", "ExcludeLVs", "ShutdownTimeout", "ForceOff", "SnapshotSize"]
 
     /// Parses one profile file; `base` supplies the keys it does not set (nil for `default` itself).
-    public static func parse(_ text: String, displayName file: String, base: SnapshotProfile?) -> (SnapshotProfile?, [ConfigDiagnostic]) {
+    public static func parse(_ text: String, displayName file: String, base: SnapshotProfile?) -> (
+        SnapshotProfile?, [ConfigDiagnostic]
+    ) {
         let (assignments, syntax) = ShellAssignments.parse(text, file: file)
         var r = AssignmentReader(file: file, assignments: assignments, knownKeys: knownKeys)
-        var profile = base ?? SnapshotProfile(mode: .cold, workPath: "", excludeLVs: [], shutdownTimeout: nil,
-                                              forceOff: nil, snapshotSize: "20%")
+        var profile =
+            base
+            ?? SnapshotProfile(
+                mode: .cold, workPath: "", excludeLVs: [], shutdownTimeout: nil,
+                forceOff: nil, snapshotSize: "20%")
         if r.has("Mode") { profile.mode = r.choice("Mode", default: profile.mode) }
         if let p = r.path("WorkPath") { profile.workPath = p }
         if base == nil && !r.has("WorkPath") {
@@ -34,16 +39,22 @@ public struct SnapshotProfile: Sendable, Equatable {
         if let raw = r.string("ExcludeLVs") {
             var lvs: [String] = []
             for lv in raw.split(whereSeparator: { $0 == " " || $0 == "," || $0 == "\t" }).map(String.init) {
-                if SafeName.isValidLVReference(lv) { lvs.append(lv) } else {
+                if SafeName.isValidLVReference(lv) {
+                    lvs.append(lv)
+                } else {
                     r.fail("ExcludeLVs", "'\(lv)' is not valid; expected \(SafeName.lvExpectation)")
                 }
             }
             profile.excludeLVs = lvs
         }
-        if r.has("ShutdownTimeout") { profile.shutdownTimeout = r.integer("ShutdownTimeout", in: 1...86400, default: 300) }
+        if r.has("ShutdownTimeout") {
+            profile.shutdownTimeout = r.integer("ShutdownTimeout", in: 1...86400, default: 300)
+        }
         if r.has("ForceOff") { profile.forceOff = r.bool("ForceOff", default: false) }
         if let raw = r.string("SnapshotSize") {
-            if SnapshotProfile.isValidSnapshotSize(raw) { profile.snapshotSize = raw } else {
+            if SnapshotProfile.isValidSnapshotSize(raw) {
+                profile.snapshotSize = raw
+            } else {
                 r.fail("SnapshotSize", "expected a percentage of the origin LV (1%-100%) or a size like 512M, 2G")
             }
         }

@@ -18,23 +18,27 @@ public struct Services: Sendable {
 
     public var runner: JobRunner {
         let schedule = configuration.schedule
-        return JobRunner(locks: spool.locks, maxGlobal: configuration.main.maxBackupThreads,
-                         maxPerHost: configuration.main.maxBackupThreadsForHost, executor: executor,
-                         isKnownVM: { schedule.entry(for: $0) != nil }, logger: logger)
+        return JobRunner(
+            locks: spool.locks, maxGlobal: configuration.main.maxBackupThreads,
+            maxPerHost: configuration.main.maxBackupThreadsForHost, executor: executor,
+            isKnownVM: { schedule.entry(for: $0) != nil }, logger: logger)
     }
 
     public var recovery: OrphanRecovery {
-        OrphanRecovery(spool: spool, executor: executor, maxRecoveries: configuration.main.maxRecoveries, logger: logger)
+        OrphanRecovery(
+            spool: spool, executor: executor, maxRecoveries: configuration.main.maxRecoveries, logger: logger)
     }
 
     public func workerPool(exitWhenIdle: Bool = false) -> WorkerPool {
         let m = configuration.main
-        return WorkerPool(spool: spool, runner: runner, recovery: recovery,
-                          settings: WorkerPoolSettings(maxGlobal: m.maxBackupThreads, maxPerHost: m.maxBackupThreadsForHost,
-                                                       rescanInterval: TimeInterval(m.spoolRescanSeconds),
-                                                       tmpMaxAge: TimeInterval(m.tmpMaxAgeHours * 3600),
-                                                       finishedMaxAge: TimeInterval(m.spoolKeepDays * 86400),
-                                                       exitWhenIdle: exitWhenIdle),
-                          logger: logger)
+        return WorkerPool(
+            spool: spool, runner: runner, recovery: recovery,
+            settings: WorkerPoolSettings(
+                maxGlobal: m.maxBackupThreads, maxPerHost: m.maxBackupThreadsForHost,
+                rescanInterval: TimeInterval(m.spoolRescanSeconds),
+                tmpMaxAge: TimeInterval(m.tmpMaxAgeHours * 3600),
+                finishedMaxAge: TimeInterval(m.spoolKeepDays * 86400),
+                exitWhenIdle: exitWhenIdle),
+            logger: logger)
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// SIGTERM/SIGINT for the daemon: the first asks the pool to stop claiming and let running jobs
@@ -16,7 +17,10 @@ public final class SignalWatcher: @unchecked Sendable {
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler { [weak self] in
                 guard let self else { return }
-                let n = self.lock.withLock { self.count += 1; return self.count }
+                let n = self.lock.withLock {
+                    self.count += 1
+                    return self.count
+                }
                 if n == 1 { channel.requestShutdown() } else { channel.requestAbort() }
             }
             source.resume()
@@ -24,5 +28,5 @@ public final class SignalWatcher: @unchecked Sendable {
         }
     }
 
-    deinit { sources.forEach { $0.cancel() } }
+    deinit { for s in sources { s.cancel() } }
 }

@@ -28,10 +28,25 @@ public final class WakeChannel: @unchecked Sendable {
         wake()
     }
 
-    public func timerFired() { lock.withLock { pending.timerDue = true }; wake() }
-    public func queueOverflowed() { lock.withLock { pending.overflow = true }; wake() }
-    public func requestShutdown() { lock.withLock { pending.shutdown = true }; wake() }
-    public func requestAbort() { lock.withLock { pending.shutdown = true; pending.abort = true }; wake() }
+    public func timerFired() {
+        lock.withLock { pending.timerDue = true }
+        wake()
+    }
+    public func queueOverflowed() {
+        lock.withLock { pending.overflow = true }
+        wake()
+    }
+    public func requestShutdown() {
+        lock.withLock { pending.shutdown = true }
+        wake()
+    }
+    public func requestAbort() {
+        lock.withLock {
+            pending.shutdown = true
+            pending.abort = true
+        }
+        wake()
+    }
 
     func drain() -> Pending {
         lock.withLock {

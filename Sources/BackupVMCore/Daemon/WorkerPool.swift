@@ -11,8 +11,10 @@ public struct WorkerPoolSettings: Sendable {
     /// Exit once nothing is queued or running (test workers and one-shot runs).
     public var exitWhenIdle: Bool
 
-    public init(maxGlobal: Int, maxPerHost: Int, rescanInterval: TimeInterval, tmpMaxAge: TimeInterval = 36 * 3600,
-                finishedMaxAge: TimeInterval = 30 * 86400, exitWhenIdle: Bool = false) {
+    public init(
+        maxGlobal: Int, maxPerHost: Int, rescanInterval: TimeInterval, tmpMaxAge: TimeInterval = 36 * 3600,
+        finishedMaxAge: TimeInterval = 30 * 86400, exitWhenIdle: Bool = false
+    ) {
         self.maxGlobal = maxGlobal
         self.maxPerHost = maxPerHost
         self.rescanInterval = rescanInterval
@@ -40,8 +42,10 @@ public final class WorkerPool: @unchecked Sendable {
     private var hostOfVM: [String: String] = [:]
     private var stopClaiming = false
 
-    public init(spool: Spool, runner: JobRunner, recovery: OrphanRecovery, settings: WorkerPoolSettings,
-                channel: WakeChannel = WakeChannel(), logger: Logger) {
+    public init(
+        spool: Spool, runner: JobRunner, recovery: OrphanRecovery, settings: WorkerPoolSettings,
+        channel: WakeChannel = WakeChannel(), logger: Logger
+    ) {
         self.spool = spool
         self.runner = runner
         self.recovery = recovery
@@ -55,10 +59,12 @@ public final class WorkerPool: @unchecked Sendable {
     public func run() async {
         let watcher: InotifyWatcher?
         do {
-            watcher = try InotifyWatcher.start(directories: [spool.layout.new, spool.layout.done, spool.layout.failed],
-                                               channel: channel, logger: logger)
+            watcher = try InotifyWatcher.start(
+                directories: [spool.layout.new, spool.layout.done, spool.layout.failed],
+                channel: channel, logger: logger)
         } catch {
-            logger.error("inotify unavailable (\(error)); falling back to rescanning every \(Int(settings.rescanInterval)) s")
+            logger.error(
+                "inotify unavailable (\(error)); falling back to rescanning every \(Int(settings.rescanInterval)) s")
             watcher = nil
         }
         let timer = Task { [channel, settings] in
@@ -140,7 +146,10 @@ public final class WorkerPool: @unchecked Sendable {
             }
             let claimed: ClaimedJob
             do {
-                guard let c = try spool.claim(job.name) else { global.release(); continue }
+                guard let c = try spool.claim(job.name) else {
+                    global.release()
+                    continue
+                }
                 claimed = c
             } catch {
                 global.release()
@@ -158,7 +167,8 @@ public final class WorkerPool: @unchecked Sendable {
     private func start(_ job: ClaimedJob, global: FileLock) {
         let abort = AbortFlag()
         running[job.name] = abort
-        let runner = self.runner, channel = self.channel
+        let runner = self.runner
+        let channel = self.channel
         let thread = Thread {
             let outcome = runner.run(job, slots: .pool(globalSlot: global), abort: abort)
             channel.jobFinished(job.name, outcome)

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(FoundationXML)
-import FoundationXML
+    import FoundationXML
 #endif
 
 /// Reads and rewrites libvirt domain XML.
@@ -23,13 +24,15 @@ public enum DomainXML {
             guard device == "disk" else { continue }
             let type = node.attribute(forName: "type")?.stringValue ?? "file"
             guard let target = node.elements(forName: "target").first?.attribute(forName: "dev")?.stringValue,
-                  SafeName.isValidVMName(target) else {
+                SafeName.isValidVMName(target)
+            else {
                 throw Problem(description: "\(vm): a disk has no usable <target dev=...>")
             }
             let source = node.elements(forName: "source").first
             let driverType = node.elements(forName: "driver").first?.attribute(forName: "type")?.stringValue ?? "raw"
             guard let format = DomainDisk.Format(rawValue: driverType) else {
-                throw Problem(description: "\(vm): disk \(target) has format '\(driverType)'; backup_vm handles raw and qcow2")
+                throw Problem(
+                    description: "\(vm): disk \(target) has format '\(driverType)'; backup_vm handles raw and qcow2")
             }
             let kind: DomainDisk.Kind
             let path: String?
@@ -41,10 +44,12 @@ public enum DomainXML {
                 kind = .block
                 path = source?.attribute(forName: "dev")?.stringValue
             default:
-                throw Problem(description: "\(vm): disk \(target) is of type '\(type)'; backup_vm handles file and block disks")
+                throw Problem(
+                    description: "\(vm): disk \(target) is of type '\(type)'; backup_vm handles file and block disks")
             }
             guard let path, isSafePath(path) else {
-                throw Problem(description: "\(vm): disk \(target) has no source path, or one with control characters or '..'")
+                throw Problem(
+                    description: "\(vm): disk \(target) has no source path, or one with control characters or '..'")
             }
             disks.append(DomainDisk(target: target, kind: kind, format: format, source: path))
         }
@@ -64,22 +69,30 @@ public enum DomainXML {
     /// no <mac address> (libvirt makes new ones, so the copy does not clash with the original on the
     /// network), disk sources replaced as given, and file paths of serial consoles that carried the old
     /// name renamed too.
-    public static func renamed(_ xml: String, from oldName: String, to newName: String,
-                               diskSources: [String: String], droppingDisks dropped: Set<String> = []) throws(Problem) -> String {
+    public static func renamed(
+        _ xml: String, from oldName: String, to newName: String,
+        diskSources: [String: String], droppingDisks dropped: Set<String> = []
+    ) throws(Problem) -> String {
         let doc: XMLDocument
-        do { doc = try XMLDocument(xmlString: xml) } catch { throw Problem(description: "stored domain XML does not parse: \(error)") }
+        do { doc = try XMLDocument(xmlString: xml) } catch {
+            throw Problem(description: "stored domain XML does not parse: \(error)")
+        }
         guard let root = doc.rootElement() else { throw Problem(description: "stored domain XML is empty") }
         root.elements(forName: "name").first?.stringValue = newName
         for uuid in root.elements(forName: "uuid") { uuid.detach() }
         try? rewriteDisks(root, diskSources: diskSources)
         // Disks that were not backed up (ExcludeLVs) would still point at the original's volumes.
         for case let disk as XMLElement in (try? root.nodes(forXPath: "devices/disk")) ?? [] {
-            if let target = disk.elements(forName: "target").first?.attribute(forName: "dev")?.stringValue, dropped.contains(target) {
+            if let target = disk.elements(forName: "target").first?.attribute(forName: "dev")?.stringValue,
+                dropped.contains(target)
+            {
                 disk.detach()
             }
         }
         for case let mac as XMLElement in (try? root.nodes(forXPath: "devices/interface/mac")) ?? [] { mac.detach() }
-        for case let src as XMLElement in (try? root.nodes(forXPath: "devices/serial/source | devices/console/source")) ?? [] {
+        for case let src as XMLElement in (try? root.nodes(forXPath: "devices/serial/source | devices/console/source"))
+            ?? []
+        {
             if let path = src.attribute(forName: "path")?.stringValue, path.contains(oldName) {
                 src.attribute(forName: "path")?.stringValue = path.replacingOccurrences(of: oldName, with: newName)
             }
@@ -90,7 +103,9 @@ public enum DomainXML {
     /// The same XML with its disk sources replaced (restore to other paths, same name).
     public static func withDiskSources(_ xml: String, _ diskSources: [String: String]) throws(Problem) -> String {
         let doc: XMLDocument
-        do { doc = try XMLDocument(xmlString: xml) } catch { throw Problem(description: "stored domain XML does not parse: \(error)") }
+        do { doc = try XMLDocument(xmlString: xml) } catch {
+            throw Problem(description: "stored domain XML does not parse: \(error)")
+        }
         guard let root = doc.rootElement() else { throw Problem(description: "stored domain XML is empty") }
         try? rewriteDisks(root, diskSources: diskSources)
         return doc.xmlString(options: [.nodePrettyPrint])
@@ -99,7 +114,8 @@ public enum DomainXML {
     private static func rewriteDisks(_ root: XMLElement, diskSources: [String: String]) throws {
         for case let disk as XMLElement in try root.nodes(forXPath: "devices/disk") {
             guard let target = disk.elements(forName: "target").first?.attribute(forName: "dev")?.stringValue,
-                  let newPath = diskSources[target], let source = disk.elements(forName: "source").first else { continue }
+                let newPath = diskSources[target], let source = disk.elements(forName: "source").first
+            else { continue }
             if let a = source.attribute(forName: "file") { a.stringValue = newPath }
             if let a = source.attribute(forName: "dev") { a.stringValue = newPath }
         }

@@ -19,9 +19,11 @@ public struct SyslogLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        writer.send(severity: SyslogLogHandler.severity(event.level),
-                    message: LogFormat.line(level: event.level, message: event.message,
-                                            metadata: metadata.merging(event.metadata ?? [:]) { $1 }))
+        writer.send(
+            severity: SyslogLogHandler.severity(event.level),
+            message: LogFormat.line(
+                level: event.level, message: event.message,
+                metadata: metadata.merging(event.metadata ?? [:]) { $1 }))
     }
 
     static func severity(_ level: Logger.Level) -> Int32 {
@@ -49,8 +51,9 @@ public struct ConsoleLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        let text = LogFormat.line(level: event.level, message: event.message,
-                                  metadata: metadata.merging(event.metadata ?? [:]) { $1 })
+        let text = LogFormat.line(
+            level: event.level, message: event.message,
+            metadata: metadata.merging(event.metadata ?? [:]) { $1 })
         FileHandle.standardError.write(Data("\(Timestamps.isoPrecise(Date())) \(text)\n".utf8))
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Sends RFC 3164 messages (`<PRI>Mmm dd hh:mm:ss ident[pid]: text`) to the local syslog socket, as
@@ -50,7 +51,10 @@ public final class SyslogWriter: @unchecked Sendable {
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let capacity = MemoryLayout.size(ofValue: addr.sun_path)
-        guard socketPath.utf8.count < capacity else { close(s); return }
+        guard socketPath.utf8.count < capacity else {
+            close(s)
+            return
+        }
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in
             raw.copyBytes(from: socketPath.utf8)
             raw[socketPath.utf8.count] = 0
@@ -65,7 +69,10 @@ public final class SyslogWriter: @unchecked Sendable {
             close(s)
             if !reportedFailure {
                 reportedFailure = true
-                FileHandle.standardError.write(Data("backup_vm: syslog socket \(socketPath) unavailable (\(String(cString: strerror(e)))); logging to stderr only\n".utf8))
+                FileHandle.standardError.write(
+                    Data(
+                        "backup_vm: syslog socket \(socketPath) unavailable (\(String(cString: strerror(e)))); logging to stderr only\n"
+                            .utf8))
             }
             return
         }

@@ -56,11 +56,15 @@ public struct BackupPipeline: BackupExecutor {
         let keepOnHost = configuration.schedule.entry(for: vm)?.keepOnHost ?? false
 
         // Inspect.
-        guard let (prior, liveXML, definition) = try virsh.inspect(vm) else { throw PipelineError.vanished(vm: vm, host: host) }
+        guard let (prior, liveXML, definition) = try virsh.inspect(vm) else {
+            throw PipelineError.vanished(vm: vm, host: host)
+        }
         let allDisks = try DomainXML.disks(of: liveXML, vm: vm)
         let disks = allDisks.filter { !$0.isExcluded(by: profile.excludeLVs) }
         let excluded = allDisks.filter { $0.isExcluded(by: profile.excludeLVs) }
-        guard !disks.isEmpty else { throw PipelineError.failed("every disk of \(vm) is excluded (ExcludeLVs); nothing to back up") }
+        guard !disks.isEmpty else {
+            throw PipelineError.failed("every disk of \(vm) is excluded (ExcludeLVs); nothing to back up")
+        }
         let volumes = try lvm.resolve(disks.filter { $0.kind == .block }.map(\.source))
         // LV disks are copied from snapshots after the VM is back; the others while it is stopped.
         let snapshotDisks = disks.filter { volumes[$0.source] != nil }
@@ -70,24 +74,35 @@ public struct BackupPipeline: BackupExecutor {
         if profile.mode == .hot && !hot {
             if !stoppedDisks.isEmpty {
                 let names = stoppedDisks.map(\.target)
-                modeNote = "hot needs every disk on LVM; \(names.joined(separator: ", ")) \(names.count == 1 ? "is not an LV" : "are not LVs"): cold backup"
+                modeNote =
+                    "hot needs every disk on LVM; \(names.joined(separator: ", ")) \(names.count == 1 ? "is not an LV" : "are not LVs"): cold backup"
             } else {
                 modeNote = "the VM is \(prior.rawValue): nothing to save hot, cold backup"
             }
             log.notice("\(modeNote!)")
         }
-        log.info("inspected", metadata: ["state": "\(prior.rawValue)", "mode": "\(hot ? "hot" : "cold")",
-                                          "disks": "\(disks.map { "\($0.target)=\($0.source)" }.joined(separator: ","))",
-                                          "snapshots": "\(snapshotDisks.map(\.target).joined(separator: ","))",
-                                          "excluded": "\(excluded.map(\.target).joined(separator: ","))"])
+        log.info(
+            "inspected",
+            metadata: [
+                "state": "\(prior.rawValue)", "mode": "\(hot ? "hot" : "cold")",
+                "disks": "\(disks.map { "\($0.target)=\($0.source)" }.joined(separator: ","))",
+                "snapshots": "\(snapshotDisks.map(\.target).joined(separator: ","))",
+                "excluded": "\(excluded.map(\.target).joined(separator: ","))",
+            ])
 
         let workDir = profile.workPath + "/" + vm
         let stageDir = workDir + "/.\(id).partial"
         let ramFile = (hot || prior == .paused) ? stageDir + "/ram.save" : nil
-        let plannedSnapshots = snapshotDisks.map { LogicalVolume(vg: volumes[$0.source]!.vg, lv: LVM.snapshotName(of: volumes[$0.source]!.lv, id: id), sizeBytes: volumes[$0.source]!.sizeBytes) }
+        let plannedSnapshots = snapshotDisks.map {
+            LogicalVolume(
+                vg: volumes[$0.source]!.vg, lv: LVM.snapshotName(of: volumes[$0.source]!.lv, id: id),
+                sizeBytes: volumes[$0.source]!.sizeBytes)
+        }
         let partial = try store.beginBackup(vm: vm, id: id)
-        try JobBreadcrumb(id: id, host: host, priorState: prior.rawValue, remoteStageDir: stageDir, remoteRAMFile: ramFile,
-                          snapshots: plannedSnapshots, restoreFromRAM: ramFile != nil).write(into: partial)
+        try JobBreadcrumb(
+            id: id, host: host, priorState: prior.rawValue, remoteStageDir: stageDir, remoteRAMFile: ramFile,
+            snapshots: plannedSnapshots, restoreFromRAM: ramFile != nil
+        ).write(into: partial)
 
         // Nothing of a failed backup may remain: not the partial directory here, not the staged copy.
         func discardEverything() {
@@ -107,13 +122,20 @@ public struct BackupPipeline: BackupExecutor {
             if abort.isRaised { throw PipelineError.aborted }
             let file = "\(disk.target).\(disk.format.rawValue).\(main.compression.fileExtension)"
             let t0 = Date()
-            let r = try stream.copy(source: source, workDir: workDir, stageFile: keepOnHost ? stageDir + "/" + file : nil,
-                                    to: partial + "/" + file, abort: abort)
-            log.info("disk copied", metadata: ["disk": "\(disk.target)", "from": "\(source)", "raw_bytes": "\(r.rawBytes)",
-                                               "stored_bytes": "\(r.storedBytes)", "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(t0)))"])
-            images[disk.target] = Manifest.StoredImage(target: disk.target, source: disk.source, kind: disk.kind, format: disk.format,
-                                                       file: file, rawBytes: r.rawBytes, storedBytes: r.storedBytes,
-                                                       storedCksum: r.storedCksum, storedSHA256: r.storedSHA256)
+            let r = try stream.copy(
+                source: source, workDir: workDir, stageFile: keepOnHost ? stageDir + "/" + file : nil,
+                to: partial + "/" + file, abort: abort)
+            log.info(
+                "disk copied",
+                metadata: [
+                    "disk": "\(disk.target)", "from": "\(source)", "raw_bytes": "\(r.rawBytes)",
+                    "stored_bytes": "\(r.storedBytes)",
+                    "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(t0)))",
+                ])
+            images[disk.target] = Manifest.StoredImage(
+                target: disk.target, source: disk.source, kind: disk.kind, format: disk.format,
+                file: file, rawBytes: r.rawBytes, storedBytes: r.storedBytes,
+                storedCksum: r.storedCksum, storedSHA256: r.storedSHA256)
         }
         func thaw() throws {
             guard !thawed else { return }
@@ -125,7 +147,8 @@ public struct BackupPipeline: BackupExecutor {
             try server.run("mkdir -p \(ShellQuote.quote(stageDir))", what: "creating \(stageDir)")
             // Leftover snapshots of these LVs from a killed job go before we make new ones.
             for leftover in try lvm.leftoverSnapshots(of: snapshotDisks.map { volumes[$0.source]! }) {
-                log.warning("removing a leftover snapshot of an earlier job", metadata: ["snapshot": "\(leftover.fullName)"])
+                log.warning(
+                    "removing a leftover snapshot of an earlier job", metadata: ["snapshot": "\(leftover.fullName)"])
                 try lvm.removeSnapshot(leftover)
             }
             // Freeze.
@@ -135,8 +158,10 @@ public struct BackupPipeline: BackupExecutor {
                 if hot {
                     // Emergency sync first (kernel.sysrq=1 in the guest); a guest that ignores it is
                     // still saved consistently, only with less on its disks.
-                    if (try? server.run("virsh send-key \(ShellQuote.quote(vm)) KEY_LEFTALT KEY_SYSRQ KEY_S >/dev/null; sleep 1",
-                                        what: "sysrq emergency sync")) == nil {
+                    if (try? server.run(
+                        "virsh send-key \(ShellQuote.quote(vm)) KEY_LEFTALT KEY_SYSRQ KEY_S >/dev/null; sleep 1",
+                        what: "sysrq emergency sync")) == nil
+                    {
                         log.warning("the emergency sync could not be sent; saving anyway")
                     }
                     try virsh.save(vm, to: ramFile!)
@@ -153,7 +178,11 @@ public struct BackupPipeline: BackupExecutor {
             for disk in snapshotDisks {
                 let snap = try lvm.createSnapshot(of: volumes[disk.source]!, id: id, size: profile.snapshotSize)
                 snapshots[disk.target] = snap
-                log.info("snapshot created", metadata: ["disk": "\(disk.target)", "snapshot": "\(snap.fullName)", "size": "\(profile.snapshotSize)"])
+                log.info(
+                    "snapshot created",
+                    metadata: [
+                        "disk": "\(disk.target)", "snapshot": "\(snap.fullName)", "size": "\(profile.snapshotSize)",
+                    ])
             }
             for disk in stoppedDisks { try copy(disk, from: disk.source) }
             // Everything still to copy comes from snapshots: the VM goes back now.
@@ -161,7 +190,9 @@ public struct BackupPipeline: BackupExecutor {
             for disk in snapshotDisks {
                 let snap = snapshots[disk.target]!
                 func overflowed(_ detail: String) -> PipelineError {
-                    .failed("snapshot overflowed: \(snap.fullName) of \(disk.source) filled up during the copy (\(detail)); the copy is not consistent. Give it more room (SnapshotSize, now \(profile.snapshotSize))")
+                    .failed(
+                        "snapshot overflowed: \(snap.fullName) of \(disk.source) filled up during the copy (\(detail)); the copy is not consistent. Give it more room (SnapshotSize, now \(profile.snapshotSize))"
+                    )
                 }
                 do {
                     try copy(disk, from: snap.path)
@@ -177,10 +208,12 @@ public struct BackupPipeline: BackupExecutor {
             }
             if let ramFile {
                 let file = "ram.save.\(main.compression.fileExtension)"
-                let r = try stream.copy(source: ramFile, workDir: workDir, stageFile: nil, to: partial + "/" + file, abort: abort)
-                ramImage = Manifest.StoredImage(target: "ram", source: ramFile, kind: nil, format: nil, file: file,
-                                                rawBytes: r.rawBytes, storedBytes: r.storedBytes,
-                                                storedCksum: r.storedCksum, storedSHA256: r.storedSHA256)
+                let r = try stream.copy(
+                    source: ramFile, workDir: workDir, stageFile: nil, to: partial + "/" + file, abort: abort)
+                ramImage = Manifest.StoredImage(
+                    target: "ram", source: ramFile, kind: nil, format: nil, file: file,
+                    rawBytes: r.rawBytes, storedBytes: r.storedBytes,
+                    storedCksum: r.storedCksum, storedSHA256: r.storedSHA256)
             }
         } catch {
             failure = error
@@ -200,8 +233,9 @@ public struct BackupPipeline: BackupExecutor {
             store.discard(partial: partial)
             // The RAM state file stays: it is what brings the VM back (`virsh restore FILE`).
             let keep = ramFile.map { "; its RAM state is kept in \($0) on \(host): `virsh restore \($0)`" } ?? ""
-            throw PipelineError.notReturnedToPriorState(vm: vm, host: host, prior: prior.rawValue,
-                                                        detail: "\(error)\(keep)" + (failure.map { "; the backup had failed too: \($0)" } ?? ""))
+            throw PipelineError.notReturnedToPriorState(
+                vm: vm, host: host, prior: prior.rawValue,
+                detail: "\(error)\(keep)" + (failure.map { "; the backup had failed too: \($0)" } ?? ""))
         }
         if let failure {
             discardEverything()
@@ -209,14 +243,15 @@ public struct BackupPipeline: BackupExecutor {
         }
 
         // Commit.
-        let manifest = Manifest(vm: vm, id: id, host: host, mode: (hot ? SnapshotMode.hot : .cold).rawValue,
-                                requestedMode: profile.mode.rawValue,
-                                modeNote: modeNote, priorState: prior.rawValue, compression: main.compression.rawValue,
-                                started: Timestamps.iso(started), finished: Timestamps.iso(Date()),
-                                durationSeconds: Date().timeIntervalSince(started), downtimeSeconds: downtime,
-                                disks: disks.compactMap { images[$0.target] },
-                                excluded: excluded.map { Manifest.ExcludedDisk(target: $0.target, source: $0.source) },
-                                ramState: ramImage, domainXML: definition, keptOnHost: keepOnHost)
+        let manifest = Manifest(
+            vm: vm, id: id, host: host, mode: (hot ? SnapshotMode.hot : .cold).rawValue,
+            requestedMode: profile.mode.rawValue,
+            modeNote: modeNote, priorState: prior.rawValue, compression: main.compression.rawValue,
+            started: Timestamps.iso(started), finished: Timestamps.iso(Date()),
+            durationSeconds: Date().timeIntervalSince(started), downtimeSeconds: downtime,
+            disks: disks.compactMap { images[$0.target] },
+            excluded: excluded.map { Manifest.ExcludedDisk(target: $0.target, source: $0.source) },
+            ramState: ramImage, domainXML: definition, keptOnHost: keepOnHost)
         try? FileManager.default.removeItem(atPath: partial + "/" + JobBreadcrumb.fileName)
         let committed: String
         do {
@@ -277,17 +312,22 @@ public struct BackupPipeline: BackupExecutor {
     }
 
     /// Promotes the staged copy to `workDir/ID` and removes older staged copies, or removes all of them.
-    func finishStaging(server: RemoteHost, workDir: String, stageDir: String, id: String, keep: Bool, log: Logger) throws {
+    func finishStaging(server: RemoteHost, workDir: String, stageDir: String, id: String, keep: Bool, log: Logger)
+        throws
+    {
         let w = ShellQuote.quote(workDir)
         // Only our own names are touched: IDs (YYYYMMDDTHHMMSSZ) and our dot-partials.
-        let sweep = "for d in \(w)/[0-9]*T[0-9]*Z \(w)/.[0-9]*T[0-9]*Z.partial; do [ -e \"$d\" ] || continue; case \"$d\" in \(w)/\(id)) ;; *) rm -rf -- \"$d\";; esac; done"
+        let sweep =
+            "for d in \(w)/[0-9]*T[0-9]*Z \(w)/.[0-9]*T[0-9]*Z.partial; do [ -e \"$d\" ] || continue; case \"$d\" in \(w)/\(id)) ;; *) rm -rf -- \"$d\";; esac; done"
         if keep {
-            try server.run("rm -f \(ShellQuote.quote(stageDir))/ram.save; mv -T \(ShellQuote.quote(stageDir)) \(w)/\(id); \(sweep)",
-                           what: "keeping the newest copy on the hypervisor")
+            try server.run(
+                "rm -f \(ShellQuote.quote(stageDir))/ram.save; mv -T \(ShellQuote.quote(stageDir)) \(w)/\(id); \(sweep)",
+                what: "keeping the newest copy on the hypervisor")
             log.info("newest compressed copy kept on the hypervisor", metadata: ["path": "\(workDir)/\(id)"])
         } else {
-            try server.run("rm -rf \(ShellQuote.quote(stageDir)); for d in \(w)/[0-9]*T[0-9]*Z \(w)/.[0-9]*T[0-9]*Z.partial; do [ -e \"$d\" ] && rm -rf -- \"$d\"; done; true",
-                           what: "removing staged copies")
+            try server.run(
+                "rm -rf \(ShellQuote.quote(stageDir)); for d in \(w)/[0-9]*T[0-9]*Z \(w)/.[0-9]*T[0-9]*Z.partial; do [ -e \"$d\" ] && rm -rf -- \"$d\"; done; true",
+                what: "removing staged copies")
         }
     }
 
@@ -295,18 +335,25 @@ public struct BackupPipeline: BackupExecutor {
     /// staged copies and the partial backup.
     public func recover(vm: String, jobName: String) throws -> String {
         let vmDir = store.vmDirectory(vm)
-        let partials = ((try? FileManager.default.contentsOfDirectory(atPath: vmDir)) ?? []).filter { $0.hasPrefix(".") && $0.hasSuffix(".partial") }
+        let partials = ((try? FileManager.default.contentsOfDirectory(atPath: vmDir)) ?? []).filter {
+            $0.hasPrefix(".") && $0.hasSuffix(".partial")
+        }
         var notes: [String] = []
         for name in partials {
             let partial = vmDir + "/" + name
             if let crumb = JobBreadcrumb.read(from: partial), let prior = DomainState(rawValue: crumb.priorState) {
                 let server = remote(crumb.host)
                 let virsh = Virsh(host: server)
-                try returnToPriorState(vm, prior: prior, virsh: virsh, ramFile: crumb.restoreFromRAM ? crumb.remoteRAMFile : nil, log: logger)
+                try returnToPriorState(
+                    vm, prior: prior, virsh: virsh, ramFile: crumb.restoreFromRAM ? crumb.remoteRAMFile : nil,
+                    log: logger)
                 let lvm = LVM(host: server)
                 for snap in crumb.snapshots { try lvm.removeSnapshot(snap) }
-                try server.run("rm -rf \(ShellQuote.quote(crumb.remoteStageDir))", what: "removing \(crumb.remoteStageDir)")
-                notes.append("\(vm) returned to \(prior.rawValue) on \(crumb.host), \(crumb.snapshots.isEmpty ? "" : "snapshots removed, ")staged copy removed")
+                try server.run(
+                    "rm -rf \(ShellQuote.quote(crumb.remoteStageDir))", what: "removing \(crumb.remoteStageDir)")
+                notes.append(
+                    "\(vm) returned to \(prior.rawValue) on \(crumb.host), \(crumb.snapshots.isEmpty ? "" : "snapshots removed, ")staged copy removed"
+                )
             }
             store.discard(partial: partial)
             notes.append("partial backup \(name) removed")

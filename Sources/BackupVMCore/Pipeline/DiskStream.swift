@@ -1,7 +1,8 @@
 import Crypto
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Moves one image from a hypervisor into a file on this server: the hypervisor reads the source,
@@ -67,12 +68,15 @@ public struct DiskStream: Sendable {
     ///
     /// ssh writes the file itself (its stdout is the file, see FollowedFile); this thread reads it
     /// back behind it and computes the CRC and SHA-256, so ssh never waits for the hashing.
-    public func copy(source: String, workDir: String, stageFile: String?, to destination: String,
-                     abort: AbortFlag) throws -> Result {
+    public func copy(
+        source: String, workDir: String, stageFile: String?, to destination: String,
+        abort: AbortFlag
+    ) throws -> Result {
         let file = try FollowedFile(creating: destination)
         let what = "reading \(source)"
-        let child = try SpawnedProcess(host.argv(script(source: source, workDir: workDir, stageFile: stageFile)),
-                                       stdin: nil, stdout: file.writeFD)
+        let child = try SpawnedProcess(
+            host.argv(script(source: source, workDir: workDir, stageFile: stageFile)),
+            stdin: nil, stdout: file.writeFD)
         var sha = SHA256()
         var crc = POSIXChecksum()
         try file.follow(child, abort: abort) { chunk in
@@ -85,19 +89,28 @@ public struct DiskStream: Sendable {
         try file.finish()
         let count = file.readOffset
         guard let trailer = stderr.split(separator: "\n").last(where: { $0.hasPrefix("BACKUP_VM_TRAILER ") }) else {
-            throw RemoteError.protocolViolation(host: host.name, what: "reading \(source)", detail: "no checksum trailer; stderr: \(RemoteError.trim(stderr))")
+            throw RemoteError.protocolViolation(
+                host: host.name, what: "reading \(source)",
+                detail: "no checksum trailer; stderr: \(RemoteError.trim(stderr))")
         }
         let f = trailer.split(separator: " ").map(String.init)
-        guard f.count == 4, let rawBytes = Int64(f[1]), let remoteCksum = UInt32(f[2]), let remoteBytes = Int64(f[3]) else {
+        guard f.count == 4, let rawBytes = Int64(f[1]), let remoteCksum = UInt32(f[2]), let remoteBytes = Int64(f[3])
+        else {
             throw RemoteError.protocolViolation(host: host.name, what: "reading \(source)", detail: String(trailer))
         }
         guard remoteBytes == count else {
-            throw Mismatch(description: "\(source): the hypervisor sent \(remoteBytes) bytes, this server received \(count)")
+            throw Mismatch(
+                description: "\(source): the hypervisor sent \(remoteBytes) bytes, this server received \(count)")
         }
         let localCksum = crc.finalize()
         guard remoteCksum == localCksum else {
-            throw Mismatch(description: "\(source): cksum of the compressed stream differs between the hypervisor (\(remoteCksum)) and this server (\(localCksum))")
+            throw Mismatch(
+                description:
+                    "\(source): cksum of the compressed stream differs between the hypervisor (\(remoteCksum)) and this server (\(localCksum))"
+            )
         }
-        return Result(rawBytes: rawBytes, storedBytes: count, storedCksum: localCksum, storedSHA256: sha.finalize().map { String(format: "%02x", $0) }.joined())
+        return Result(
+            rawBytes: rawBytes, storedBytes: count, storedCksum: localCksum,
+            storedSHA256: sha.finalize().map { String(format: "%02x", $0) }.joined())
     }
 }

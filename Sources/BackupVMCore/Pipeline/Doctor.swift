@@ -20,7 +20,10 @@ public struct Doctor: Sendable {
     public func run() -> [Finding] {
         let main = configuration.main
         var findings = localChecks()
-        final class Box: @unchecked Sendable { let lock = NSLock(); var items: [Int: [Finding]] = [:] }
+        final class Box: @unchecked Sendable {
+            let lock = NSLock()
+            var items: [Int: [Finding]] = [:]
+        }
         let box = Box()
         let hosts = main.hostServers
         let workPaths = Set([configuration.defaultProfile.workPath] + configuration.profiles.values.map(\.workPath))
@@ -40,10 +43,13 @@ public struct Doctor: Sendable {
             var st = statvfs()
             statvfs(main.backupStorage, &st)
             let free = Double(st.f_bavail) * Double(st.f_frsize) / 1_073_741_824
-            f.append(Finding(subject: "storage \(main.backupStorage)", ok: access(main.backupStorage, W_OK) == 0,
-                             detail: String(format: "%.1f GiB free", free)))
+            f.append(
+                Finding(
+                    subject: "storage \(main.backupStorage)", ok: access(main.backupStorage, W_OK) == 0,
+                    detail: String(format: "%.1f GiB free", free)))
         } catch {
-            f.append(Finding(subject: "storage \(main.backupStorage)", ok: false, detail: "\(error); create it (mode 0700)"))
+            f.append(
+                Finding(subject: "storage \(main.backupStorage)", ok: false, detail: "\(error); create it (mode 0700)"))
         }
         do {
             try SpoolLayout(root: main.spoolDir).prepare()
@@ -52,11 +58,17 @@ public struct Doctor: Sendable {
             f.append(Finding(subject: "spool \(main.spoolDir)", ok: false, detail: "\(error)"))
         }
         let syslog = SyslogWriter(socketPath: main.syslogSocket, facility: main.syslogFacility, reportFailure: false)
-        f.append(Finding(subject: "syslog \(main.syslogSocket)", ok: syslog.isConnected,
-                         detail: syslog.isConnected ? "accepting messages" : "no syslog daemon listening: logs go to stderr only (install rsyslog?)"))
+        f.append(
+            Finding(
+                subject: "syslog \(main.syslogSocket)", ok: syslog.isConnected,
+                detail: syslog.isConnected
+                    ? "accepting messages" : "no syslog daemon listening: logs go to stderr only (install rsyslog?)"))
         for tool in ["ssh", "lzop"] + (main.compression == .zstd ? ["zstd"] : []) {
             let found = (try? ProcessRunner.run(["sh", "-c", "command -v \(tool)"]).status) == 0
-            f.append(Finding(subject: "this server: \(tool)", ok: found, detail: found ? "found" : "missing: apt-get install \(tool == "ssh" ? "openssh-client" : tool)"))
+            f.append(
+                Finding(
+                    subject: "this server: \(tool)", ok: found,
+                    detail: found ? "found" : "missing: apt-get install \(tool == "ssh" ? "openssh-client" : tool)"))
         }
         return f
     }
@@ -77,8 +89,11 @@ public struct Doctor: Sendable {
         } catch {
             var hint = "check the address in your ssh_config and that sshd runs"
             let text = "\(error)"
-            if text.contains("Host key verification failed") || text.contains("No ED25519 host key") || text.contains("host key") {
-                hint = "add its key: ssh-keyscan -H \(host.name) >> the UserKnownHostsFile of your ssh_config (then compare the fingerprint with the host's /etc/ssh/ssh_host_*_key.pub)"
+            if text.contains("Host key verification failed") || text.contains("No ED25519 host key")
+                || text.contains("host key")
+            {
+                hint =
+                    "add its key: ssh-keyscan -H \(host.name) >> the UserKnownHostsFile of your ssh_config (then compare the fingerprint with the host's /etc/ssh/ssh_host_*_key.pub)"
             } else if text.contains("Permission denied") {
                 hint = "install this server's public key in root's authorized_keys on \(host.name)"
             }
@@ -89,17 +104,29 @@ public struct Doctor: Sendable {
             let f = line.split(separator: " ", maxSplits: 2).map(String.init)
             switch f.first {
             case "missing":
-                findings.append(Finding(subject: subject, ok: false, detail: "\(f[1]) not found; install it (apt-get install \(f[1] == "virsh" ? "libvirt-clients" : f[1] == "blockdev" ? "util-linux" : f[1]))"))
+                findings.append(
+                    Finding(
+                        subject: subject, ok: false,
+                        detail:
+                            "\(f[1]) not found; install it (apt-get install \(f[1] == "virsh" ? "libvirt-clients" : f[1] == "blockdev" ? "util-linux" : f[1]))"
+                    ))
             case "libvirt":
                 let ok = !line.contains("error")
-                findings.append(Finding(subject: subject, ok: ok, detail: ok ? line : "libvirtd does not answer: \(line)"))
+                findings.append(
+                    Finding(subject: subject, ok: ok, detail: ok ? line : "libvirtd does not answer: \(line)"))
             case "work":
                 let kib = Double(f.count > 2 ? f[2] : "0") ?? 0
-                findings.append(Finding(subject: subject, ok: true, detail: String(format: "working path %@: %.1f GiB free", f[1], kib / 1_048_576)))
+                findings.append(
+                    Finding(
+                        subject: subject, ok: true,
+                        detail: String(format: "working path %@: %.1f GiB free", f[1], kib / 1_048_576)))
             case "nowork":
                 findings.append(Finding(subject: subject, ok: false, detail: "cannot create working path \(f[1])"))
             case "lvm":
-                findings.append(Finding(subject: subject, ok: true, detail: f[1] == "none" ? "no LVM tools (fine for file disks)" : "LVM: \(f[1]) LVs"))
+                findings.append(
+                    Finding(
+                        subject: subject, ok: true,
+                        detail: f[1] == "none" ? "no LVM tools (fine for file disks)" : "LVM: \(f[1]) LVs"))
             default:
                 continue
             }

@@ -19,7 +19,8 @@ struct JobBreadcrumb: Codable, Sendable {
     func write(into partial: String) throws {
         let data = try JSONEncoder().encode(self)
         let path = partial + "/" + JobBreadcrumb.fileName
-        guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
+        guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600])
+        else {
             throw SystemError("create", path: path)
         }
         Files.syncDirectory(partial)

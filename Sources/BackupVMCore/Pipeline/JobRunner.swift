@@ -30,8 +30,10 @@ public struct JobRunner: Sendable {
     public let logger: Logger
     public let pollInterval: TimeInterval
 
-    public init(locks: SlotLocks, maxGlobal: Int, maxPerHost: Int, executor: any BackupExecutor,
-                isKnownVM: @escaping @Sendable (String) -> Bool, logger: Logger, pollInterval: TimeInterval = 1) {
+    public init(
+        locks: SlotLocks, maxGlobal: Int, maxPerHost: Int, executor: any BackupExecutor,
+        isKnownVM: @escaping @Sendable (String) -> Bool, logger: Logger, pollInterval: TimeInterval = 1
+    ) {
         self.locks = locks
         self.maxGlobal = maxGlobal
         self.maxPerHost = maxPerHost
@@ -52,13 +54,17 @@ public struct JobRunner: Sendable {
             return fail(job, "unreadable job: \(error.description)", started: nil, host: nil)
         case .success(let file):
             if let status = file.resultStatus {
-                return fail(job, "job already carries a result (status=\(status.rawValue)); expected a fresh job", started: nil, host: nil)
+                return fail(
+                    job, "job already carries a result (status=\(status.rawValue)); expected a fresh job", started: nil,
+                    host: nil)
             }
             request = file.request
         }
         let vm = request.vm
         guard isKnownVM(vm) else {
-            return fail(job, "unknown VM '\(vm)': it has no line in sheduler.conf; add one to back it up", started: nil, host: nil)
+            return fail(
+                job, "unknown VM '\(vm)': it has no line in sheduler.conf; add one to back it up", started: nil,
+                host: nil)
         }
         let vmLock: FileLock
         do {
@@ -99,8 +105,11 @@ public struct JobRunner: Sendable {
                 hostSlot = tryOrNil { try locks.tryAcquireHost(host, limit: maxPerHost) }
                 if hostSlot != nil { globalSlot = tryOrNil { try locks.tryAcquireGlobal(limit: maxGlobal) } }
                 if hostSlot != nil && globalSlot != nil { break }
-                hostSlot?.release(); hostSlot = nil
-                if abort.isRaised { return fail(job, "aborted while waiting for a free slot", started: nil, host: host) }
+                hostSlot?.release()
+                hostSlot = nil
+                if abort.isRaised {
+                    return fail(job, "aborted while waiting for a free slot", started: nil, host: host)
+                }
                 if !announced {
                     logger.notice("waiting for a free backup slot", metadata: ["vm": "\(vm)", "host": "\(host)"])
                     announced = true
@@ -116,14 +125,20 @@ public struct JobRunner: Sendable {
         logger.info("backup started", metadata: ["vm": "\(vm)", "host": "\(host)", "job": "\(job.name)"])
         do {
             let report = try executor.backup(vm: vm, host: host, jobName: job.name, abort: abort)
-            let result = JobResult(status: .done, started: started, host: report.host,
-                                   bytes: report.bytes, backupID: report.backupID)
+            let result = JobResult(
+                status: .done, started: started, host: report.host,
+                bytes: report.bytes, backupID: report.backupID)
             do { try job.finish(result) } catch {
-                logger.error("backup succeeded but its job record could not be moved to done/: \(error)",
-                             metadata: ["vm": "\(vm)", "job": "\(job.name)"])
+                logger.error(
+                    "backup succeeded but its job record could not be moved to done/: \(error)",
+                    metadata: ["vm": "\(vm)", "job": "\(job.name)"])
             }
-            logger.info("backup finished", metadata: ["vm": "\(vm)", "host": "\(report.host)",
-                                                      "bytes": "\(report.bytes)", "backup": "\(report.backupID ?? "-")"])
+            logger.info(
+                "backup finished",
+                metadata: [
+                    "vm": "\(vm)", "host": "\(report.host)",
+                    "bytes": "\(report.bytes)", "backup": "\(report.backupID ?? "-")",
+                ])
             return .succeeded(report)
         } catch {
             return fail(job, "\(error)", started: started, host: host)

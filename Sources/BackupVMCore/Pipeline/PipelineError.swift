@@ -14,9 +14,11 @@ public enum PipelineError: Error, CustomStringConvertible, Sendable {
         case .vanished(let vm, let host):
             return "\(vm) disappeared from \(host) during the backup (migrated or undefined?)"
         case .shutdownTimedOut(let vm, let seconds):
-            return "\(vm) did not shut down within \(seconds) s of the ACPI request (does the guest handle the power button?); it keeps running; set ForceOff=yes in its vmsnapshot.d profile to force it off after the timeout, or use Mode=hot on LVM"
+            return
+                "\(vm) did not shut down within \(seconds) s of the ACPI request (does the guest handle the power button?); it keeps running; set ForceOff=yes in its vmsnapshot.d profile to force it off after the timeout, or use Mode=hot on LVM"
         case .notReturnedToPriorState(let vm, let host, let prior, let detail):
-            return "ATTENTION: \(vm) on \(host) could not be returned to its prior state (\(prior)): \(detail); check it by hand now"
+            return
+                "ATTENTION: \(vm) on \(host) could not be returned to its prior state (\(prior)): \(detail); check it by hand now"
         case .failed(let what):
             return what
         }

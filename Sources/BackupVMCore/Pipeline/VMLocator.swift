@@ -38,24 +38,36 @@ public struct VMLocator: Sendable {
         let unreachable = sightings.filter { $0.error != nil }
         let live = found.filter { $0.state == .running || $0.state == .paused || $0.state == .other }
         if live.count > 1 {
-            throw NotFound(description: "\(vm) is running on \(live.map(\.host).joined(separator: " and ")) at once; stop the stray copy, then back it up")
+            throw NotFound(
+                description:
+                    "\(vm) is running on \(live.map(\.host).joined(separator: " and ")) at once; stop the stray copy, then back it up"
+            )
         }
         if let one = live.first {
             if !unreachable.isEmpty {
-                logger.warning("host(s) unreachable while locating \(vm): \(unreachable.map(\.host).joined(separator: ", "))")
+                logger.warning(
+                    "host(s) unreachable while locating \(vm): \(unreachable.map(\.host).joined(separator: ", "))")
             }
             return (one.host, one.state!)
         }
         if !found.isEmpty && !unreachable.isEmpty {
-            throw NotFound(description: "\(vm) is shut off on \(found.map(\.host).joined(separator: ", ")), but \(describe(unreachable)); it may be running there, so it is not backed up from a possibly stale copy")
+            throw NotFound(
+                description:
+                    "\(vm) is shut off on \(found.map(\.host).joined(separator: ", ")), but \(describe(unreachable)); it may be running there, so it is not backed up from a possibly stale copy"
+            )
         }
         if found.count == 1 { return (found[0].host, .shutOff) }
         if found.count > 1 {
             let sorted = found.sorted { $0.definitionTime > $1.definitionTime }
             guard sorted[0].definitionTime > sorted[1].definitionTime else {
-                throw NotFound(description: "\(vm) is defined (shut off) on \(found.map(\.host).joined(separator: " and ")) with definitions of the same age; undefine the stale one (virsh undefine) so backup_vm knows which to back up")
+                throw NotFound(
+                    description:
+                        "\(vm) is defined (shut off) on \(found.map(\.host).joined(separator: " and ")) with definitions of the same age; undefine the stale one (virsh undefine) so backup_vm knows which to back up"
+                )
             }
-            logger.warning("\(vm) is defined on \(found.map(\.host).joined(separator: ", ")); backing up the newest definition, on \(sorted[0].host)")
+            logger.warning(
+                "\(vm) is defined on \(found.map(\.host).joined(separator: ", ")); backing up the newest definition, on \(sorted[0].host)"
+            )
             return (sorted[0].host, .shutOff)
         }
         let tried = sightings.map { s in s.error == nil ? "\(s.host): not defined" : "\(s.host): \(s.error!)" }

@@ -33,25 +33,30 @@ public struct LVM: Sendable {
             let parts = line.split(separator: "\t", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { continue }
             let f = parts[1].split(separator: " ").map(String.init)
-            if f.count == 3, let size = Int64(f[2]) { result[parts[0]] = LogicalVolume(vg: f[0], lv: f[1], sizeBytes: size) }
+            if f.count == 3, let size = Int64(f[2]) {
+                result[parts[0]] = LogicalVolume(vg: f[0], lv: f[1], sizeBytes: size)
+            }
         }
         return result
     }
 
     /// Creates a snapshot of `origin` sized by `size` (`N%` of the origin or an lvcreate size like 2G).
-    public func createSnapshot(of origin: LogicalVolume, id: String, size: String) throws(RemoteError) -> LogicalVolume {
+    public func createSnapshot(of origin: LogicalVolume, id: String, size: String) throws(RemoteError) -> LogicalVolume
+    {
         let name = LVM.snapshotName(of: origin.lv, id: id)
         let sizeArg = size.hasSuffix("%") ? "-l \(ShellQuote.quote(size + "ORIGIN"))" : "-L \(ShellQuote.quote(size))"
-        try host.run("lvcreate -q -s \(sizeArg) -n \(ShellQuote.quote(name)) \(ShellQuote.quote(origin.fullName)) >/dev/null",
-                     what: "lvcreate snapshot of \(origin.fullName)")
+        try host.run(
+            "lvcreate -q -s \(sizeArg) -n \(ShellQuote.quote(name)) \(ShellQuote.quote(origin.fullName)) >/dev/null",
+            what: "lvcreate snapshot of \(origin.fullName)")
         return LogicalVolume(vg: origin.vg, lv: name, sizeBytes: origin.sizeBytes)
     }
 
     /// Is the snapshot still valid (not overflowed)? LVM marks an overflowed snapshot invalid
     /// (lv_attr 'I' in the fifth place) and reports it 100% full.
     public func snapshotIsValid(_ snapshot: LogicalVolume) throws(RemoteError) -> (valid: Bool, detail: String) {
-        let out = try host.run("lvs --noheadings -o lv_attr,snap_percent \(ShellQuote.quote(snapshot.fullName))",
-                               what: "lvs \(snapshot.fullName)")
+        let out = try host.run(
+            "lvs --noheadings -o lv_attr,snap_percent \(ShellQuote.quote(snapshot.fullName))",
+            what: "lvs \(snapshot.fullName)")
         let f = out.split(whereSeparator: { $0 == " " || $0.isNewline }).map(String.init)
         guard let attr = f.first, attr.count >= 5 else {
             return (false, "lvs said '\(out.trimmingCharacters(in: .whitespacesAndNewlines))'")
@@ -66,7 +71,8 @@ public struct LVM: Sendable {
     public func removeSnapshot(_ snapshot: LogicalVolume) throws(RemoteError) {
         precondition(snapshot.lv.contains(LVM.snapshotMarker), "only our own snapshots are removed")
         let q = ShellQuote.quote(snapshot.fullName)
-        try host.run("""
+        try host.run(
+            """
             for i in 1 2 3 4 5 6 7 8 9 10; do lvs \(q) >/dev/null 2>&1 || exit 0; \
             lvremove -q -f \(q) >/dev/null 2>"$HOME/.bvm-lvremove.err" && exit 0; sleep 1; done; \
             cat "$HOME/.bvm-lvremove.err" >&2; exit 1
@@ -76,12 +82,15 @@ public struct LVM: Sendable {
     /// Our snapshots (by name) of these origin LVs that are still there: leftovers of a killed job.
     public func leftoverSnapshots(of origins: [LogicalVolume]) throws(RemoteError) -> [LogicalVolume] {
         guard !origins.isEmpty else { return [] }
-        let out = try host.run("lvs --noheadings --nosuffix --units b --separator ' ' -o vg_name,lv_name,origin,lv_size 2>/dev/null || true",
-                               what: "lvs")
+        let out = try host.run(
+            "lvs --noheadings --nosuffix --units b --separator ' ' -o vg_name,lv_name,origin,lv_size 2>/dev/null || true",
+            what: "lvs")
         let wanted = Set(origins.map(\.fullName))
         return out.split(separator: "\n").compactMap { line in
             let f = line.split(separator: " ").map(String.init)
-            guard f.count == 4, f[1].contains(LVM.snapshotMarker), wanted.contains(f[0] + "/" + f[2]) else { return nil }
+            guard f.count == 4, f[1].contains(LVM.snapshotMarker), wanted.contains(f[0] + "/" + f[2]) else {
+                return nil
+            }
             return LogicalVolume(vg: f[0], lv: f[1], sizeBytes: Int64(f[3]) ?? 0)
         }
     }
@@ -92,8 +101,11 @@ public struct LVM: Sendable {
         guard parts.count == 3, parts[0] == "dev" else {
             throw .protocolViolation(host: host.name, what: "restore to \(path)", detail: "expected /dev/VG/LV")
         }
-        let vg = ShellQuote.quote(parts[1]), lv = ShellQuote.quote(parts[2]), p = ShellQuote.quote(path)
-        try host.run("""
+        let vg = ShellQuote.quote(parts[1])
+        let lv = ShellQuote.quote(parts[2])
+        let p = ShellQuote.quote(path)
+        try host.run(
+            """
             if [ -b \(p) ]; then size=$(blockdev --getsize64 \(p)); \
             [ "$size" -ge \(bytes) ] || { echo "\(path) has $size bytes, the backup needs \(bytes); refusing to restore into a smaller LV" >&2; exit 4; }; \
             else lvcreate -q -y -L \(bytes)b -n \(lv) \(vg) >/dev/null; fi

@@ -1,7 +1,8 @@
 import CShims
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What a finished local process left.
@@ -28,8 +29,10 @@ public enum ProcessRunner {
     /// Runs `argv`, handing every chunk of its stdout to `sink` through one reused buffer; `sink`
     /// returns false to stop (the process is then killed). `stdin`, when given, is a file descriptor
     /// the child reads (e.g. a compressed image being restored). Returns the exit status and stderr.
-    public static func stream(_ argv: [String], stdin: Int32?, bufferSize: Int = 1 << 20,
-                              sink: (UnsafeRawBufferPointer) throws -> Bool) throws(RemoteError) -> (Int32, String) {
+    public static func stream(
+        _ argv: [String], stdin: Int32?, bufferSize: Int = 1 << 20,
+        sink: (UnsafeRawBufferPointer) throws -> Bool
+    ) throws(RemoteError) -> (Int32, String) {
         var outPipe: [Int32] = [0, 0]
         guard bvm_pipe_cloexec(&outPipe) == 0 else { throw .launch("pipe: \(String(cString: strerror(errno)))") }
         // A 1 MiB pipe (F_SETPIPE_SZ; best effort) lets ssh hand over more per read(2).
@@ -38,7 +41,8 @@ public enum ProcessRunner {
         do {
             child = try SpawnedProcess(argv, stdin: stdin, stdout: outPipe[1])
         } catch {
-            close(outPipe[0]); close(outPipe[1])
+            close(outPipe[0])
+            close(outPipe[1])
             throw error
         }
         close(outPipe[1])
@@ -49,10 +53,16 @@ public enum ProcessRunner {
         var stopped = false
         while true {
             let n = read(outPipe[0], buffer.baseAddress, bufferSize)
-            if n < 0 { if errno == EINTR { continue }; break }
+            if n < 0 {
+                if errno == EINTR { continue }
+                break
+            }
             if n == 0 { break }
             do {
-                if try !sink(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) { stopped = true; break }
+                if try !sink(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) {
+                    stopped = true
+                    break
+                }
             } catch {
                 sinkError = error
                 stopped = true
@@ -110,7 +120,7 @@ public final class SpawnedProcess: @unchecked Sendable {
 
         var pid: pid_t = 0
         let cArgs = argv.map { strdup($0) } + [nil]
-        defer { cArgs.forEach { free($0) } }
+        defer { for a in cArgs { free(a) } }
         let rc = posix_spawnp(&pid, argv[0], &actions, &attr, cArgs, environ)
         close(errPipe[1])
         guard rc == 0 else {
@@ -171,7 +181,10 @@ private final class ErrorCollector: @unchecked Sendable {
         var buf = [UInt8](repeating: 0, count: 4096)
         while true {
             let n = read(fd, &buf, buf.count)
-            if n < 0 { if errno == EINTR { continue }; break }
+            if n < 0 {
+                if errno == EINTR { continue }
+                break
+            }
             if n == 0 { break }
             // Keep the tail: stderr of a long stream may be large, the end says what failed.
             bytes.append(contentsOf: buf[0..<n])

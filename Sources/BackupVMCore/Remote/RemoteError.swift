@@ -1,3 +1,5 @@
+import Foundation
+
 /// Why a command on a hypervisor failed, told so an operator can act on it.
 public enum RemoteError: Error, CustomStringConvertible, Sendable, Equatable {
     /// ssh itself failed (exit 255): host unreachable, key refused, host key unknown or changed.
@@ -12,7 +14,9 @@ public enum RemoteError: Error, CustomStringConvertible, Sendable, Equatable {
         switch self {
         case .connection(let host, let detail):
             var hint = ""
-            if detail.contains("Host key verification failed") || detail.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+            if detail.contains("Host key verification failed")
+                || detail.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+            {
                 hint = " (add the host's key to known_hosts: `backup_vm doctor` prints the command)"
             }
             return "cannot reach \(host) over ssh: \(Self.trim(detail))\(hint)"
@@ -26,10 +30,9 @@ public enum RemoteError: Error, CustomStringConvertible, Sendable, Equatable {
     }
 
     static func trim(_ s: String) -> String {
-        let lines = s.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
+        let lines = s.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+            .filter { !$0.isEmpty }
         let text = lines.suffix(4).joined(separator: " | ")
         return text.isEmpty ? "(no message)" : String(text.prefix(600))
     }
 }
-
-import Foundation

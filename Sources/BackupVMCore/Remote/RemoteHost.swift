@@ -11,7 +11,9 @@ public struct RemoteHost: Sendable {
     /// When set, commands share one connection per host (see SSHConnectionShare).
     public let share: SSHConnectionShare?
 
-    public init(name: String, sshConfig: String?, connectTimeout: Int, ciphers: String? = nil, share: SSHConnectionShare? = nil) {
+    public init(
+        name: String, sshConfig: String?, connectTimeout: Int, ciphers: String? = nil, share: SSHConnectionShare? = nil
+    ) {
         precondition(SafeName.isValidHostName(name))
         self.name = name
         self.sshConfig = sshConfig
@@ -21,7 +23,9 @@ public struct RemoteHost: Sendable {
     }
 
     public init(_ name: String, main: MainConfig, share: SSHConnectionShare? = nil) {
-        self.init(name: name, sshConfig: main.sshConfig, connectTimeout: main.sshConnectTimeout, ciphers: main.sshCiphers, share: share)
+        self.init(
+            name: name, sshConfig: main.sshConfig, connectTimeout: main.sshConnectTimeout, ciphers: main.sshCiphers,
+            share: share)
     }
 
     /// ssh's argv for one remote script. Host keys are verified (no StrictHostKeyChecking=no);
@@ -29,12 +33,16 @@ public struct RemoteHost: Sendable {
     public func argv(_ script: String) -> [String] {
         var a = ["ssh"]
         if let sshConfig { a += ["-F", sshConfig] }
-        a += ["-o", "BatchMode=yes", "-o", "ConnectTimeout=\(connectTimeout)", "-o", "ServerAliveInterval=15",
-              "-o", "ServerAliveCountMax=4"]
+        a += [
+            "-o", "BatchMode=yes", "-o", "ConnectTimeout=\(connectTimeout)", "-o", "ServerAliveInterval=15",
+            "-o", "ServerAliveCountMax=4",
+        ]
         if let ciphers { a += ["-o", "Ciphers=\(ciphers)"] }
         if let share { a += share.options(for: self) }
-        a += ["-T", "-l", "root", "--", name,
-              "set -euo pipefail; " + script]
+        a += [
+            "-T", "-l", "root", "--", name,
+            "set -euo pipefail; " + script,
+        ]
         // ssh joins the remaining words with spaces and hands them to the remote user's shell: the
         // script is passed as one word and must run under bash for pipefail.
         a[a.count - 1] = "bash -c " + ShellQuote.quote(a[a.count - 1])
@@ -58,8 +66,10 @@ public struct RemoteHost: Sendable {
     }
 
     /// Streams a script's stdout into `sink`; returns its stderr (scripts report trailers there).
-    public func stream(_ script: String, what: String, stdin: Int32? = nil,
-                       sink: (UnsafeRawBufferPointer) throws -> Bool) throws(RemoteError) -> String {
+    public func stream(
+        _ script: String, what: String, stdin: Int32? = nil,
+        sink: (UnsafeRawBufferPointer) throws -> Bool
+    ) throws(RemoteError) -> String {
         let (status, stderr) = try ProcessRunner.stream(argv(script), stdin: stdin, sink: sink)
         try check(status, stderr: stderr, what: what)
         return stderr

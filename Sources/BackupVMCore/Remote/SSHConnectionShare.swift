@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One ssh connection per hypervisor for the length of a job, shared by all its commands
@@ -55,7 +56,9 @@ public final class SSHConnectionShare: @unchecked Sendable {
             let dir = tmp + "/" + name
             guard let mtime = Files.modificationTime(dir), Date().timeIntervalSince(mtime) > 600 else { continue }
             let entries = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-            if !entries.contains(where: { isListening(dir + "/" + $0) }) { try? FileManager.default.removeItem(atPath: dir) }
+            if !entries.contains(where: { isListening(dir + "/" + $0) }) {
+                try? FileManager.default.removeItem(atPath: dir)
+            }
         }
     }
 
@@ -71,7 +74,9 @@ public final class SSHConnectionShare: @unchecked Sendable {
             raw[path.utf8.count] = 0
         }
         return withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         } == 0
     }
 }

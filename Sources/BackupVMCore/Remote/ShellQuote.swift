@@ -8,6 +8,7 @@ public enum ShellQuote {
     }
 
     static func isPlain(_ c: Unicode.Scalar) -> Bool {
-        (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9") || "/._-+=:,@%".unicodeScalars.contains(c)
+        (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9")
+            || "/._-+=:,@%".unicodeScalars.contains(c)
     }
 }

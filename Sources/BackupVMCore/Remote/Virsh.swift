@@ -14,7 +14,9 @@ public struct Virsh: Sendable {
         let q = ShellQuote.quote(vm)
         let out = try host.probe("virsh -q domstate \(q) 2>/dev/null || echo '#absent'", what: "virsh domstate \(vm)")
         let text = out.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        if out.status != 0 { throw .command(host: hostName, what: "virsh domstate \(vm)", status: out.status, stderr: out.stderr) }
+        if out.status != 0 {
+            throw .command(host: hostName, what: "virsh domstate \(vm)", status: out.status, stderr: out.stderr)
+        }
         return text == "#absent" ? nil : DomainState(virsh: text)
     }
 
@@ -22,7 +24,8 @@ public struct Virsh: Sendable {
     /// connect to libvirtd, so the locator asks everything at once). nil state: not defined here.
     public func sighting(_ vm: String) throws(RemoteError) -> (state: DomainState?, definitionTime: Int) {
         let q = ShellQuote.quote(vm)
-        let out = try host.run("""
+        let out = try host.run(
+            """
             if s=$(virsh -q domstate \(q) 2>/dev/null); then echo "$s"; \
             stat -c %Y /etc/libvirt/qemu/\(ShellQuote.quote(vm + ".xml")) 2>/dev/null || echo 0; else echo '#absent'; fi
             """, what: "virsh domstate \(vm)")
@@ -32,17 +35,20 @@ public struct Virsh: Sendable {
     }
 
     /// State, running XML and persistent XML in one round trip.
-    public func inspect(_ vm: String) throws(RemoteError) -> (state: DomainState, liveXML: String, inactiveXML: String)? {
+    public func inspect(_ vm: String) throws(RemoteError) -> (state: DomainState, liveXML: String, inactiveXML: String)?
+    {
         let q = ShellQuote.quote(vm)
         let marker = "@backup_vm-\(UUID().uuidString)"
-        let out = try host.run("""
+        let out = try host.run(
+            """
             s=$(virsh -q domstate \(q) 2>/dev/null) || { echo '#absent'; exit 0; }; \
             echo "$s"; echo \(marker); virsh dumpxml \(q); echo \(marker); virsh dumpxml --inactive \(q)
             """, what: "inspecting \(vm)")
         if out.hasPrefix("#absent") { return nil }
         let parts = out.components(separatedBy: marker + "\n")
         guard parts.count == 3 else {
-            throw .protocolViolation(host: hostName, what: "inspecting \(vm)", detail: "expected state and two XML documents")
+            throw .protocolViolation(
+                host: hostName, what: "inspecting \(vm)", detail: "expected state and two XML documents")
         }
         return (DomainState(virsh: parts[0]), parts[1], parts[2])
     }
@@ -61,36 +67,45 @@ public struct Virsh: Sendable {
 
     /// Saves the RAM state to `file` and stops the domain.
     public func save(_ vm: String, to file: String) throws(RemoteError) {
-        try host.run("virsh save \(ShellQuote.quote(vm)) \(ShellQuote.quote(file)) >/dev/null", what: "virsh save \(vm)")
+        try host.run(
+            "virsh save \(ShellQuote.quote(vm)) \(ShellQuote.quote(file)) >/dev/null", what: "virsh save \(vm)")
     }
 
     public func restore(from file: String, paused: Bool) throws(RemoteError) {
-        try host.run("virsh restore \(ShellQuote.quote(file))\(paused ? " --paused" : "") >/dev/null", what: "virsh restore \(file)")
+        try host.run(
+            "virsh restore \(ShellQuote.quote(file))\(paused ? " --paused" : "") >/dev/null",
+            what: "virsh restore \(file)")
     }
 
     /// Defines a domain from XML sent over ssh's stdin.
     public func define(xml: String, what: String) throws(RemoteError) {
         let tmp = FileManager.default.temporaryDirectory.path + "/backup_vm-define-\(getpid())-\(UUID().uuidString).xml"
-        _ = FileManager.default.createFile(atPath: tmp, contents: Data(xml.utf8), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(
+            atPath: tmp, contents: Data(xml.utf8), attributes: [.posixPermissions: 0o600])
         defer { unlink(tmp) }
         let fd = open(tmp, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .launch("cannot read \(tmp)") }
         defer { close(fd) }
-        _ = try host.stream("t=$(mktemp); trap 'rm -f \"$t\"' EXIT; cat > \"$t\"; virsh define \"$t\" >/dev/null",
-                            what: what, stdin: fd) { _ in true }
+        _ = try host.stream(
+            "t=$(mktemp); trap 'rm -f \"$t\"' EXIT; cat > \"$t\"; virsh define \"$t\" >/dev/null",
+            what: what, stdin: fd
+        ) { _ in true }
     }
 
     /// Waits until the domain is shut off; false on timeout. With `resendShutdownEvery`, the ACPI
     /// request is repeated: a guest that is still booting misses a power-button press.
-    public func waitUntilOff(_ vm: String, timeout: TimeInterval, abort: AbortFlag,
-                             resendShutdownEvery: TimeInterval? = nil) throws(RemoteError) -> Bool {
+    public func waitUntilOff(
+        _ vm: String, timeout: TimeInterval, abort: AbortFlag,
+        resendShutdownEvery: TimeInterval? = nil
+    ) throws(RemoteError) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         var nextResend = resendShutdownEvery.map { Date().addingTimeInterval($0) }
         repeat {
             if try state(vm) == .shutOff { return true }
             if abort.isRaised { return false }
             if let due = nextResend, Date() >= due {
-                _ = try? host.run("virsh shutdown \(ShellQuote.quote(vm)) >/dev/null 2>&1 || true", what: "virsh shutdown \(vm)")
+                _ = try? host.run(
+                    "virsh shutdown \(ShellQuote.quote(vm)) >/dev/null 2>&1 || true", what: "virsh shutdown \(vm)")
                 nextResend = due.addingTimeInterval(resendShutdownEvery!)
             }
             Thread.sleep(forTimeInterval: 0.5)

@@ -25,8 +25,10 @@ public struct BackupRestorer: Sendable {
         public var start: Bool
         public var withRAM: Bool
 
-        public init(vm: String, backupID: String? = nil, toHost: String? = nil, newName: String? = nil, force: Bool = false,
-                    start: Bool = false, withRAM: Bool = false) {
+        public init(
+            vm: String, backupID: String? = nil, toHost: String? = nil, newName: String? = nil, force: Bool = false,
+            start: Bool = false, withRAM: Bool = false
+        ) {
             self.vm = vm
             self.backupID = backupID
             self.toHost = toHost
@@ -49,34 +51,47 @@ public struct BackupRestorer: Sendable {
         let catalog = BackupCatalog(storage: main.backupStorage)
         let backups = catalog.backups(of: request.vm)
         guard let backup = request.backupID.map({ id in backups.first { $0.id == id } }) ?? backups.last else {
-            throw PipelineError.failed(request.backupID.map { "no backup \($0) of \(request.vm) (have: \(backups.map(\.id).joined(separator: ", ")))" }
-                ?? "no backup of \(request.vm) in \(catalog.directory(of: request.vm))")
+            throw PipelineError.failed(
+                request.backupID.map {
+                    "no backup \($0) of \(request.vm) (have: \(backups.map(\.id).joined(separator: ", ")))"
+                }
+                    ?? "no backup of \(request.vm) in \(catalog.directory(of: request.vm))")
         }
         let manifest = try Manifest.read(backupDirectory: backup.path)
         let hostName = request.toHost ?? manifest.host
         guard main.hostServers.contains(hostName) else {
-            throw PipelineError.failed("host '\(hostName)' is not in HostServers (\(main.hostServers.joined(separator: " ")))")
+            throw PipelineError.failed(
+                "host '\(hostName)' is not in HostServers (\(main.hostServers.joined(separator: " ")))")
         }
         if request.withRAM {
             // Checked before anything is written: a refused request must leave the host untouched.
             guard manifest.ramState != nil else {
-                throw PipelineError.failed("backup \(backup.id) of \(request.vm) is a \(manifest.mode) backup of a VM that was \(manifest.priorState): it has no RAM state; restore it without --with-ram (and --start to boot it)")
+                throw PipelineError.failed(
+                    "backup \(backup.id) of \(request.vm) is a \(manifest.mode) backup of a VM that was \(manifest.priorState): it has no RAM state; restore it without --with-ram (and --start to boot it)"
+                )
             }
             guard request.newName == nil else {
-                throw PipelineError.failed("--with-ram cannot be combined with --as: a saved RAM state belongs to the original domain (its name, UUID and devices); restore the copy without --with-ram")
+                throw PipelineError.failed(
+                    "--with-ram cannot be combined with --as: a saved RAM state belongs to the original domain (its name, UUID and devices); restore the copy without --with-ram"
+                )
             }
         }
         let name = request.newName ?? request.vm
-        guard SafeName.isValidVMName(name) else { throw PipelineError.failed("'\(name)' is not a valid VM name; expected \(SafeName.vmExpectation)") }
+        guard SafeName.isValidVMName(name) else {
+            throw PipelineError.failed("'\(name)' is not a valid VM name; expected \(SafeName.vmExpectation)")
+        }
         let host = RemoteHost(hostName, main: main)
         let virsh = Virsh(host: host)
         let log = logger.with(["vm": "\(name)", "host": "\(hostName)", "backup": "\(backup.id)"])
 
         // Never write under a running VM, nor create a second running copy elsewhere, unless told.
-        let sightings = VMLocator(hosts: main.hostServers.map { RemoteHost($0, main: main) }, logger: logger).look(for: name)
+        let sightings = VMLocator(hosts: main.hostServers.map { RemoteHost($0, main: main) }, logger: logger).look(
+            for: name)
         for s in sightings where s.state == .running || s.state == .paused {
             guard request.force else {
-                throw PipelineError.failed("\(name) is \(s.state!.rawValue) on \(s.host); restoring would overwrite the disks of a live VM. Shut it down first, restore under another name (--as), or pass --force to stop it")
+                throw PipelineError.failed(
+                    "\(name) is \(s.state!.rawValue) on \(s.host); restoring would overwrite the disks of a live VM. Shut it down first, restore under another name (--as), or pass --force to stop it"
+                )
             }
             log.warning("--force: stopping \(name) on \(s.host) before the restore")
             try Virsh(host: RemoteHost(s.host, main: main)).destroy(name)
@@ -84,7 +99,8 @@ public struct BackupRestorer: Sendable {
 
         var paths: [String: String] = [:]
         for image in manifest.disks {
-            paths[image.target] = request.newName == nil ? image.source : renamedPath(image.source, from: request.vm, to: name)
+            paths[image.target] =
+                request.newName == nil ? image.source : renamedPath(image.source, from: request.vm, to: name)
         }
         for image in manifest.disks {
             let destination = paths[image.target]!
@@ -94,15 +110,23 @@ public struct BackupRestorer: Sendable {
             }
             let t0 = Date()
             try writeImage(image, from: backup.path + "/" + image.file, to: destination, host: host)
-            log.info("disk restored", metadata: ["disk": "\(image.target)", "path": "\(destination)",
-                                                 "seconds": "\(String(format: "%.1f", Date().timeIntervalSince(t0)))"])
+            log.info(
+                "disk restored",
+                metadata: [
+                    "disk": "\(image.target)", "path": "\(destination)",
+                    "seconds": "\(String(format: "%.1f", Date().timeIntervalSince(t0)))",
+                ])
         }
-        let xml = request.newName == nil
+        let xml =
+            request.newName == nil
             ? try DomainXML.withDiskSources(manifest.domainXML, paths)
-            : try DomainXML.renamed(manifest.domainXML, from: request.vm, to: name, diskSources: paths,
-                                    droppingDisks: Set(manifest.excluded.map(\.target)))
+            : try DomainXML.renamed(
+                manifest.domainXML, from: request.vm, to: name, diskSources: paths,
+                droppingDisks: Set(manifest.excluded.map(\.target)))
         if request.newName != nil && !manifest.excluded.isEmpty {
-            log.notice("excluded disks are not part of the copy: \(manifest.excluded.map { "\($0.target) (\($0.source))" }.joined(separator: ", ")); add volumes for them if it needs them")
+            log.notice(
+                "excluded disks are not part of the copy: \(manifest.excluded.map { "\($0.target) (\($0.source))" }.joined(separator: ", ")); add volumes for them if it needs them"
+            )
         }
         try virsh.define(xml: xml, what: "virsh define \(name)")
         log.info("domain defined")
@@ -118,14 +142,20 @@ public struct BackupRestorer: Sendable {
     /// Writes the stored RAM state next to the VM's working files and `virsh restore`s it (paused if the
     /// VM was paused when it was backed up). The file is a copy of what the backup holds, so it is
     /// removed afterwards whatever happened.
-    func resumeFromRAM(_ ram: Manifest.StoredImage, backup: BackupRef, manifest: Manifest, host: RemoteHost, log: Logger) throws {
-        let file = configuration.profile(for: manifest.vm).workPath + "/" + manifest.vm + "/restore-\(backup.id).ram.save"
+    func resumeFromRAM(
+        _ ram: Manifest.StoredImage, backup: BackupRef, manifest: Manifest, host: RemoteHost, log: Logger
+    ) throws {
+        let file =
+            configuration.profile(for: manifest.vm).workPath + "/" + manifest.vm + "/restore-\(backup.id).ram.save"
         let q = ShellQuote.quote(file)
         try writeImage(ram, from: backup.path + "/" + ram.file, to: file, host: host)
         let paused = manifest.priorState == DomainState.paused.rawValue
-        try host.run("rc=0; virsh restore \(q)\(paused ? " --paused" : "") >/dev/null || rc=$?; rm -f \(q); exit $rc",
-                     what: "virsh restore of the RAM state of backup \(backup.id) (from \(file))")
-        log.info("RAM state restored: \(manifest.vm) continues from the moment of backup \(backup.id)\(paused ? ", paused as it was" : "")")
+        try host.run(
+            "rc=0; virsh restore \(q)\(paused ? " --paused" : "") >/dev/null || rc=$?; rm -f \(q); exit $rc",
+            what: "virsh restore of the RAM state of backup \(backup.id) (from \(file))")
+        log.info(
+            "RAM state restored: \(manifest.vm) continues from the moment of backup \(backup.id)\(paused ? ", paused as it was" : "")"
+        )
     }
 
     /// The path a disk gets when restored under a new name: the old name in the file name (or LV name)
@@ -140,7 +170,8 @@ public struct BackupRestorer: Sendable {
     /// Streams the stored image to the hypervisor, which decompresses it, checks the stream's cksum and the size
     /// against the manifest, and only then moves a file into place. A block device is written in
     /// place (it must exist and be large enough).
-    func writeImage(_ image: Manifest.StoredImage, from stored: String, to destination: String, host: RemoteHost) throws {
+    func writeImage(_ image: Manifest.StoredImage, from stored: String, to destination: String, host: RemoteHost) throws
+    {
         let fd = open(stored, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SystemError("open", path: stored) }
         defer { close(fd) }

@@ -37,8 +37,10 @@ public struct DuePlanner: Sendable {
         }
         // On a DST day the opening wall-clock time may not exist (02:30 when clocks jump 02->03):
         // Calendar then moves forward to the next valid instant, which is what an operator expects.
-        let start = calendar.date(bySettingHour: hours.startMinute / 60, minute: hours.startMinute % 60,
-                                  second: 0, of: day, matchingPolicy: .nextTime) ?? day
+        let start =
+            calendar.date(
+                bySettingHour: hours.startMinute / 60, minute: hours.startMinute % 60,
+                second: 0, of: day, matchingPolicy: .nextTime) ?? day
         let weekday = calendar.component(.weekday, from: day)  // 1 = Sunday
         return (start, (weekday + 5) % 7 + 1)
     }
@@ -55,14 +57,18 @@ public struct DuePlanner: Sendable {
         }
     }
 
-    public func decide(_ entry: ScheduleEntry, now: Date, hours: HoursWindow, state: VMState,
-                       retryFailedAfter: TimeInterval) -> DueDecision {
+    public func decide(
+        _ entry: ScheduleEntry, now: Date, hours: HoursWindow, state: VMState,
+        retryFailedAfter: TimeInterval
+    ) -> DueDecision {
         guard let window = windowOccurrence(containing: now, hours: hours) else {
             return DueDecision(vm: entry.vm, due: false, reason: "outside BackupHours \(hours)")
         }
         guard entry.weekdays.contains(isoWeekday: window.isoWeekday) else {
-            return DueDecision(vm: entry.vm, due: false,
-                               reason: "window of \(Weekdays.names[window.isoWeekday - 1].capitalized) not in its days \(entry.weekdays)")
+            return DueDecision(
+                vm: entry.vm, due: false,
+                reason:
+                    "window of \(Weekdays.names[window.isoWeekday - 1].capitalized) not in its days \(entry.weekdays)")
         }
         if let newest = state.newestGoodBackup, newest >= window.start {
             return DueDecision(vm: entry.vm, due: false, reason: "backed up in this window (\(Timestamps.iso(newest)))")
@@ -71,8 +77,10 @@ public struct DuePlanner: Sendable {
             return DueDecision(vm: entry.vm, due: false, reason: "a job for it is queued or running")
         }
         if let failed = state.lastFailure, failed >= window.start, now.timeIntervalSince(failed) < retryFailedAfter {
-            return DueDecision(vm: entry.vm, due: false,
-                               reason: "failed at \(Timestamps.iso(failed)); retried \(Int(retryFailedAfter / 60)) min after a failure")
+            return DueDecision(
+                vm: entry.vm, due: false,
+                reason: "failed at \(Timestamps.iso(failed)); retried \(Int(retryFailedAfter / 60)) min after a failure"
+            )
         }
         return DueDecision(vm: entry.vm, due: true, reason: "scheduled, no backup yet in this window")
     }

@@ -34,14 +34,17 @@ public struct Enqueuer: Sendable {
         let failures = lastFailures()
         var result = TickResult(decisions: [], enqueued: [:])
         for entry in configuration.schedule.entries {
-            let state = DuePlanner.VMState(newestGoodBackup: catalog.newestBackup(of: entry.vm)?.started,
-                                           hasOpenJob: spool.hasOpenJob(for: entry.vm),
-                                           lastFailure: failures[entry.vm])
-            let decision = planner.decide(entry, now: now, hours: configuration.main.backupHours, state: state,
-                                          retryFailedAfter: TimeInterval(configuration.main.retryFailedAfterMinutes * 60))
+            let state = DuePlanner.VMState(
+                newestGoodBackup: catalog.newestBackup(of: entry.vm)?.started,
+                hasOpenJob: spool.hasOpenJob(for: entry.vm),
+                lastFailure: failures[entry.vm])
+            let decision = planner.decide(
+                entry, now: now, hours: configuration.main.backupHours, state: state,
+                retryFailedAfter: TimeInterval(configuration.main.retryFailedAfterMinutes * 60))
             result.decisions.append(decision)
             guard decision.due, !dryRun else { continue }
-            let name = try spool.enqueue(JobRequest(vm: entry.vm, requestedBy: "vm_backup_sheduler", created: Timestamps.iso(now)))
+            let name = try spool.enqueue(
+                JobRequest(vm: entry.vm, requestedBy: "vm_backup_sheduler", created: Timestamps.iso(now)))
             result.enqueued[entry.vm] = name
             logger.info("enqueued", metadata: ["vm": "\(entry.vm)", "job": "\(name)"])
         }
@@ -53,7 +56,8 @@ public struct Enqueuer: Sendable {
         var newest: [String: Date] = [:]
         for name in spool.names(in: .failed) {
             guard case .success(let job)? = spool.read(name, in: .failed),
-                  let finished = job.resultFields["finished"].flatMap(Timestamps.parseISO) else { continue }
+                let finished = job.resultFields["finished"].flatMap(Timestamps.parseISO)
+            else { continue }
             if newest[job.request.vm].map({ finished > $0 }) ?? true { newest[job.request.vm] = finished }
         }
         return newest

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A job this process owns: the file is in active/ and this object holds an flock on it. The lock is
@@ -30,7 +31,8 @@ public final class ClaimedJob: @unchecked Sendable {
 
     /// Appends a line block (a recovery record, the result) and fsyncs it.
     func append(_ text: String) throws {
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         guard fd >= 0 else { throw SystemError("append", path: activePath, errno: EBADF) }
         var st = stat()
         fstat(fd, &st)
@@ -44,8 +46,13 @@ public final class ClaimedJob: @unchecked Sendable {
         let bytes = Array((prefix + text).utf8)
         var offset = 0
         while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, st.st_size + off_t(offset)) }
-            if n < 0 { if errno == EINTR { continue }; throw SystemError("write", path: activePath) }
+            let n = bytes[offset...].withUnsafeBytes {
+                pwrite(fd, $0.baseAddress, $0.count, st.st_size + off_t(offset))
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("write", path: activePath)
+            }
             offset += n
         }
         guard fsync(fd) == 0 else { throw SystemError("fsync", path: activePath) }
@@ -75,7 +82,11 @@ public final class ClaimedJob: @unchecked Sendable {
     }
 
     func closeDescriptor() {
-        lock.lock(); defer { lock.unlock() }
-        if fd >= 0 { close(fd); fd = -1 }
+        lock.lock()
+        defer { lock.unlock() }
+        if fd >= 0 {
+            close(fd)
+            fd = -1
+        }
     }
 }

@@ -33,9 +33,11 @@ public struct JobResult: Sendable, Equatable {
     public var backupID: String?
     public var workerPID: Int32
 
-    public init(status: Status, reason: String? = nil, started: Date? = nil, finished: Date = Date(),
-                host: String? = nil, bytes: Int64? = nil, backupID: String? = nil,
-                workerPID: Int32 = ProcessInfo.processInfo.processIdentifier) {
+    public init(
+        status: Status, reason: String? = nil, started: Date? = nil, finished: Date = Date(),
+        host: String? = nil, bytes: Int64? = nil, backupID: String? = nil,
+        workerPID: Int32 = ProcessInfo.processInfo.processIdentifier
+    ) {
         self.status = status
         self.reason = reason
         self.started = started
@@ -74,8 +76,10 @@ public struct JobFile: Sendable {
 
     public static let maxSize = 64 * 1024
     static let requestKeys: Set<String> = ["vm", "requested_by", "created"]
-    static let recordKeys: Set<String> = ["status", "reason", "started", "finished", "host", "bytes", "backup",
-                                          "worker_pid", "recovered"]
+    static let recordKeys: Set<String> = [
+        "status", "reason", "started", "finished", "host", "bytes", "backup",
+        "worker_pid", "recovered",
+    ]
 
     public struct ParseError: Error, CustomStringConvertible, Sendable {
         public let description: String
@@ -85,7 +89,8 @@ public struct JobFile: Sendable {
     /// a job that cannot be understood must be failed visibly, never guessed at.
     public static func parse(_ bytes: [UInt8]) throws(ParseError) -> JobFile {
         guard bytes.count <= maxSize else {
-            throw ParseError(description: "job file is \(bytes.count) bytes; expected a small text file (at most \(maxSize) bytes)")
+            throw ParseError(
+                description: "job file is \(bytes.count) bytes; expected a small text file (at most \(maxSize) bytes)")
         }
         guard !bytes.contains(0), let text = String(validating: bytes, as: UTF8.self) else {
             throw ParseError(description: "job file is not UTF-8 text; expected lines like 'vm=NAME'")
@@ -96,17 +101,28 @@ public struct JobFile: Sendable {
         var inResult = false
         for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = raw.trimmingCharacters(in: .whitespaces)
-            if line == "# result" { inResult = true; continue }
+            if line == "# result" {
+                inResult = true
+                continue
+            }
             if line.isEmpty || line.hasPrefix("#") { continue }
             guard let eq = line.firstIndex(of: "=") else {
-                throw ParseError(description: "line \(i + 1): '\(oneLine(String(line.prefix(80))))': expected key=value, e.g. vm=NAME")
+                throw ParseError(
+                    description:
+                        "line \(i + 1): '\(oneLine(String(line.prefix(80))))': expected key=value, e.g. vm=NAME")
             }
             let key = String(line[..<eq]).trimmingCharacters(in: .whitespaces)
             let value = String(line[line.index(after: eq)...]).trimmingCharacters(in: .whitespaces)
             guard requestKeys.contains(key) || key == "recovered" || (inResult && recordKeys.contains(key)) else {
-                throw ParseError(description: "line \(i + 1): unknown key '\(oneLine(String(key.prefix(40))))'; expected vm=, requested_by= or created=")
+                throw ParseError(
+                    description:
+                        "line \(i + 1): unknown key '\(oneLine(String(key.prefix(40))))'; expected vm=, requested_by= or created="
+                )
             }
-            if key == "recovered" { recoveries += 1; continue }
+            if key == "recovered" {
+                recoveries += 1
+                continue
+            }
             if requestKeys.contains(key), fields[key] != nil {
                 throw ParseError(description: "line \(i + 1): key '\(key)' appears twice; expected it once")
             }
@@ -121,8 +137,9 @@ public struct JobFile: Sendable {
         let status = fields["status"].flatMap(JobResult.Status.init(rawValue:))
         var results = fields
         for k in requestKeys { results.removeValue(forKey: k) }
-        return JobFile(request: JobRequest(vm: vm, requestedBy: fields["requested_by"], created: fields["created"]),
-                       recoveries: recoveries, resultStatus: status, resultFields: results)
+        return JobFile(
+            request: JobRequest(vm: vm, requestedBy: fields["requested_by"], created: fields["created"]),
+            recoveries: recoveries, resultStatus: status, resultFields: results)
     }
 
     static func oneLine(_ s: String) -> String {
@@ -133,11 +150,13 @@ public struct JobFile: Sendable {
 /// Timestamps in job files, manifests and backup IDs.
 public enum Timestamps {
     public static func iso(_ date: Date) -> String {
-        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: false, timeZone: TimeZone(identifier: "UTC")!))
+        date.formatted(
+            Date.ISO8601FormatStyle(includingFractionalSeconds: false, timeZone: TimeZone(identifier: "UTC")!))
     }
 
     public static func isoPrecise(_ date: Date) -> String {
-        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!))
+        date.formatted(
+            Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!))
     }
 
     /// Parses ISO 8601 with or without fractional seconds.
@@ -162,7 +181,9 @@ public enum Timestamps {
         func n(_ from: Int, _ len: Int) -> Int { Int(String(Array(digits)[from..<(from + len)]))! }
         var cal = Calendar(identifier: .gregorian)
         cal.timeZone = TimeZone(identifier: "UTC")!
-        return cal.date(from: DateComponents(year: n(0, 4), month: n(4, 2), day: n(6, 2),
-                                             hour: n(8, 2), minute: n(10, 2), second: n(12, 2)))
+        return cal.date(
+            from: DateComponents(
+                year: n(0, 4), month: n(4, 2), day: n(6, 2),
+                hour: n(8, 2), minute: n(10, 2), second: n(12, 2)))
     }
 }

@@ -47,7 +47,8 @@ public struct OrphanRecovery: Sendable {
             let target = (status == .done ? spool.layout.done : spool.layout.failed) + "/" + job.name
             if rename(job.activePath, target) == 0 {
                 job.closeDescriptor()
-                logger.notice("finished moving a completed job", metadata: ["job": "\(job.name)", "status": "\(status.rawValue)"])
+                logger.notice(
+                    "finished moving a completed job", metadata: ["job": "\(job.name)", "status": "\(status.rawValue)"])
                 return .finishedMove(job.name)
             }
             return nil
@@ -65,14 +66,22 @@ public struct OrphanRecovery: Sendable {
         do {
             note = try executor.recover(vm: vm, jobName: job.name)
         } catch {
-            return failJob(job, "worker died during the backup and the cleanup failed: \(error); check the VM and its snapshots by hand")
+            return failJob(
+                job,
+                "worker died during the backup and the cleanup failed: \(error); check the VM and its snapshots by hand"
+            )
         }
         if file.recoveries >= maxRecoveries {
-            return failJob(job, "worker died during this job \(file.recoveries + 1) times (MaxRecoveries=\(maxRecoveries)); cleanup: \(note)")
+            return failJob(
+                job,
+                "worker died during this job \(file.recoveries + 1) times (MaxRecoveries=\(maxRecoveries)); cleanup: \(note)"
+            )
         }
         do {
             try job.requeueAfterRecovery(note: note)
-            logger.notice("requeued an abandoned job after cleanup", metadata: ["job": "\(job.name)", "vm": "\(vm)", "cleanup": "\(note)"])
+            logger.notice(
+                "requeued an abandoned job after cleanup",
+                metadata: ["job": "\(job.name)", "vm": "\(vm)", "cleanup": "\(note)"])
             return .requeued(job.name)
         } catch {
             return failJob(job, "cannot requeue after cleanup: \(error)")

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A queued job as seen in a listing of new/.
@@ -63,8 +64,11 @@ public struct Spool: Sendable {
             throw error
         }
         Files.syncDirectory(layout.active)
-        return ClaimedJob(name: name, layout: layout, fd: fd, parsed: .success(JobFile(
-            request: request, recoveries: 0, resultStatus: nil, resultFields: [:])))
+        return ClaimedJob(
+            name: name, layout: layout, fd: fd,
+            parsed: .success(
+                JobFile(
+                    request: request, recoveries: 0, resultStatus: nil, resultFields: [:])))
     }
 
     // MARK: - Reading the queue
@@ -77,7 +81,8 @@ public struct Spool: Sendable {
         for name in try Files.visibleEntries(layout.new) {
             var st = stat()
             guard lstat(layout.new + "/" + name, &st) == 0 else { continue }
-            let mtime = Date(timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec) + TimeInterval(st.st_mtim.tv_nsec) / 1e9)
+            let mtime = Date(
+                timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec) + TimeInterval(st.st_mtim.tv_nsec) / 1e9)
             if st.st_size == 0 && now.timeIntervalSince(mtime) < 5 { continue }
             jobs.append(PendingJob(name: name, queuedAt: mtime))
         }
@@ -97,7 +102,9 @@ public struct Spool: Sendable {
 
     /// Reads a job file in any state.
     public func read(_ name: String, in state: JobState) -> Result<JobFile, JobFile.ParseError>? {
-        guard let data = FileManager.default.contents(atPath: state.directory(in: layout) + "/" + name) else { return nil }
+        guard let data = FileManager.default.contents(atPath: state.directory(in: layout) + "/" + name) else {
+            return nil
+        }
         return Result { () throws(JobFile.ParseError) in try JobFile.parse(Array(data)) }
     }
 
@@ -123,10 +130,15 @@ public struct Spool: Sendable {
             if errno == ENOENT { return nil }
             // A symlink or a file we cannot open: move it aside so it does not block the queue.
             if errno == ELOOP || errno == EACCES {
-                let reason = errno == ELOOP ? "job is a symbolic link; expected a regular file" : "job file cannot be opened"
+                let reason =
+                    errno == ELOOP ? "job is a symbolic link; expected a regular file" : "job file cannot be opened"
                 if rename(newPath, layout.failed + "/" + name) == 0 {
-                    let note = open(layout.failed + "/." + name + ".reason", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-                    if note >= 0 { try? Files.writeAll(note, Array((reason + "\n").utf8), path: name); close(note) }
+                    let note = open(
+                        layout.failed + "/." + name + ".reason", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+                    if note >= 0 {
+                        try? Files.writeAll(note, Array((reason + "\n").utf8), path: name)
+                        close(note)
+                    }
                 }
                 return nil
             }
@@ -144,7 +156,8 @@ public struct Spool: Sendable {
         }
         // The name may have been reused between our open and our rename (a job finished and an
         // operator dropped a new file with the same name): make sure we own what we moved.
-        var mine = stat(), moved = stat()
+        var mine = stat()
+        var moved = stat()
         fstat(fd, &mine)
         if lstat(activePath, &moved) != 0 || mine.st_ino != moved.st_ino || mine.st_dev != moved.st_dev {
             _ = rename(activePath, newPath)
@@ -158,12 +171,22 @@ public struct Spool: Sendable {
     public func adoptOrphan(_ name: String) throws -> ClaimedJob? {
         let path = layout.active + "/" + name
         let fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
-        if fd < 0 { if errno == ENOENT { return nil }; throw SystemError("open", path: path) }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { close(fd); return nil }
+        if fd < 0 {
+            if errno == ENOENT { return nil }
+            throw SystemError("open", path: path)
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            return nil
+        }
         // Still there? (Its owner may have moved it on between our open and our lock.)
-        var mine = stat(), current = stat()
+        var mine = stat()
+        var current = stat()
         fstat(fd, &mine)
-        guard lstat(path, &current) == 0, mine.st_ino == current.st_ino else { close(fd); return nil }
+        guard lstat(path, &current) == 0, mine.st_ino == current.st_ino else {
+            close(fd)
+            return nil
+        }
         return ClaimedJob(name: name, layout: layout, fd: fd, parsed: Spool.parseOpenJob(fd, path: path))
     }
 

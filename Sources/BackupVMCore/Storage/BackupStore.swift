@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Writes backups into BackupStorage/VM/: a backup is assembled in `.ID.partial/` and becomes visible

@@ -28,7 +28,10 @@ public struct BackupVerifier: Sendable {
     public func verify(_ backup: BackupRef) -> Report {
         let manifest: Manifest
         do { manifest = try Manifest.read(backupDirectory: backup.path) } catch {
-            return record(Report(backup: backup, problems: [Problem(file: backup.path + "/manifest", detail: "unreadable: \(error)")]))
+            return record(
+                Report(
+                    backup: backup, problems: [Problem(file: backup.path + "/manifest", detail: "unreadable: \(error)")]
+                ))
         }
         var problems: [Problem] = []
         for image in manifest.disks + (manifest.ramState.map { [$0] } ?? []) {
@@ -40,7 +43,12 @@ public struct BackupVerifier: Sendable {
             do {
                 let stored = try sha256(ofFile: path)
                 if stored.bytes != image.storedBytes || stored.digest != image.storedSHA256 {
-                    problems.append(Problem(file: path, detail: "stored file differs from the manifest (\(stored.bytes) bytes, sha256 \(stored.digest); expected \(image.storedBytes) bytes, sha256 \(image.storedSHA256))"))
+                    problems.append(
+                        Problem(
+                            file: path,
+                            detail:
+                                "stored file differs from the manifest (\(stored.bytes) bytes, sha256 \(stored.digest); expected \(image.storedBytes) bytes, sha256 \(image.storedSHA256))"
+                        ))
                     continue
                 }
                 let tool = image.file.hasSuffix(".zst") ? "zstd" : "lzop"
@@ -53,7 +61,9 @@ public struct BackupVerifier: Sendable {
                 if status != 0 {
                     problems.append(Problem(file: path, detail: "\(tool) -d failed: \(RemoteError.trim(stderr))"))
                 } else if count != image.rawBytes {
-                    problems.append(Problem(file: path, detail: "decompresses to \(count) bytes; the manifest says \(image.rawBytes)"))
+                    problems.append(
+                        Problem(
+                            file: path, detail: "decompresses to \(count) bytes; the manifest says \(image.rawBytes)"))
                 }
             } catch {
                 problems.append(Problem(file: path, detail: "\(error)"))
@@ -65,8 +75,9 @@ public struct BackupVerifier: Sendable {
     func record(_ report: Report) -> Report {
         let rec = Record(verified: Timestamps.iso(Date()), ok: report.ok, problems: report.problems.map(\.description))
         if let data = try? JSONEncoder().encode(rec) {
-            _ = FileManager.default.createFile(atPath: report.backup.path + "/verify.json", contents: data,
-                                               attributes: [.posixPermissions: 0o600])
+            _ = FileManager.default.createFile(
+                atPath: report.backup.path + "/verify.json", contents: data,
+                attributes: [.posixPermissions: 0o600])
         }
         return report
     }
@@ -87,7 +98,10 @@ public struct BackupVerifier: Sendable {
         var total: Int64 = 0
         while true {
             let n = read(fd, buffer.baseAddress, size)
-            if n < 0 { if errno == EINTR { continue }; throw SystemError("read", path: path) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("read", path: path)
+            }
             if n == 0 { break }
             hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             total += Int64(n)

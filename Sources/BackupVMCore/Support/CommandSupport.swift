@@ -10,14 +10,18 @@ public enum CommandSupport {
         do {
             return try Configuration.load(directory: dir)
         } catch {
-            FileHandle.standardError.write(Data("backup_vm: configuration in \(dir) has errors:\n\(error.description)\n".utf8))
+            FileHandle.standardError.write(
+                Data("backup_vm: configuration in \(dir) has errors:\n\(error.description)\n".utf8))
             exit(2)
         }
     }
 
-    public static func setUpLogging(_ configuration: Configuration, label: String, console: Bool, verbose: Bool) -> Logger {
-        LoggingSetup.bootstrap(syslogSocket: configuration.main.syslogSocket, facility: configuration.main.syslogFacility,
-                               console: console, level: verbose ? .debug : .info)
+    public static func setUpLogging(_ configuration: Configuration, label: String, console: Bool, verbose: Bool)
+        -> Logger
+    {
+        LoggingSetup.bootstrap(
+            syslogSocket: configuration.main.syslogSocket, facility: configuration.main.syslogFacility,
+            console: console, level: verbose ? .debug : .info)
         return Logger(label: label)
     }
 }

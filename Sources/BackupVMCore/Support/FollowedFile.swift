@@ -1,7 +1,8 @@
 import CShims
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A new file that a child process writes directly (the file is its stdout) while this process

@@ -28,25 +28,51 @@ public struct POSIXChecksum: Sendable {
         count += UInt64(n)
         var c = crc
         POSIXChecksum.tables.withUnsafeBufferPointer { tables in
-            let t0 = tables[0], t1 = tables[1], t2 = tables[2], t3 = tables[3]
-            let t4 = tables[4], t5 = tables[5], t6 = tables[6], t7 = tables[7]
-            t0.withUnsafeBufferPointer { t0 in t1.withUnsafeBufferPointer { t1 in t2.withUnsafeBufferPointer { t2 in
-            t3.withUnsafeBufferPointer { t3 in t4.withUnsafeBufferPointer { t4 in t5.withUnsafeBufferPointer { t5 in
-            t6.withUnsafeBufferPointer { t6 in t7.withUnsafeBufferPointer { t7 in
-                while n >= 8 {
-                    let hi = c ^ (UInt32(p[0]) << 24 | UInt32(p[1]) << 16 | UInt32(p[2]) << 8 | UInt32(p[3]))
-                    let lo = UInt32(p[4]) << 24 | UInt32(p[5]) << 16 | UInt32(p[6]) << 8 | UInt32(p[7])
-                    c = t7[Int(hi >> 24)] ^ t6[Int((hi >> 16) & 0xff)] ^ t5[Int((hi >> 8) & 0xff)] ^ t4[Int(hi & 0xff)]
-                        ^ t3[Int(lo >> 24)] ^ t2[Int((lo >> 16) & 0xff)] ^ t1[Int((lo >> 8) & 0xff)] ^ t0[Int(lo & 0xff)]
-                    p += 8
-                    n -= 8
+            let t0 = tables[0]
+            let t1 = tables[1]
+            let t2 = tables[2]
+            let t3 = tables[3]
+            let t4 = tables[4]
+            let t5 = tables[5]
+            let t6 = tables[6]
+            let t7 = tables[7]
+            t0.withUnsafeBufferPointer { t0 in
+                t1.withUnsafeBufferPointer { t1 in
+                    t2.withUnsafeBufferPointer { t2 in
+                        t3.withUnsafeBufferPointer { t3 in
+                            t4.withUnsafeBufferPointer { t4 in
+                                t5.withUnsafeBufferPointer { t5 in
+                                    t6.withUnsafeBufferPointer { t6 in
+                                        t7.withUnsafeBufferPointer { t7 in
+                                            while n >= 8 {
+                                                let hi =
+                                                    c
+                                                    ^ (UInt32(p[0]) << 24 | UInt32(p[1]) << 16 | UInt32(p[2]) << 8
+                                                        | UInt32(p[3]))
+                                                let lo =
+                                                    UInt32(p[4]) << 24 | UInt32(p[5]) << 16 | UInt32(p[6]) << 8
+                                                    | UInt32(p[7])
+                                                c =
+                                                    t7[Int(hi >> 24)] ^ t6[Int((hi >> 16) & 0xff)]
+                                                    ^ t5[Int((hi >> 8) & 0xff)] ^ t4[Int(hi & 0xff)]
+                                                    ^ t3[Int(lo >> 24)] ^ t2[Int((lo >> 16) & 0xff)]
+                                                    ^ t1[Int((lo >> 8) & 0xff)] ^ t0[Int(lo & 0xff)]
+                                                p += 8
+                                                n -= 8
+                                            }
+                                            while n > 0 {
+                                                c = (c << 8) ^ t0[Int(((c >> 24) ^ UInt32(p[0])) & 0xff)]
+                                                p += 1
+                                                n -= 1
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
-                while n > 0 {
-                    c = (c << 8) ^ t0[Int(((c >> 24) ^ UInt32(p[0])) & 0xff)]
-                    p += 1
-                    n -= 1
-                }
-            } } } } } } } }
+            }
         }
         crc = c
     }

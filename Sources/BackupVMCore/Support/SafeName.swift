@@ -5,7 +5,8 @@
 public enum SafeName {
     /// What a VM name may contain; says so in the errors it produces.
     public static let vmExpectation = "a VM name of 1-64 characters from A-Z a-z 0-9 . _ + - not starting with . or -"
-    public static let hostExpectation = "a host name of 1-253 characters from A-Z a-z 0-9 . _ - not starting with . or -"
+    public static let hostExpectation =
+        "a host name of 1-253 characters from A-Z a-z 0-9 . _ - not starting with . or -"
     public static let lvExpectation = "a logical volume as LV, VG/LV or /dev/VG/LV with names from A-Z a-z 0-9 . _ + -"
 
     public static func isValidVMName(_ name: String) -> Bool {

@@ -23,8 +23,10 @@ enum WorkerEvents {
     /// Highest number of jobs running at once, overall and per host, from start/end events
     /// (recorded while the job held its slots).
     static func maxConcurrency(_ events: [WorkerEvent]) -> (global: Int, perHost: [String: Int]) {
-        var current = 0, best = 0
-        var hostCurrent: [String: Int] = [:], hostBest: [String: Int] = [:]
+        var current = 0
+        var best = 0
+        var hostCurrent: [String: Int] = [:]
+        var hostBest: [String: Int] = [:]
         for e in events.filter({ $0.kind == "start" || $0.kind == "end" }).sorted(by: { $0.ns < $1.ns }) {
             let delta = e.kind == "start" ? 1 : -1
             current += delta

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import BackupVMCore
 
 extension Tag {
@@ -20,7 +21,8 @@ struct Lab: Sendable {
 
     static func require() throws -> Lab {
         guard let dir = ProcessInfo.processInfo.environment["LAB_DIR"], !dir.isEmpty,
-              FileManager.default.fileExists(atPath: dir + "/ssh/ssh_config") else { throw Missing() }
+            FileManager.default.fileExists(atPath: dir + "/ssh/ssh_config")
+        else { throw Missing() }
         return Lab(dir: dir)
     }
 
@@ -42,14 +44,17 @@ struct Lab: Sendable {
 
     /// A guest with known disk content (scripts/lab/make-guest); returns target -> (file on the server side, sha256).
     @discardableResult
-    func makeGuest(_ host: String, _ name: String, raw: Int? = 16, qcow2: Int? = nil, ignoreACPI: Bool = false,
-                   start: Bool = true) throws -> [String: (path: String, sha256: String)] {
+    func makeGuest(
+        _ host: String, _ name: String, raw: Int? = 16, qcow2: Int? = nil, ignoreACPI: Bool = false,
+        start: Bool = true
+    ) throws -> [String: (path: String, sha256: String)] {
         var args = [host, name]
         if let raw { args += ["--raw", "\(raw)"] }
         if let qcow2 { args += ["--qcow2", "\(qcow2)"] }
         if ignoreACPI { args.append("--ignore-acpi") }
         if start { args.append("--start") }
-        let r = try runTool(Paths.packageRoot + "/scripts/lab/make-guest", args, environment: ["LAB_DIR": dir], timeout: 180)
+        let r = try runTool(
+            Paths.packageRoot + "/scripts/lab/make-guest", args, environment: ["LAB_DIR": dir], timeout: 180)
         guard r.status == 0 else { throw LabError(description: "make-guest \(args): \(r.err)") }
         var disks: [String: (String, String)] = [:]
         for line in r.out.split(separator: "\n") {
@@ -62,7 +67,10 @@ struct Lab: Sendable {
     /// Removes a guest everywhere: destroyed, undefined, its files deleted.
     func removeGuest(_ name: String) {
         for host in ["kvm1", "kvm2"] {
-            _ = try? ssh(host, "virsh destroy \(name) >/dev/null 2>&1; virsh undefine \(name) >/dev/null 2>&1; rm -rf /var/lib/libvirt/images/\(name)-* /var/lib/backup_vm/\(name); true")
+            _ = try? ssh(
+                host,
+                "virsh destroy \(name) >/dev/null 2>&1; virsh undefine \(name) >/dev/null 2>&1; rm -rf /var/lib/libvirt/images/\(name)-* /var/lib/backup_vm/\(name); true"
+            )
         }
     }
 
@@ -75,9 +83,13 @@ struct Lab: Sendable {
     }
 
     /// A configuration directory for backup_vm pointing at the lab.
-    func config(_ dir: TempDir, hosts: String = "kvm1 kvm2", schedule: String, extraMain: String = "",
-                profiles: [String: String] = [:], sshConfig: String? = nil) -> String {
-        dir.write("backup_vm.d/backup_vm.conf", """
+    func config(
+        _ dir: TempDir, hosts: String = "kvm1 kvm2", schedule: String, extraMain: String = "",
+        profiles: [String: String] = [:], sshConfig: String? = nil
+    ) -> String {
+        dir.write(
+            "backup_vm.d/backup_vm.conf",
+            """
             HostServers="\(hosts)"
             BackupStorage=\(dir.path)/storage
             MaxBackupThreads=3
@@ -100,7 +112,9 @@ struct LabError: Error, CustomStringConvertible { let description: String }
 
 /// `backup_vm` against a config directory.
 @discardableResult
-func backupVM(_ config: String, _ args: [String], timeout: TimeInterval = 600) throws -> (status: Int32, out: String, err: String) {
+func backupVM(_ config: String, _ args: [String], timeout: TimeInterval = 600) throws -> (
+    status: Int32, out: String, err: String
+) {
     try runTool(Paths.binary("backup_vm"), args + ["--config-dir", config], timeout: timeout)
 }
 

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A stand-in syslog daemon: a bound AF_UNIX datagram socket whose messages the test reads. The code
@@ -24,7 +25,9 @@ final class SyslogCollector: @unchecked Sendable {
             raw[path.utf8.count] = 0
         }
         let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         precondition(rc == 0, "bind \(path): \(String(cString: strerror(errno)))")
         var tv = timeval(tv_sec: 0, tv_usec: 200_000)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import BackupVMCore
 
 extension Tag {
@@ -24,8 +25,9 @@ final class TempDir: @unchecked Sendable {
 
     func write(_ relative: String, _ text: String) {
         let full = path + "/" + relative
-        try! FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent,
-                                                 withIntermediateDirectories: true)
+        try! FileManager.default.createDirectory(
+            atPath: (full as NSString).deletingLastPathComponent,
+            withIntermediateDirectories: true)
         try! text.write(toFile: full, atomically: true, encoding: .utf8)
     }
 
@@ -90,8 +92,9 @@ enum Paths {
 
     static func binary(_ name: String) -> String {
         let path = binDir + "/" + name
-        precondition(FileManager.default.isExecutableFile(atPath: path),
-                     "\(path) is missing: build first (swift build --build-tests, as scripts/test does)")
+        precondition(
+            FileManager.default.isExecutableFile(atPath: path),
+            "\(path) is missing: build first (swift build --build-tests, as scripts/test does)")
         return path
     }
 }
@@ -158,7 +161,10 @@ final class ChildProcess: @unchecked Sendable {
     func stop() {
         guard process.isRunning else { return }
         signal(SIGTERM)
-        if !wait(timeout: 10) { signal(SIGKILL); wait(timeout: 10) }
+        if !wait(timeout: 10) {
+            signal(SIGKILL)
+            wait(timeout: 10)
+        }
     }
 
     deinit { stop() }
@@ -166,8 +172,10 @@ final class ChildProcess: @unchecked Sendable {
 
 /// Runs a command to completion and returns (status, stdout, stderr).
 @discardableResult
-func runTool(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
-             timeout: TimeInterval = 120) throws -> (status: Int32, out: String, err: String) {
+func runTool(
+    _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+    timeout: TimeInterval = 120
+) throws -> (status: Int32, out: String, err: String) {
     let child = try ChildProcess(executable, arguments, environment: environment)
     guard child.wait(timeout: timeout) else {
         child.stop()
