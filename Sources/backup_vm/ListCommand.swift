@@ -40,7 +40,7 @@ struct ListCommand: ParsableCommand {
                 print(
                     "  "
                         + row([
-                            b.id, m.started, m.host, m.mode, Self.size(m.storedBytes),
+                            b.id, m.started, m.host, m.mode.rawValue, Self.size(m.storedBytes),
                             String(format: "%.0f s", m.durationSeconds), String(format: "%.1f s", m.downtimeSeconds),
                             verified,
                         ]))

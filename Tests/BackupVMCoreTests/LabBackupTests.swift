@@ -36,7 +36,7 @@ struct LabBackupTests {
         let backups = BackupCatalog(storage: tmp.path + "/storage").backups(of: vm)
         try #require(backups.count == 1)
         let manifest = try Manifest.read(backupDirectory: backups[0].path)
-        #expect(manifest.mode == "cold" && manifest.requestedMode == "hot" && manifest.priorState == "running")
+        #expect(manifest.mode == .cold && manifest.requestedMode == .hot && manifest.priorState == .running)
         #expect(manifest.host == "kvm1")
         #expect(manifest.downtimeSeconds > 0)
         #expect(manifest.disks.map(\.target) == ["vda", "vdb"])
@@ -118,7 +118,7 @@ struct LabBackupTests {
         #expect(try lab.state("kvm1", vm) == "paused")
         let backup = try #require(BackupCatalog(storage: tmp.path + "/storage").newestBackup(of: vm))
         let manifest = try Manifest.read(backupDirectory: backup.path)
-        #expect(manifest.priorState == "paused")
+        #expect(manifest.priorState == .paused)
         #expect(manifest.ramState != nil && manifest.ramState!.rawBytes > 0)
         #expect(try backupVM(config, ["verify", vm]).status == 0)
     }

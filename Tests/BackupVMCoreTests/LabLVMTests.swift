@@ -204,7 +204,7 @@ struct LabLVMTests {
         #expect(try lab.snapshotsLeft().isEmpty)
         let backup = try #require(BackupCatalog(storage: tmp.path + "/storage").newestBackup(of: g))
         let m = try Manifest.read(backupDirectory: backup.path)
-        #expect(m.mode == "hot" && m.disks.map(\.target) == ["vda"] && m.excluded.map(\.target) == ["vdb"])
+        #expect(m.mode == .hot && m.disks.map(\.target) == ["vda"] && m.excluded.map(\.target) == ["vdb"])
         #expect(m.ramState != nil && m.ramState!.rawBytes > 0)
         #expect(try backupVM(config, ["verify", g]).status == 0)
         let rr = try backupVM(config, ["restore", g, "--as", "\(g)r"], timeout: 900)
@@ -395,6 +395,6 @@ struct LabLVMTests {
         #expect(try lab.snapshotsLeft().isEmpty)
         let m = try Manifest.read(
             backupDirectory: BackupCatalog(storage: tmp.path + "/storage").newestBackup(of: g)!.path)
-        #expect(m.mode == "cold" && m.downtimeSeconds > 0)
+        #expect(m.mode == .cold && m.downtimeSeconds > 0)
     }
 }

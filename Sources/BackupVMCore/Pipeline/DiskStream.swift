@@ -21,23 +21,7 @@ public struct DiskStream: Sendable {
         self.level = level
     }
 
-    public struct Result: Sendable, Equatable {
-        public var rawBytes: Int64
-        public var storedBytes: Int64
-        public var storedCksum: UInt32
-        public var storedSHA256: String
-    }
-
-    public struct Mismatch: Error, CustomStringConvertible, Sendable {
-        public let description: String
-    }
-
-    var compressor: String {
-        switch compression {
-        case .lzop: return "lzop -\(level) -c"
-        case .zstd: return "zstd -q -\(level) -T0 -c"
-        }
-    }
+    var compressor: String { compression.compressCommand(level: level) }
 
     /// The remote script: read `source` (a file or a block device), compress, checksum the compressed
     /// stream with `cksum` (a reader of a named pipe that tee feeds, so nothing is read twice),
@@ -71,7 +55,7 @@ public struct DiskStream: Sendable {
     public func copy(
         source: String, workDir: String, stageFile: String?, to destination: String,
         abort: AbortFlag
-    ) throws -> Result {
+    ) throws -> TransferredImage {
         let file = try FollowedFile(creating: destination)
         let what = "reading \(source)"
         let child = try SpawnedProcess(
@@ -87,30 +71,53 @@ public struct DiskStream: Sendable {
         let stderr = child.stderr
         try host.check(status, stderr: stderr, what: what)
         try file.finish()
+        let trailer = try Trailer(stderr: stderr, host: host.name, source: source)
         let count = file.readOffset
-        guard let trailer = stderr.split(separator: "\n").last(where: { $0.hasPrefix("BACKUP_VM_TRAILER ") }) else {
-            throw RemoteError.protocolViolation(
-                host: host.name, what: "reading \(source)",
-                detail: "no checksum trailer; stderr: \(RemoteError.trim(stderr))")
-        }
-        let f = trailer.split(separator: " ").map(String.init)
-        guard f.count == 4, let rawBytes = Int64(f[1]), let remoteCksum = UInt32(f[2]), let remoteBytes = Int64(f[3])
-        else {
-            throw RemoteError.protocolViolation(host: host.name, what: "reading \(source)", detail: String(trailer))
-        }
-        guard remoteBytes == count else {
-            throw Mismatch(
-                description: "\(source): the hypervisor sent \(remoteBytes) bytes, this server received \(count)")
+        guard trailer.streamBytes == count else {
+            throw TransferError.lengthMismatch(source: source, sent: trailer.streamBytes, received: count)
         }
         let localCksum = crc.finalize()
-        guard remoteCksum == localCksum else {
-            throw Mismatch(
-                description:
-                    "\(source): cksum of the compressed stream differs between the hypervisor (\(remoteCksum)) and this server (\(localCksum))"
-            )
+        guard trailer.streamCksum == localCksum else {
+            throw TransferError.checksumMismatch(source: source, hypervisor: trailer.streamCksum, server: localCksum)
         }
-        return Result(
-            rawBytes: rawBytes, storedBytes: count, storedCksum: localCksum,
+        return TransferredImage(
+            rawBytes: trailer.rawBytes, storedBytes: count, storedCksum: localCksum,
             storedSHA256: sha.finalize().map { String(format: "%02x", $0) }.joined())
+    }
+
+    /// The script's last stderr line: `BACKUP_VM_TRAILER RAW_BYTES CKSUM STREAM_BYTES`.
+    struct Trailer {
+        var rawBytes: Int64
+        var streamCksum: UInt32
+        var streamBytes: Int64
+
+        init(stderr: String, host: String, source: String) throws(RemoteError) {
+            let what = "reading \(source)"
+            guard let line = stderr.split(separator: "\n").last(where: { $0.hasPrefix("BACKUP_VM_TRAILER ") }) else {
+                throw .protocolViolation(
+                    host: host, what: what, detail: "no checksum trailer; stderr: \(RemoteError.trim(stderr))")
+            }
+            let f = line.split(separator: " ").map(String.init)
+            guard f.count == 4, let raw = Int64(f[1]), let cksum = UInt32(f[2]), let bytes = Int64(f[3]) else {
+                throw .protocolViolation(host: host, what: what, detail: String(line))
+            }
+            (rawBytes, streamCksum, streamBytes) = (raw, cksum, bytes)
+        }
+    }
+}
+
+/// The two ends of a transfer disagree: the stored file is not what the hypervisor sent.
+public enum TransferError: Error, CustomStringConvertible, Sendable, Equatable {
+    case lengthMismatch(source: String, sent: Int64, received: Int64)
+    case checksumMismatch(source: String, hypervisor: UInt32, server: UInt32)
+
+    public var description: String {
+        switch self {
+        case .lengthMismatch(let source, let sent, let received):
+            return "\(source): the hypervisor sent \(sent) bytes, this server received \(received)"
+        case .checksumMismatch(let source, let hypervisor, let server):
+            return "\(source): cksum of the compressed stream differs between the hypervisor (\(hypervisor))"
+                + " and this server (\(server))"
+        }
     }
 }

@@ -14,7 +14,7 @@ struct JobBreadcrumb: Codable, Sendable {
     /// The RAM state must be restored (hot backup or paused VM), not the VM started.
     var restoreFromRAM: Bool = false
 
-    static let fileName = "job-state.json"
+    static let fileName = BackupNames.breadcrumb
 
     func write(into partial: String) throws {
         let data = try JSONEncoder().encode(self)

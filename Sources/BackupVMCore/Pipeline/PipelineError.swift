@@ -1,11 +1,24 @@
-/// Errors of the backup pipeline, each telling the operator what happened and what to do.
-public enum PipelineError: Error, CustomStringConvertible, Sendable {
+/// Why the backup of one VM failed, told so that an operator knows what to do. Failures of the
+/// commands themselves are RemoteError (hypervisor), TransferError (the two ends disagree),
+/// DomainXML.Problem (the domain cannot be backed up as defined) or SystemError (this server).
+public enum PipelineError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// SIGTERM/SIGINT during the backup: rolled back.
     case aborted
+    /// The domain was found by the locator but is gone by the time it is inspected.
     case vanished(vm: String, host: String)
+    /// ExcludeLVs names every disk.
+    case everyDiskExcluded(vm: String)
+    /// The guest did not act on the ACPI request in time and ForceOff is off.
     case shutdownTimedOut(vm: String, seconds: Int)
+    /// ForceOff: even `virsh destroy` did not stop it.
+    case stillRunningAfterDestroy(vm: String)
+    /// The snapshot filled up while it was copied: the copy is not consistent.
+    case snapshotOverflowed(snapshot: String, origin: String, detail: String, snapshotSize: String)
     /// The VM could not be returned to the state it had before the backup: the loudest failure.
-    case notReturnedToPriorState(vm: String, host: String, prior: String, detail: String)
-    case failed(String)
+    /// `ramFile` is the saved RAM state that is kept to bring it back; `backupFailure` what had failed
+    /// before the thaw, if anything.
+    case notReturnedToPriorState(
+        vm: String, host: String, prior: DomainState, cause: String, ramFile: String?, backupFailure: String?)
 
     public var description: String {
         switch self {
@@ -13,14 +26,22 @@ public enum PipelineError: Error, CustomStringConvertible, Sendable {
             return "aborted on request (SIGTERM/SIGINT); the VM was returned to its prior state"
         case .vanished(let vm, let host):
             return "\(vm) disappeared from \(host) during the backup (migrated or undefined?)"
+        case .everyDiskExcluded(let vm):
+            return "every disk of \(vm) is excluded (ExcludeLVs); nothing to back up"
         case .shutdownTimedOut(let vm, let seconds):
-            return
-                "\(vm) did not shut down within \(seconds) s of the ACPI request (does the guest handle the power button?); it keeps running; set ForceOff=yes in its vmsnapshot.d profile to force it off after the timeout, or use Mode=hot on LVM"
-        case .notReturnedToPriorState(let vm, let host, let prior, let detail):
-            return
-                "ATTENTION: \(vm) on \(host) could not be returned to its prior state (\(prior)): \(detail); check it by hand now"
-        case .failed(let what):
-            return what
+            return "\(vm) did not shut down within \(seconds) s of the ACPI request (does the guest handle the"
+                + " power button?); it keeps running; set ForceOff=yes in its vmsnapshot.d profile to force it off"
+                + " after the timeout, or use Mode=hot on LVM"
+        case .stillRunningAfterDestroy(let vm):
+            return "\(vm) is still not off after virsh destroy"
+        case .snapshotOverflowed(let snapshot, let origin, let detail, let size):
+            return "snapshot overflowed: \(snapshot) of \(origin) filled up during the copy (\(detail)); the copy is"
+                + " not consistent. Give it more room (SnapshotSize, now \(size))"
+        case .notReturnedToPriorState(let vm, let host, let prior, let cause, let ramFile, let backupFailure):
+            let keep = ramFile.map { "; its RAM state is kept in \($0) on \(host): `virsh restore \($0)`" } ?? ""
+            let also = backupFailure.map { "; the backup had failed too: \($0)" } ?? ""
+            return "ATTENTION: \(vm) on \(host) could not be returned to its prior state (\(prior.rawValue)):"
+                + " \(cause)\(keep)\(also); check it by hand now"
         }
     }
 }

@@ -17,10 +17,6 @@ public struct LVM: Sendable {
 
     public init(host: RemoteHost) { self.host = host }
 
-    public static let snapshotMarker = "-bvmsnap-"
-
-    public static func snapshotName(of lv: String, id: String) -> String { lv + snapshotMarker + id.lowercased() }
-
     /// Which of these block devices are LVs (nil: a plain block device, copied with the VM off).
     public func resolve(_ devices: [String]) throws(RemoteError) -> [String: LogicalVolume] {
         guard !devices.isEmpty else { return [:] }
@@ -40,36 +36,34 @@ public struct LVM: Sendable {
         return result
     }
 
-    /// Creates a snapshot of `origin` sized by `size` (`N%` of the origin or an lvcreate size like 2G).
-    public func createSnapshot(of origin: LogicalVolume, id: String, size: String) throws(RemoteError) -> LogicalVolume
-    {
-        let name = LVM.snapshotName(of: origin.lv, id: id)
+    /// Creates the snapshot `name` of `origin`, sized `N%` of the origin or absolutely (lvcreate's `2G`).
+    public func createSnapshot(named name: String, of origin: LogicalVolume, size: String) throws(RemoteError) {
         let sizeArg = size.hasSuffix("%") ? "-l \(ShellQuote.quote(size + "ORIGIN"))" : "-L \(ShellQuote.quote(size))"
         try host.run(
             "lvcreate -q -s \(sizeArg) -n \(ShellQuote.quote(name)) \(ShellQuote.quote(origin.fullName)) >/dev/null",
             what: "lvcreate snapshot of \(origin.fullName)")
-        return LogicalVolume(vg: origin.vg, lv: name, sizeBytes: origin.sizeBytes)
     }
 
     /// Is the snapshot still valid (not overflowed)? LVM marks an overflowed snapshot invalid
     /// (lv_attr 'I' in the fifth place) and reports it 100% full.
-    public func snapshotIsValid(_ snapshot: LogicalVolume) throws(RemoteError) -> (valid: Bool, detail: String) {
+    public func snapshotStatus(_ snapshot: LogicalVolume) throws(RemoteError) -> SnapshotStatus {
         let out = try host.run(
             "lvs --noheadings -o lv_attr,snap_percent \(ShellQuote.quote(snapshot.fullName))",
             what: "lvs \(snapshot.fullName)")
         let f = out.split(whereSeparator: { $0 == " " || $0.isNewline }).map(String.init)
         guard let attr = f.first, attr.count >= 5 else {
-            return (false, "lvs said '\(out.trimmingCharacters(in: .whitespacesAndNewlines))'")
+            return SnapshotStatus(
+                valid: false, detail: "lvs said '\(out.trimmingCharacters(in: .whitespacesAndNewlines))'")
         }
         let state = attr[attr.index(attr.startIndex, offsetBy: 4)]
         let percent = f.count > 1 ? Double(f[1]) ?? 0 : 0
         let valid = state != "I" && percent < 100
-        return (valid, "attr \(attr), \(f.count > 1 ? f[1] : "?")% used")
+        return SnapshotStatus(valid: valid, detail: "attr \(attr), \(f.count > 1 ? f[1] : "?")% used")
     }
 
     /// Removes a snapshot of ours, retrying while it is briefly "in use" (udev, a reader closing).
     public func removeSnapshot(_ snapshot: LogicalVolume) throws(RemoteError) {
-        precondition(snapshot.lv.contains(LVM.snapshotMarker), "only our own snapshots are removed")
+        precondition(BackupNames.isOurSnapshot(snapshot.lv), "only our own snapshots are removed")
         let q = ShellQuote.quote(snapshot.fullName)
         try host.run(
             """
@@ -88,7 +82,7 @@ public struct LVM: Sendable {
         let wanted = Set(origins.map(\.fullName))
         return out.split(separator: "\n").compactMap { line in
             let f = line.split(separator: " ").map(String.init)
-            guard f.count == 4, f[1].contains(LVM.snapshotMarker), wanted.contains(f[0] + "/" + f[2]) else {
+            guard f.count == 4, BackupNames.isOurSnapshot(f[1]), wanted.contains(f[0] + "/" + f[2]) else {
                 return nil
             }
             return LogicalVolume(vg: f[0], lv: f[1], sizeBytes: Int64(f[3]) ?? 0)
@@ -107,7 +101,8 @@ public struct LVM: Sendable {
         try host.run(
             """
             if [ -b \(p) ]; then size=$(blockdev --getsize64 \(p)); \
-            [ "$size" -ge \(bytes) ] || { echo "\(path) has $size bytes, the backup needs \(bytes); refusing to restore into a smaller LV" >&2; exit 4; }; \
+            [ "$size" -ge \(bytes) ] || { printf '%s has %s bytes, the backup needs %s; refusing to restore into a smaller LV\\n' \
+            \(p) "$size" \(bytes) >&2; exit 4; }; \
             else lvcreate -q -y -L \(bytes)b -n \(lv) \(vg) >/dev/null; fi
             """, what: "preparing \(path)")
     }

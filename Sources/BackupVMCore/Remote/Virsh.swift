@@ -77,6 +77,13 @@ public struct Virsh: Sendable {
             what: "virsh restore \(file)")
     }
 
+    /// The sysrq emergency sync (Alt+SysRq+S), then a second for the guest to write its buffers.
+    public func sendEmergencySync(_ vm: String) throws(RemoteError) {
+        try host.run(
+            "virsh send-key \(ShellQuote.quote(vm)) KEY_LEFTALT KEY_SYSRQ KEY_S >/dev/null; sleep 1",
+            what: "sysrq emergency sync")
+    }
+
     /// Defines a domain from XML sent over ssh's stdin.
     public func define(xml: String, what: String) throws(RemoteError) {
         let tmp = FileManager.default.temporaryDirectory.path + "/backup_vm-define-\(getpid())-\(UUID().uuidString).xml"
@@ -90,26 +97,5 @@ public struct Virsh: Sendable {
             "t=$(mktemp); trap 'rm -f \"$t\"' EXIT; cat > \"$t\"; virsh define \"$t\" >/dev/null",
             what: what, stdin: fd
         ) { _ in true }
-    }
-
-    /// Waits until the domain is shut off; false on timeout. With `resendShutdownEvery`, the ACPI
-    /// request is repeated: a guest that is still booting misses a power-button press.
-    public func waitUntilOff(
-        _ vm: String, timeout: TimeInterval, abort: AbortFlag,
-        resendShutdownEvery: TimeInterval? = nil
-    ) throws(RemoteError) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        var nextResend = resendShutdownEvery.map { Date().addingTimeInterval($0) }
-        repeat {
-            if try state(vm) == .shutOff { return true }
-            if abort.isRaised { return false }
-            if let due = nextResend, Date() >= due {
-                _ = try? host.run(
-                    "virsh shutdown \(ShellQuote.quote(vm)) >/dev/null 2>&1 || true", what: "virsh shutdown \(vm)")
-                nextResend = due.addingTimeInterval(resendShutdownEvery!)
-            }
-            Thread.sleep(forTimeInterval: 0.5)
-        } while Date() < deadline
-        return try state(vm) == .shutOff
     }
 }

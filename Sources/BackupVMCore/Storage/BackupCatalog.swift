@@ -16,7 +16,7 @@ public struct BackupCatalog: Sendable {
 
     public init(storage: String) { self.storage = storage }
 
-    public func directory(of vm: String) -> String { storage + "/" + vm }
+    public func directory(of vm: String) -> String { StorageLayout(storage: storage).vmDirectory(vm) }
 
     /// Committed backups of exactly this VM, oldest first. Only directories that hold a manifest
     /// count: the manifest is written last, by the commit.
@@ -26,7 +26,7 @@ public struct BackupCatalog: Sendable {
         return names.compactMap { name -> BackupRef? in
             guard let date = Timestamps.parseCompact(Substring(name)) else { return nil }
             let path = dir + "/" + name
-            guard Files.exists(path + "/manifest") else { return nil }
+            guard Files.exists(path + "/" + BackupNames.manifest) else { return nil }
             return BackupRef(vm: vm, id: name, started: date, path: path)
         }.sorted { $0.id < $1.id }
     }

@@ -14,8 +14,22 @@ public struct BackupStore: Sendable {
 
     public var catalog: BackupCatalog { BackupCatalog(storage: storage) }
 
-    public func vmDirectory(_ vm: String) -> String { storage + "/" + vm }
-    public func partialDirectory(_ vm: String, id: String) -> String { vmDirectory(vm) + "/.\(id).partial" }
+    public var layout: StorageLayout { StorageLayout(storage: storage) }
+    public func vmDirectory(_ vm: String) -> String { layout.vmDirectory(vm) }
+    public func partialDirectory(_ vm: String, id: String) -> String { layout.partialDirectory(vm, id: id) }
+
+    /// A backup ID for a backup starting at `started` that this VM has not used yet (IDs are start
+    /// times to the second; a second backup within the same second takes the next free second).
+    public func newID(vm: String, started: Date) -> String {
+        var t = started
+        while true {
+            let id = Timestamps.compact(t)
+            if !Files.exists(layout.backupDirectory(vm, id: id)) && !Files.exists(partialDirectory(vm, id: id)) {
+                return id
+            }
+            t = t.addingTimeInterval(1)
+        }
+    }
 
     /// Creates the partial directory (0700; the storage holds full copies of every disk).
     public func beginBackup(vm: String, id: String) throws -> String {
@@ -29,10 +43,10 @@ public struct BackupStore: Sendable {
 
     /// Writes manifest and domain.xml into the partial directory, fsyncs, renames it into place.
     public func commit(_ manifest: Manifest, partial: String) throws -> String {
-        try write(Data(manifest.domainXML.utf8), to: partial + "/domain.xml")
-        try write(try manifest.encoded(), to: partial + "/manifest")
+        try write(Data(manifest.domainXML.utf8), to: partial + "/" + BackupNames.domainXML)
+        try write(try manifest.encoded(), to: partial + "/" + BackupNames.manifest)
         Files.syncDirectory(partial)
-        let final = vmDirectory(manifest.vm) + "/" + manifest.id
+        let final = layout.backupDirectory(manifest.vm, id: manifest.id)
         guard rename(partial, final) == 0 else { throw SystemError("rename into place", path: final) }
         Files.syncDirectory(vmDirectory(manifest.vm))
         return final
@@ -51,12 +65,18 @@ public struct BackupStore: Sendable {
         var removed: [String] = []
         for old in backups.prefix(backups.count - keep) {
             // Rename first, so a crash mid-delete leaves a dot-directory, never a half backup.
-            let doomed = vmDirectory(vm) + "/.\(old.id).deleting"
+            let doomed = layout.deletingDirectory(vm, id: old.id)
             guard rename(old.path, doomed) == 0 else { throw SystemError("rename for removal", path: old.path) }
             try FileManager.default.removeItem(atPath: doomed)
             removed.append(old.id)
         }
         return removed
+    }
+
+    /// Partial directories of a VM: backups in progress, or abandoned by a worker that died.
+    public func partialDirectories(of vm: String) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: vmDirectory(vm))) ?? []
+        return names.filter(BackupNames.isPartial).sorted().map { vmDirectory(vm) + "/" + $0 }
     }
 
     /// Removes dot-directories (partial or half-deleted backups) of a VM left by a dead worker.
@@ -65,7 +85,7 @@ public struct BackupStore: Sendable {
         let dir = vmDirectory(vm)
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
         var removed: [String] = []
-        for name in names where name.hasPrefix(".") && (name.hasSuffix(".partial") || name.hasSuffix(".deleting")) {
+        for name in names where BackupNames.isTemporary(name) {
             if (try? FileManager.default.removeItem(atPath: dir + "/" + name)) != nil { removed.append(name) }
         }
         return removed

@@ -30,7 +30,8 @@ public struct BackupVerifier: Sendable {
         do { manifest = try Manifest.read(backupDirectory: backup.path) } catch {
             return record(
                 Report(
-                    backup: backup, problems: [Problem(file: backup.path + "/manifest", detail: "unreadable: \(error)")]
+                    backup: backup,
+                    problems: [Problem(file: backup.path + "/" + BackupNames.manifest, detail: "unreadable: \(error)")]
                 ))
         }
         var problems: [Problem] = []
@@ -51,7 +52,7 @@ public struct BackupVerifier: Sendable {
                         ))
                     continue
                 }
-                let tool = image.file.hasSuffix(".zst") ? "zstd" : "lzop"
+                let tool = Compression(storedFileName: image.file).tool
                 // Decompressing checks the format's own checksums of the content; count what comes out.
                 var count: Int64 = 0
                 let (status, stderr) = try ProcessRunner.stream([tool, "-dc", "--", path], stdin: nil) { chunk in
@@ -76,14 +77,16 @@ public struct BackupVerifier: Sendable {
         let rec = Record(verified: Timestamps.iso(Date()), ok: report.ok, problems: report.problems.map(\.description))
         if let data = try? JSONEncoder().encode(rec) {
             _ = FileManager.default.createFile(
-                atPath: report.backup.path + "/verify.json", contents: data,
+                atPath: report.backup.path + "/" + BackupNames.verifyRecord, contents: data,
                 attributes: [.posixPermissions: 0o600])
         }
         return report
     }
 
     public static func lastRecord(_ backup: BackupRef) -> Record? {
-        guard let data = FileManager.default.contents(atPath: backup.path + "/verify.json") else { return nil }
+        guard let data = FileManager.default.contents(atPath: backup.path + "/" + BackupNames.verifyRecord) else {
+            return nil
+        }
         return try? JSONDecoder().decode(Record.self, from: data)
     }
 

@@ -33,11 +33,11 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var id: String
     public var host: String
     /// cold or hot as performed; `requestedMode` is what the profile asked for.
-    public var mode: SnapshotMode.RawValue
-    public var requestedMode: SnapshotMode.RawValue
+    public var mode: SnapshotMode
+    public var requestedMode: SnapshotMode
     public var modeNote: String?
-    public var priorState: DomainState.RawValue
-    public var compression: Compression.RawValue
+    public var priorState: DomainState
+    public var compression: Compression
     public var started: String
     public var finished: String
     public var durationSeconds: Double
@@ -60,6 +60,11 @@ public struct Manifest: Codable, Sendable, Equatable {
     public static func decode(_ data: Data) throws -> Manifest { try JSONDecoder().decode(Manifest.self, from: data) }
 
     public static func read(backupDirectory dir: String) throws -> Manifest {
-        try decode(Data(contentsOf: URL(fileURLWithPath: dir + "/manifest")))
+        try decode(Data(contentsOf: URL(fileURLWithPath: dir + "/" + BackupNames.manifest)))
     }
 }
+
+// The manifest's enumerations are stored as their raw values ("cold", "shut off", "lzop"): the JSON
+// is the same as when they were plain strings.
+extension SnapshotMode: Codable {}
+extension Compression: Codable {}

@@ -1,0 +1,94 @@
+import Foundation
+
+/// What inspection decided for one backup, before anything is touched: which disks are copied from
+/// snapshots after the VM is back and which while it is stopped, the mode actually used and why,
+/// where the RAM state goes, what is excluded, and the state to return the VM to.
+public struct BackupPlan: Sendable {
+    public var vm: String
+    public var host: String
+    public var id: String
+    /// The state before the backup: the state every path returns the VM to.
+    public var priorState: DomainState
+    public var requestedMode: SnapshotMode
+    /// The mode used: hot only when the VM runs and every disk backed up is an LV.
+    public var mode: SnapshotMode
+    /// Why the mode differs from the requested one.
+    public var modeNote: String?
+    /// The persistent definition (`virsh dumpxml --inactive`), stored with the backup.
+    public var definition: String
+    /// Every disk backed up, in the domain's order.
+    public var disks: [DomainDisk]
+    /// LV disks: snapshotted while the VM is frozen, copied from the snapshot after it is back.
+    public var snapshots: [PlannedSnapshot]
+    /// Disks that are not LVs: copied while the VM is stopped.
+    public var stoppedDisks: [DomainDisk]
+    public var excluded: [DomainDisk]
+    public var work: WorkLayout
+    /// Where the RAM state is saved on the hypervisor (hot backups and paused VMs), else nil.
+    public var ramFile: String?
+    public var keepOnHost: Bool
+    /// Good backups to keep (sheduler.conf); nil: no rotation.
+    public var keep: Int?
+    public var snapshotSize: String
+    public var shutdownTimeout: Int
+    public var forceOff: Bool
+
+    public var stagingDirectory: String { work.stagingDirectory(id) }
+}
+
+/// An LV disk and our snapshot of it.
+public struct PlannedSnapshot: Sendable, Equatable {
+    public var disk: DomainDisk
+    public var origin: LogicalVolume
+    public var snapshot: LogicalVolume
+}
+
+/// Makes the plan from the configuration and one inspection of the domain on its hypervisor.
+struct BackupPlanner {
+    let configuration: Configuration
+
+    func plan(vm: String, id: String, on hypervisor: any Hypervisor) throws -> BackupPlan {
+        guard let inspection = try hypervisor.inspect(vm) else {
+            throw PipelineError.vanished(vm: vm, host: hypervisor.name)
+        }
+        let profile = configuration.profile(for: vm)
+        let all = try DomainXML.disks(of: inspection.liveXML, vm: vm)
+        let disks = all.filter { !$0.isExcluded(by: profile.excludeLVs) }
+        guard !disks.isEmpty else { throw PipelineError.everyDiskExcluded(vm: vm) }
+        let volumes = try hypervisor.logicalVolumes(disks.filter { $0.kind == .block }.map(\.source))
+        let snapshots = disks.compactMap { disk in
+            volumes[disk.source].map { origin in
+                PlannedSnapshot(
+                    disk: disk, origin: origin,
+                    snapshot: LogicalVolume(
+                        vg: origin.vg, lv: BackupNames.snapshotLV(of: origin.lv, id: id), sizeBytes: origin.sizeBytes))
+            }
+        }
+        let stopped = disks.filter { volumes[$0.source] == nil }
+        let (mode, note) = Self.mode(requested: profile.mode, prior: inspection.state, stoppedDisks: stopped)
+        let work = WorkLayout(workPath: profile.workPath, vm: vm)
+        let entry = configuration.schedule.entry(for: vm)
+        return BackupPlan(
+            vm: vm, host: hypervisor.name, id: id, priorState: inspection.state, requestedMode: profile.mode,
+            mode: mode, modeNote: note, definition: inspection.inactiveXML, disks: disks, snapshots: snapshots,
+            stoppedDisks: stopped, excluded: all.filter { $0.isExcluded(by: profile.excludeLVs) }, work: work,
+            ramFile: mode == .hot || inspection.state == .paused ? work.ramFile(id) : nil,
+            keepOnHost: entry?.keepOnHost ?? false, keep: entry?.keep, snapshotSize: profile.snapshotSize,
+            shutdownTimeout: profile.shutdownTimeout ?? configuration.main.shutdownTimeout,
+            forceOff: profile.forceOff ?? configuration.main.forceOff)
+    }
+
+    /// Hot needs a running VM and every disk on LVM; otherwise cold, with the reason.
+    static func mode(requested: SnapshotMode, prior: DomainState, stoppedDisks: [DomainDisk]) -> (
+        SnapshotMode, String?
+    ) {
+        guard requested == .hot else { return (.cold, nil) }
+        if !stoppedDisks.isEmpty {
+            let names = stoppedDisks.map(\.target)
+            let verb = names.count == 1 ? "is not an LV" : "are not LVs"
+            return (.cold, "hot needs every disk on LVM; \(names.joined(separator: ", ")) \(verb): cold backup")
+        }
+        guard prior == .running else { return (.cold, "the VM is \(prior.rawValue): nothing to save hot, cold backup") }
+        return (.hot, nil)
+    }
+}

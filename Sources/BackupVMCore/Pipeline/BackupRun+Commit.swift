@@ -1,0 +1,45 @@
+import Foundation
+
+/// After the VM is back and everything is copied: the commit makes the backup visible, then the
+/// hypervisor's copy is kept or removed, then (only now) older backups are rotated away.
+extension BackupRun {
+    /// Writes the manifest and renames the partial directory into place.
+    func commit() throws -> Manifest {
+        let manifest = Manifest(
+            vm: plan.vm, id: plan.id, host: plan.host, mode: plan.mode, requestedMode: plan.requestedMode,
+            modeNote: plan.modeNote, priorState: plan.priorState, compression: compression,
+            started: Timestamps.iso(started), finished: Timestamps.iso(Date()),
+            durationSeconds: Date().timeIntervalSince(started), downtimeSeconds: downtime,
+            disks: plan.disks.compactMap { images[$0.target] },
+            excluded: plan.excluded.map { Manifest.ExcludedDisk(target: $0.target, source: $0.source) },
+            ramState: ramImage, domainXML: plan.definition, keptOnHost: plan.keepOnHost)
+        try? FileManager.default.removeItem(atPath: partial + "/" + BackupNames.breadcrumb)
+        let committed: String
+        do {
+            committed = try store.commit(manifest, partial: partial)
+        } catch {
+            discardEverything()
+            throw error
+        }
+        log.info("committed", metadata: ["path": "\(committed)", "downtime_s": "\(String(format: "%.1f", downtime))"])
+        return manifest
+    }
+
+    /// The hypervisor's copy: exactly the newest is kept when the schedule asks for it, else none.
+    func keepOnHost() throws {
+        if plan.keepOnHost {
+            try hypervisor.keepStagedCopy(plan.work, id: plan.id)
+            log.info(
+                "newest compressed copy kept on the hypervisor", metadata: ["path": "\(plan.work.keptCopy(plan.id))"])
+        } else {
+            try hypervisor.removeStagedCopies(plan.work, id: plan.id)
+        }
+    }
+
+    /// Keeps the newest KEEP good backups of exactly this VM; runs only after a successful commit.
+    func rotate() throws {
+        guard let keep = plan.keep else { return }
+        let removed = try store.rotate(vm: plan.vm, keep: keep)
+        if !removed.isEmpty { log.info("rotated", metadata: ["removed": "\(removed.joined(separator: ","))"]) }
+    }
+}

@@ -1,0 +1,127 @@
+import Foundation
+import Logging
+
+/// One backup in progress: its plan, its hypervisor, and what has been done so far (what the
+/// VM-state guarantee and the cleanup must know). The stages are its methods, run in order by
+/// `execute`; each is small and lives with its kind (BackupRun+Freeze, +Copy, +Commit).
+///
+/// Whatever fails, the VM ends in the state it had before (running, paused, shut off), our snapshots,
+/// the partial backup directory and the staged copies are removed and older backups are untouched:
+/// only a committed backup (renamed into place with its manifest) is ever visible.
+final class BackupRun {
+    let plan: BackupPlan
+    let hypervisor: any Hypervisor
+    let store: BackupStore
+    let compression: Compression
+    let abort: AbortFlag
+    let log: Logger
+    let started: Date
+    /// How often the VM's state is polled while waiting for it to shut down.
+    let pollInterval: TimeInterval
+
+    /// The partial backup directory on this server (`.ID.partial`), once created.
+    var partial = ""
+    /// Our snapshots that exist now, by disk target: every path removes them.
+    var liveSnapshots: [String: LogicalVolume] = [:]
+    var images: [String: Manifest.StoredImage] = [:]
+    var ramImage: Manifest.StoredImage?
+    /// When the VM stopped running because of us (nil: it did not).
+    var frozenAt: Date?
+    var downtime: TimeInterval = 0
+    var thawed = false
+
+    init(
+        plan: BackupPlan, hypervisor: any Hypervisor, store: BackupStore, compression: Compression, abort: AbortFlag,
+        log: Logger, started: Date, pollInterval: TimeInterval
+    ) {
+        self.plan = plan
+        self.hypervisor = hypervisor
+        self.store = store
+        self.compression = compression
+        self.abort = abort
+        self.log = log
+        self.started = started
+        self.pollInterval = pollInterval
+    }
+
+    /// The stages, in order.
+    func execute() throws -> BackupReport {
+        try prepare()
+        try keepingPriorState {
+            try freeze()
+            try takeSnapshots()
+            try copyStoppedDisks()
+            try thaw()
+            try copySnapshots()
+            try copyRAMState()
+        }
+        let manifest = try commit()
+        try keepOnHost()
+        try rotate()
+        return BackupReport(host: plan.host, backupID: plan.id, bytes: manifest.storedBytes)
+    }
+
+    /// The VM-state guarantee, in one place: whatever `body` does or throws, our snapshots are
+    /// removed (cleanup) and the VM is returned to its prior state; if anything failed, everything of
+    /// this backup is discarded and the first failure is thrown. A failed thaw is the loudest error:
+    /// the staged RAM state stays on the hypervisor, since it is what brings the VM back.
+    func keepingPriorState(_ body: () throws -> Void) throws {
+        var failure: Error?
+        do { try body() } catch { failure = error }
+        cleanUp(&failure)
+        do {
+            try thaw()
+        } catch {
+            store.discard(partial: partial)
+            throw PipelineError.notReturnedToPriorState(
+                vm: plan.vm, host: plan.host, prior: plan.priorState, cause: "\(error)", ramFile: plan.ramFile,
+                backupFailure: failure.map { "\($0)" })
+        }
+        if let failure {
+            discardEverything()
+            throw failure
+        }
+    }
+
+    /// Creates the partial directory with the breadcrumb (written before the VM is touched, so a
+    /// dead worker's job can be recovered), the staging directory on the hypervisor, and removes
+    /// leftover snapshots of these LVs from a killed job before new ones are made.
+    func prepare() throws {
+        partial = try store.beginBackup(vm: plan.vm, id: plan.id)
+        try JobBreadcrumb(
+            id: plan.id, host: plan.host, priorState: plan.priorState.rawValue, remoteStageDir: plan.stagingDirectory,
+            remoteRAMFile: plan.ramFile, snapshots: plan.snapshots.map(\.snapshot), restoreFromRAM: plan.ramFile != nil
+        ).write(into: partial)
+        do {
+            try hypervisor.makeDirectory(plan.stagingDirectory)
+            for leftover in try hypervisor.leftoverSnapshots(of: plan.snapshots.map(\.origin)) {
+                log.warning(
+                    "removing a leftover snapshot of an earlier job", metadata: ["snapshot": "\(leftover.fullName)"])
+                try hypervisor.removeSnapshot(leftover)
+            }
+        } catch {
+            discardEverything()
+            throw error
+        }
+    }
+
+    /// Removes our snapshots that still exist (they cost the VM write performance while they do).
+    /// A failure to remove one becomes the backup's failure unless it had failed already.
+    func cleanUp(_ failure: inout Error?) {
+        for (target, snapshot) in liveSnapshots.sorted(by: { $0.key < $1.key }) {
+            do {
+                try hypervisor.removeSnapshot(snapshot)
+                liveSnapshots.removeValue(forKey: target)
+            } catch {
+                log.error("could not remove snapshot \(snapshot.fullName): \(error)")
+                if failure == nil { failure = error }
+            }
+        }
+    }
+
+    /// Nothing of a failed backup may remain: not the partial directory here, not the staged copy.
+    func discardEverything() {
+        store.discard(partial: partial)
+        try? hypervisor.removeDirectory(plan.stagingDirectory)
+    }
+}

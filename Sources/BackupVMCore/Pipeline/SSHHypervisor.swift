@@ -1,0 +1,109 @@
+import Foundation
+import Logging
+
+/// The real hypervisor: virsh, LVM and the streaming script over ssh, all commands of one job sharing
+/// one connection (SSHConnectionShare), which `close()` ends.
+public final class SSHHypervisor: Hypervisor, @unchecked Sendable {
+    public let host: RemoteHost
+    private let share: SSHConnectionShare
+    private let virsh: Virsh
+    private let lvm: LVM
+    private let stream: DiskStream
+
+    public init(_ name: String, main: MainConfig) throws {
+        share = try SSHConnectionShare()
+        host = RemoteHost(name, main: main, share: share)
+        virsh = Virsh(host: host)
+        lvm = LVM(host: host)
+        stream = DiskStream(host: host, compression: main.compression, level: main.compressionLevel)
+    }
+
+    public var name: String { host.name }
+
+    public func inspect(_ vm: String) throws -> DomainInspection? {
+        try virsh.inspect(vm).map {
+            DomainInspection(state: $0.state, liveXML: $0.liveXML, inactiveXML: $0.inactiveXML)
+        }
+    }
+
+    public func state(_ vm: String) throws -> DomainState? { try virsh.state(vm) }
+
+    public func logicalVolumes(_ devices: [String]) throws -> [String: LogicalVolume] { try lvm.resolve(devices) }
+
+    public func shutdown(_ vm: String) throws { try virsh.shutdown(vm) }
+    public func destroy(_ vm: String) throws { try virsh.destroy(vm) }
+    public func start(_ vm: String) throws { try virsh.start(vm) }
+    public func save(_ vm: String, to file: String) throws { try virsh.save(vm, to: file) }
+    public func restore(from file: String, paused: Bool) throws { try virsh.restore(from: file, paused: paused) }
+    public func sendEmergencySync(_ vm: String) throws { try virsh.sendEmergencySync(vm) }
+
+    public func createSnapshot(_ snapshot: LogicalVolume, of origin: LogicalVolume, size: String) throws {
+        try lvm.createSnapshot(named: snapshot.lv, of: origin, size: size)
+    }
+    public func snapshotStatus(_ snapshot: LogicalVolume) throws -> SnapshotStatus {
+        try lvm.snapshotStatus(snapshot)
+    }
+    public func removeSnapshot(_ snapshot: LogicalVolume) throws { try lvm.removeSnapshot(snapshot) }
+    public func leftoverSnapshots(of origins: [LogicalVolume]) throws -> [LogicalVolume] {
+        try lvm.leftoverSnapshots(of: origins)
+    }
+
+    public func makeDirectory(_ path: String) throws {
+        try host.run("mkdir -p \(ShellQuote.quote(path))", what: "creating \(path)")
+    }
+
+    public func removeDirectory(_ path: String) throws {
+        try host.run("rm -rf \(ShellQuote.quote(path))", what: "removing \(path)")
+    }
+
+    public func copyImage(
+        _ source: String, work: WorkLayout, stageFile: String?, to destination: String, abort: AbortFlag
+    ) throws -> TransferredImage {
+        try stream.copy(source: source, workDir: work.directory, stageFile: stageFile, to: destination, abort: abort)
+    }
+
+    public func keepStagedCopy(_ work: WorkLayout, id: String) throws {
+        let staging = ShellQuote.quote(work.stagingDirectory(id))
+        let ram = ShellQuote.quote(work.ramFile(id))
+        let kept = ShellQuote.quote(work.keptCopy(id))
+        try host.run(
+            "rm -f \(ram); mv -T \(staging) \(kept); \(sweep(work, except: id))",
+            what: "keeping the newest copy on the hypervisor")
+    }
+
+    public func removeStagedCopies(_ work: WorkLayout, id: String) throws {
+        try host.run(
+            "rm -rf \(ShellQuote.quote(work.stagingDirectory(id))); \(sweep(work, except: nil)); true",
+            what: "removing staged copies")
+    }
+
+    /// A loop removing kept copies and staging directories of ours in the VM's working directory
+    /// (only our own names: IDs and dot-partials), except the kept copy `except`.
+    private func sweep(_ work: WorkLayout, except id: String?) -> String {
+        let w = ShellQuote.quote(work.directory)
+        let keep = id.map { "\(w)/\(ShellQuote.quote($0))) ;; " } ?? ""
+        return """
+            for d in \(w)/\(WorkLayout.keptCopyGlob) \(w)/\(WorkLayout.stagingGlob); do \
+            [ -e "$d" ] || continue; case "$d" in \(keep)*) rm -rf -- "$d";; esac; done
+            """
+    }
+
+    public func close() { share.close() }
+}
+
+/// The configured hypervisors over ssh: located with VMLocator (every host asked at once).
+public struct SSHFleet: Fleet {
+    public let main: MainConfig
+    public let logger: Logger
+
+    public init(main: MainConfig, logger: Logger) {
+        self.main = main
+        self.logger = logger
+    }
+
+    public func locate(_ vm: String) throws -> String {
+        try VMLocator(hosts: main.hostServers.map { RemoteHost($0, main: main) }, logger: logger).locate(vm).host
+    }
+
+    public func connect(_ host: String) throws -> any Hypervisor { try SSHHypervisor(host, main: main) }
+}

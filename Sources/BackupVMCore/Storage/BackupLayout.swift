@@ -1,0 +1,101 @@
+/// Every name this tool gives to things on disk, here and on the hypervisors, in one place (in the
+/// manner of restic's repository layout): the storage folder's backup directories and their files,
+/// the hypervisor's working directory with its staging and kept copies, our snapshot LVs, and the
+/// compression formats' suffixes and decompressors. Code elsewhere asks this file; it never spells a
+/// name itself, so a name cannot drift between the writer, the reader and the sweeper.
+public enum BackupNames {
+    /// The commit's last file: a backup directory with a manifest is complete.
+    public static let manifest = "manifest"
+    /// The persistent domain definition (`virsh dumpxml --inactive`).
+    public static let domainXML = "domain.xml"
+    /// The last `backup_vm verify` result.
+    public static let verifyRecord = "verify.json"
+    /// What a running backup remembers for its own recovery (inside its partial directory).
+    public static let breadcrumb = "job-state.json"
+    /// The saved RAM state on the hypervisor (`virsh save` target), inside the staging directory.
+    public static let ramState = "ram.save"
+    /// Marks our LVM snapshots: `LV-bvmsnap-ID`. Nothing without it is ever removed as ours.
+    public static let snapshotMarker = "-bvmsnap-"
+
+    /// A backup directory in progress (never listed; removed on failure).
+    public static func partial(_ id: String) -> String { ".\(id).partial" }
+    /// A backup being removed by rotation (renamed first, so a crash never leaves half a backup).
+    public static func deleting(_ id: String) -> String { ".\(id).deleting" }
+    /// Is this a temporary directory of ours (partial or half-deleted backup)?
+    public static func isTemporary(_ name: String) -> Bool {
+        name.hasPrefix(".") && (name.hasSuffix(".partial") || name.hasSuffix(".deleting"))
+    }
+    public static func isPartial(_ name: String) -> Bool { name.hasPrefix(".") && name.hasSuffix(".partial") }
+
+    /// The stored image of one disk: `vda.raw.lzo`.
+    public static func image(target: String, format: DomainDisk.Format, compression: Compression) -> String {
+        "\(target).\(format.rawValue).\(compression.fileExtension)"
+    }
+    /// The stored RAM state: `ram.save.lzo`.
+    public static func ramImage(compression: Compression) -> String { "\(ramState).\(compression.fileExtension)" }
+
+    /// Our snapshot of `lv` for backup `id` (LVM names are case-sensitive; IDs are lowered).
+    public static func snapshotLV(of lv: String, id: String) -> String { lv + snapshotMarker + id.lowercased() }
+    public static func isOurSnapshot(_ lv: String) -> Bool { lv.contains(snapshotMarker) }
+}
+
+/// The storage folder on this server: `BackupStorage/VM/ID/` per committed backup.
+public struct StorageLayout: Sendable, Equatable {
+    public let storage: String
+
+    public init(storage: String) { self.storage = storage }
+
+    public func vmDirectory(_ vm: String) -> String { storage + "/" + vm }
+    public func backupDirectory(_ vm: String, id: String) -> String { vmDirectory(vm) + "/" + id }
+    public func partialDirectory(_ vm: String, id: String) -> String {
+        vmDirectory(vm) + "/" + BackupNames.partial(id)
+    }
+    public func deletingDirectory(_ vm: String, id: String) -> String {
+        vmDirectory(vm) + "/" + BackupNames.deleting(id)
+    }
+}
+
+/// A VM's working directory on its hypervisor, `WorkPath/VM/`: the staging directory of the backup
+/// in progress (`.ID.partial/`, holding the RAM state and, with keep-on-host, the compressed copies),
+/// the kept copy of the newest backup (`ID/`) and the RAM file of a `restore --with-ram`.
+public struct WorkLayout: Sendable, Equatable {
+    public let directory: String
+
+    public init(workPath: String, vm: String) { directory = workPath + "/" + vm }
+
+    public func stagingDirectory(_ id: String) -> String { directory + "/" + BackupNames.partial(id) }
+    public func ramFile(_ id: String) -> String { stagingDirectory(id) + "/" + BackupNames.ramState }
+    public func stagedImage(_ id: String, file: String) -> String { stagingDirectory(id) + "/" + file }
+    public func keptCopy(_ id: String) -> String { directory + "/" + id }
+    public func restoreRAMFile(_ id: String) -> String { directory + "/restore-\(id).\(BackupNames.ramState)" }
+
+    /// Shell globs (unquoted, after the quoted directory) matching only names of ours: kept copies
+    /// (IDs, `YYYYMMDDTHHMMSSZ`) and staging directories.
+    public static let keptCopyGlob = "[0-9]*T[0-9]*Z"
+    public static let stagingGlob = ".[0-9]*T[0-9]*Z.partial"
+}
+
+extension Compression {
+    /// The format of a stored file, from its name (`vda.raw.zst` is zstd; anything else lzop, the
+    /// seed's format).
+    public init(storedFileName name: String) { self = name.hasSuffix(".zst") ? .zstd : .lzop }
+
+    /// The program that decompresses this format (on this server or a hypervisor).
+    public var tool: String { rawValue }
+
+    /// Compresses stdin to stdout at `level`.
+    public func compressCommand(level: Int) -> String {
+        switch self {
+        case .lzop: return "lzop -\(level) -c"
+        case .zstd: return "zstd -q -\(level) -T0 -c"
+        }
+    }
+
+    /// Decompresses stdin (or the files given) to stdout, checking the format's own checksums.
+    public var decompressCommand: String {
+        switch self {
+        case .lzop: return "lzop -dc"
+        case .zstd: return "zstd -q -dc"
+        }
+    }
+}

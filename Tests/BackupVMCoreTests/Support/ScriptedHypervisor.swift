@@ -1,0 +1,257 @@
+import Foundation
+
+@testable import BackupVMCore
+
+/// A hypervisor in memory for the pipeline's unit tests: one VM with a state and disks (files, or
+/// LVs), our snapshots, the files and directories of the working path, and a log of every call. A
+/// test makes any kind of call fail (at its Nth occurrence, or always) and can run code at a call
+/// (e.g. to sabotage the storage folder at the last moment). Images "copied" from it are real files
+/// written into the destination, so the storage side of the pipeline runs for real.
+final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
+    enum Call: String, CaseIterable, Sendable {
+        case inspect, state, logicalVolumes, shutdown, destroy, start, save, restore, sendEmergencySync
+        case createSnapshot, snapshotStatus, removeSnapshot, leftoverSnapshots, makeDirectory, removeDirectory
+        case copyImage, keepStagedCopy, removeStagedCopies
+    }
+
+    struct Injected: Error, CustomStringConvertible {
+        let call: Call
+        var description: String { "injected failure of \(call.rawValue)" }
+    }
+
+    let name: String
+    let vm: String
+    private let lock = NSLock()
+    private var _state: DomainState?
+    let xml: String
+    /// LV disks by device path.
+    let volumes: [String: LogicalVolume]
+    private var _snapshots: [String: LogicalVolume] = [:]  // full name -> snapshot
+    private var _paths: Set<String> = []  // files and directories in working paths
+    private var _calls: [Call] = []
+    private var failAt: [Call: Set<Int>] = [:]
+    private var failAlways: Set<Call> = []
+    private var hooks: [Call: () -> Void] = [:]
+    /// Does the guest act on the ACPI power button?
+    var obeysACPI = true
+    /// Snapshots (full names) that LVM reports as overflowed.
+    var overflowed: Set<String> = []
+
+    init(name: String = "kvm1", vm: String, state: DomainState, disks: [DomainDisk], volumes: [LogicalVolume] = []) {
+        self.name = name
+        self.vm = vm
+        _state = state
+        xml = ScriptedHypervisor.domainXML(vm, disks)
+        var byPath: [String: LogicalVolume] = [:]
+        for lv in volumes { byPath[lv.path] = lv }
+        self.volumes = byPath
+    }
+
+    static func domainXML(_ vm: String, _ disks: [DomainDisk]) -> String {
+        let devices = disks.map { d in
+            let source = d.kind == .file ? "<source file='\(d.source)'/>" : "<source dev='\(d.source)'/>"
+            return "<disk type='\(d.kind.rawValue)' device='disk'><driver name='qemu' type='\(d.format.rawValue)'/>"
+                + "\(source)<target dev='\(d.target)' bus='virtio'/></disk>"
+        }
+        return "<domain type='qemu'><name>\(vm)</name><devices>\(devices.joined())</devices></domain>"
+    }
+
+    // MARK: - What a test sets and reads
+
+    func fail(_ call: Call, at occurrence: Int) { lock.withLock { failAt[call, default: []].insert(occurrence) } }
+    func failAlways(_ call: Call) { lock.withLock { _ = failAlways.insert(call) } }
+    func heal(_ call: Call) {
+        lock.withLock {
+            failAlways.remove(call)
+            failAt[call] = nil
+        }
+    }
+    func onCall(_ call: Call, _ body: @escaping () -> Void) { lock.withLock { hooks[call] = body } }
+
+    var vmState: DomainState? {
+        get { lock.withLock { _state } }
+        set { lock.withLock { _state = newValue } }
+    }
+    var snapshots: [LogicalVolume] { lock.withLock { Array(_snapshots.values) } }
+    var paths: Set<String> { lock.withLock { _paths } }
+    var calls: [Call] { lock.withLock { _calls } }
+    func count(_ call: Call) -> Int { calls.filter { $0 == call }.count }
+    /// Seeds a snapshot of ours left by a killed job (or anyone else's).
+    func addSnapshot(_ lv: LogicalVolume) { lock.withLock { _snapshots[lv.fullName] = lv } }
+    func addPath(_ path: String) { _ = lock.withLock { _paths.insert(path) } }
+
+    /// Records the call and throws when a failure is injected there.
+    private func enter(_ call: Call) throws {
+        let (fails, hook) = lock.withLock { () -> (Bool, (() -> Void)?) in
+            _calls.append(call)
+            let n = _calls.filter { $0 == call }.count
+            return (failAlways.contains(call) || failAt[call]?.contains(n) == true, hooks[call])
+        }
+        hook?()
+        if fails {
+            throw RemoteError.command(host: name, what: call.rawValue, status: 1, stderr: "\(Injected(call: call))")
+        }
+    }
+
+    private func requireVM(_ vm: String) throws {
+        guard vm == self.vm, vmState != nil else {
+            throw RemoteError.command(host: name, what: "virsh", status: 1, stderr: "error: domain '\(vm)' not found")
+        }
+    }
+
+    // MARK: - Hypervisor
+
+    func inspect(_ vm: String) throws -> DomainInspection? {
+        try enter(.inspect)
+        guard vm == self.vm, let state = vmState else { return nil }
+        return DomainInspection(state: state, liveXML: xml, inactiveXML: xml)
+    }
+
+    func state(_ vm: String) throws -> DomainState? {
+        try enter(.state)
+        return vm == self.vm ? vmState : nil
+    }
+
+    func logicalVolumes(_ devices: [String]) throws -> [String: LogicalVolume] {
+        try enter(.logicalVolumes)
+        return volumes.filter { devices.contains($0.key) }
+    }
+
+    func shutdown(_ vm: String) throws {
+        try enter(.shutdown)
+        try requireVM(vm)
+        if obeysACPI && vmState == .running { vmState = .shutOff }
+    }
+
+    func destroy(_ vm: String) throws {
+        try enter(.destroy)
+        try requireVM(vm)
+        vmState = .shutOff
+    }
+
+    func start(_ vm: String) throws {
+        try enter(.start)
+        try requireVM(vm)
+        guard vmState == .shutOff else {
+            throw RemoteError.command(host: name, what: "virsh start", status: 1, stderr: "domain is already active")
+        }
+        vmState = .running
+    }
+
+    func save(_ vm: String, to file: String) throws {
+        try enter(.save)
+        try requireVM(vm)
+        guard vmState == .running || vmState == .paused else {
+            throw RemoteError.command(host: name, what: "virsh save", status: 1, stderr: "domain is not running")
+        }
+        lock.withLock {
+            _paths.insert(file)
+            _state = .shutOff
+        }
+    }
+
+    func restore(from file: String, paused: Bool) throws {
+        try enter(.restore)
+        guard paths.contains(file) else {
+            throw RemoteError.command(host: name, what: "virsh restore", status: 1, stderr: "no such file \(file)")
+        }
+        vmState = paused ? .paused : .running
+    }
+
+    func sendEmergencySync(_ vm: String) throws { try enter(.sendEmergencySync) }
+
+    func createSnapshot(_ snapshot: LogicalVolume, of origin: LogicalVolume, size: String) throws {
+        try enter(.createSnapshot)
+        lock.withLock { _snapshots[snapshot.fullName] = snapshot }
+    }
+
+    func snapshotStatus(_ snapshot: LogicalVolume) throws -> SnapshotStatus {
+        try enter(.snapshotStatus)
+        let bad = overflowed.contains(snapshot.fullName)
+        return SnapshotStatus(
+            valid: !bad, detail: bad ? "attr swi-I-s---, 100.00% used" : "attr swi-a-s---, 3.00% used")
+    }
+
+    func removeSnapshot(_ snapshot: LogicalVolume) throws {
+        try enter(.removeSnapshot)
+        _ = lock.withLock { _snapshots.removeValue(forKey: snapshot.fullName) }
+    }
+
+    func leftoverSnapshots(of origins: [LogicalVolume]) throws -> [LogicalVolume] {
+        try enter(.leftoverSnapshots)
+        let wanted = Set(origins.map(\.lv))
+        return snapshots.filter { snap in
+            BackupNames.isOurSnapshot(snap.lv)
+                && wanted.contains { snap.lv.hasPrefix($0 + BackupNames.snapshotMarker) }
+        }
+    }
+
+    func makeDirectory(_ path: String) throws {
+        try enter(.makeDirectory)
+        addPath(path)
+    }
+
+    func removeDirectory(_ path: String) throws {
+        try enter(.removeDirectory)
+        lock.withLock { _paths = _paths.filter { $0 != path && !$0.hasPrefix(path + "/") } }
+    }
+
+    func copyImage(_ source: String, work: WorkLayout, stageFile: String?, to destination: String, abort: AbortFlag)
+        throws -> TransferredImage
+    {
+        try enter(.copyImage)
+        if abort.isRaised { throw PipelineError.aborted }
+        let bytes = Array("compressed content of \(source) on \(name)\n".utf8)
+        guard FileManager.default.createFile(atPath: destination, contents: Data(bytes)) else {
+            throw SystemError("create", path: destination)
+        }
+        if let stageFile { addPath(stageFile) }
+        var crc = POSIXChecksum()
+        crc.update(bytes)
+        // Not a real digest: nothing in these tests reads the image back (the lab tiers verify real ones).
+        let sha = String(repeating: "0", count: 64)
+        return TransferredImage(
+            rawBytes: 1 << 20, storedBytes: Int64(bytes.count), storedCksum: crc.finalize(), storedSHA256: sha)
+    }
+
+    func keepStagedCopy(_ work: WorkLayout, id: String) throws {
+        try enter(.keepStagedCopy)
+        lock.withLock {
+            let staging = work.stagingDirectory(id)
+            _paths = Set(
+                _paths.compactMap { p -> String? in
+                    if p == work.ramFile(id) { return nil }
+                    if p == staging || p.hasPrefix(staging + "/") {
+                        return work.keptCopy(id) + p.dropFirst(staging.count)
+                    }
+                    return p.hasPrefix(work.directory + "/") && !p.hasPrefix(work.keptCopy(id)) ? nil : p
+                })
+        }
+    }
+
+    func removeStagedCopies(_ work: WorkLayout, id: String) throws {
+        try enter(.removeStagedCopies)
+        lock.withLock { _paths = _paths.filter { !$0.hasPrefix(work.directory + "/") } }
+    }
+
+    func close() {}
+}
+
+/// The hypervisors of a test: the VM is located where it is defined.
+struct ScriptedFleet: Fleet {
+    let hypervisors: [ScriptedHypervisor]
+
+    func locate(_ vm: String) throws -> String {
+        guard let h = hypervisors.first(where: { $0.vm == vm && $0.vmState != nil }) else {
+            throw RemoteError.protocolViolation(host: "-", what: "locate", detail: "\(vm) not found")
+        }
+        return h.name
+    }
+
+    func connect(_ host: String) throws -> any Hypervisor {
+        guard let h = hypervisors.first(where: { $0.name == host }) else {
+            throw RemoteError.connection(host: host, detail: "no such host")
+        }
+        return h
+    }
+}
