@@ -72,7 +72,8 @@ struct LabDaemonTests {
         // kvm1's third and fourth jobs had to wait for a kvm1 slot; kvm2's first job, queued behind
         // them, must not have waited with them.
         let kvm1Starts = spans.filter { $0.host == "kvm1" }.map(\.start).sorted()
-        let firstKvm2Start = spans.filter { $0.host == "kvm2" }.map(\.start).min()!
+        let firstKvm2Start = try #require(spans.filter { $0.host == "kvm2" }.map(\.start).min())
+        try #require(kvm1Starts.count >= 3, "kvm1 ran its four jobs: \(spans)")
         #expect(firstKvm2Start < kvm1Starts[2], "kvm2's job started while kvm1's waited")
         for vm in a + b {
             let host = a.contains(vm) ? "kvm1" : "kvm2"
@@ -90,7 +91,7 @@ struct LabDaemonTests {
         let config = lab.config(tmp, schedule: "\(vm) * 5")
         let catalog = BackupCatalog(storage: tmp.path + "/storage")
         #expect(try backupVM(config, [vm]).status == 0)
-        #expect(try Manifest.read(backupDirectory: catalog.newestBackup(of: vm)!.path).host == "kvm1")
+        #expect(try Manifest.read(backupDirectory: try #require(catalog.newestBackup(of: vm)).path).host == "kvm1")
         #expect(eventually(timeout: 90) { lab.readyCount("kvm1", vm) == 2 })
 
         // "Migrate": undefine on kvm1, move disk and definition to kvm2, start there.
@@ -104,14 +105,16 @@ struct LabDaemonTests {
         #expect(eventually(timeout: 90) { lab.readyCount("kvm2", vm) >= 1 })
         let moved = try backupVM(config, [vm])
         #expect(moved.status == 0, "\(moved.err)")
-        #expect(try Manifest.read(backupDirectory: catalog.newestBackup(of: vm)!.path).host == "kvm2", "found on kvm2")
+        #expect(
+            try Manifest.read(backupDirectory: try #require(catalog.newestBackup(of: vm)).path).host == "kvm2",
+            "found on kvm2")
 
         // A stale (shut off) definition left on kvm1 does not matter while it runs on kvm2.
         try lab.ssh("kvm1", "virsh define /dev/stdin < \(tmp.path)/mig.xml")
         #expect(eventually(timeout: 90) { lab.readyCount("kvm2", vm) >= 2 })
         let again = try backupVM(config, [vm])
         #expect(again.status == 0, "\(again.err)")
-        #expect(try Manifest.read(backupDirectory: catalog.newestBackup(of: vm)!.path).host == "kvm2")
+        #expect(try Manifest.read(backupDirectory: try #require(catalog.newestBackup(of: vm)).path).host == "kvm2")
 
         // Off on both with definitions of the same age: a clear error, nothing backed up twice.
         try lab.ssh("kvm2", "virsh destroy \(vm)")
@@ -223,7 +226,8 @@ struct LabDaemonTests {
         #expect(
             second.standardError.contains("crash1 returned to running on kvm1"), "\(second.standardError.suffix(1500))")
         #expect(try lab.state("kvm1", vm) == "running")
-        let record = try String(contentsOfFile: spool.layout.done + "/" + spool.names(in: .done)[0], encoding: .utf8)
+        let done = try #require(spool.names(in: .done).first, "the job is in done/")
+        let record = try String(contentsOfFile: spool.layout.done + "/" + done, encoding: .utf8)
         #expect(record.contains("recovered=") && record.contains("status=done"))
         let entries = try FileManager.default.contentsOfDirectory(atPath: vmDir)
         #expect(entries.filter { $0.hasPrefix(".") }.isEmpty, "no partial left: \(entries)")

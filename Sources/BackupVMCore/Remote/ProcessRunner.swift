@@ -17,7 +17,7 @@ public struct ProcessOutcome: Sendable {
 /// thread of its own, so a chatty stderr cannot dead-lock a full stdout pipe).
 public enum ProcessRunner {
     /// Runs to completion, collecting stdout (bounded to `limit` bytes).
-    public static func run(_ argv: [String], limit: Int = 16 << 20) throws(RemoteError) -> ProcessOutcome {
+    public static func run(_ argv: [String], limit: Int = 16 << 20) throws(ProcessError) -> ProcessOutcome {
         var collected = [UInt8]()
         let (status, stderr) = try stream(argv, stdin: nil) { chunk in
             if collected.count < limit { collected.append(contentsOf: chunk.prefix(limit - collected.count)) }
@@ -32,9 +32,9 @@ public enum ProcessRunner {
     public static func stream(
         _ argv: [String], stdin: Int32?, bufferSize: Int = 1 << 20,
         sink: (UnsafeRawBufferPointer) throws -> Bool
-    ) throws(RemoteError) -> (Int32, String) {
+    ) throws(ProcessError) -> (Int32, String) {
         var outPipe: [Int32] = [0, 0]
-        guard bvm_pipe_cloexec(&outPipe) == 0 else { throw .launch("pipe: \(String(cString: strerror(errno)))") }
+        guard bvm_pipe_cloexec(&outPipe) == 0 else { throw .pipe(reason: String(cString: strerror(errno))) }
         // A 1 MiB pipe (F_SETPIPE_SZ; best effort) lets ssh hand over more per read(2).
         _ = fcntl(outPipe[0], 1031, Int32(bufferSize))
         let child: SpawnedProcess
@@ -73,7 +73,7 @@ public enum ProcessRunner {
         close(outPipe[0])
         let exit = child.wait()
         if let sinkError {
-            throw .launch("reading output of \(argv[0]) failed: \(sinkError)")
+            throw .output(program: argv[0], reason: "\(sinkError)")
         }
         return (exit, child.stderr)
     }
@@ -87,9 +87,9 @@ public final class SpawnedProcess: @unchecked Sendable {
     private let errCollector: ErrorCollector
     private var exitStatus: Int32?
 
-    public init(_ argv: [String], stdin: Int32?, stdout: Int32) throws(RemoteError) {
+    public init(_ argv: [String], stdin: Int32?, stdout: Int32) throws(ProcessError) {
         var errPipe: [Int32] = [0, 0]
-        guard bvm_pipe_cloexec(&errPipe) == 0 else { throw .launch("pipe: \(String(cString: strerror(errno)))") }
+        guard bvm_pipe_cloexec(&errPipe) == 0 else { throw .pipe(reason: String(cString: strerror(errno))) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -125,7 +125,7 @@ public final class SpawnedProcess: @unchecked Sendable {
         close(errPipe[1])
         guard rc == 0 else {
             close(errPipe[0])
-            throw .launch("\(argv[0]): \(String(cString: strerror(rc)))")
+            throw .spawn(program: argv[0], reason: String(cString: strerror(rc)))
         }
         self.pid = pid
         let collector = ErrorCollector(fd: errPipe[0])

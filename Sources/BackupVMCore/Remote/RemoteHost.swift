@@ -52,7 +52,7 @@ public struct RemoteHost: Sendable {
     /// Runs a script and returns its stdout; a non-zero exit is an error naming `what`.
     @discardableResult
     public func run(_ script: String, what: String) throws(RemoteError) -> String {
-        let outcome = try ProcessRunner.run(argv(script))
+        let outcome = try launch { () throws(ProcessError) in try ProcessRunner.run(argv(script)) }
         try check(outcome.status, stderr: outcome.stderr, what: what)
         return outcome.stdout
     }
@@ -60,7 +60,7 @@ public struct RemoteHost: Sendable {
     /// Runs a script and returns its exit status and output without judging a non-zero exit
     /// (ssh failures, 255, are still errors).
     public func probe(_ script: String, what: String) throws(RemoteError) -> ProcessOutcome {
-        let outcome = try ProcessRunner.run(argv(script))
+        let outcome = try launch { () throws(ProcessError) in try ProcessRunner.run(argv(script)) }
         if outcome.status == 255 { throw .connection(host: name, detail: outcome.stderr) }
         return outcome
     }
@@ -70,9 +70,16 @@ public struct RemoteHost: Sendable {
         _ script: String, what: String, stdin: Int32? = nil,
         sink: (UnsafeRawBufferPointer) throws -> Bool
     ) throws(RemoteError) -> String {
-        let (status, stderr) = try ProcessRunner.stream(argv(script), stdin: stdin, sink: sink)
+        let (status, stderr) = try launch { () throws(ProcessError) in
+            try ProcessRunner.stream(argv(script), stdin: stdin, sink: sink)
+        }
         try check(status, stderr: stderr, what: what)
         return stderr
+    }
+
+    /// ssh itself could not be run: RemoteError.launch, so callers see one error type per host.
+    private func launch<T>(_ body: () throws(ProcessError) -> T) throws(RemoteError) -> T {
+        do { return try body() } catch { throw .launch(error.description) }
     }
 
     func check(_ status: Int32, stderr: String, what: String) throws(RemoteError) {
