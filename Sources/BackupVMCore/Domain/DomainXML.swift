@@ -13,10 +13,7 @@ public enum DomainXML {
     /// The disks (device='disk') of a domain; cdroms and floppies are not backed up. Unsupported disk
     /// kinds (network, volume) and formats fail with a reason, never silently skipped.
     public static func disks(of xml: String, vm: String) throws(Problem) -> [DomainDisk] {
-        let doc: XMLDocument
-        do { doc = try XMLDocument(xmlString: xml) } catch {
-            throw Problem(description: "domain XML of \(vm) does not parse: \(error)")
-        }
+        let doc = try parse(xml, what: "domain XML of \(vm)")
         let nodes = (try? doc.nodes(forXPath: "/domain/devices/disk")) ?? []
         var disks: [DomainDisk] = []
         for case let node as XMLElement in nodes {
@@ -60,6 +57,30 @@ public enum DomainXML {
         return disks
     }
 
+    /// Parses domain XML from a hypervisor or a manifest: hostile until checked. libvirt never writes a
+    /// document type declaration, and one is how an external entity (`<!ENTITY k SYSTEM "file:///...">`)
+    /// would be expanded by the parser: read a file on this server into the manifest and send it back
+    /// to a hypervisor at restore. Any DOCTYPE or ENTITY is refused, and external entities are never
+    /// loaded in any case.
+    static func parse(_ xml: String, what: String) throws(Problem) -> XMLDocument {
+        try checkSafe(xml, what: what)
+        do {
+            return try XMLDocument(xmlString: xml, options: [.nodeLoadExternalEntitiesNever])
+        } catch {
+            throw Problem(description: "\(what) does not parse: \(error)")
+        }
+    }
+
+    /// Refuses XML with a document type declaration or entity declarations.
+    public static func checkSafe(_ xml: String, what: String) throws(Problem) {
+        let upper = xml.uppercased()
+        if upper.contains("<!DOCTYPE") || upper.contains("<!ENTITY") {
+            throw Problem(
+                description: "\(what) declares a DOCTYPE or ENTITY, which libvirt never writes; refusing it (it could"
+                    + " make the parser read files on this server)")
+        }
+    }
+
     static func isSafePath(_ path: String) -> Bool {
         path.hasPrefix("/") && !path.split(separator: "/").contains("..")
             && !path.unicodeScalars.contains { $0.value < 32 || $0.value == 127 }
@@ -73,10 +94,7 @@ public enum DomainXML {
         _ xml: String, from oldName: String, to newName: String,
         diskSources: [String: String], droppingDisks dropped: Set<String> = []
     ) throws(Problem) -> String {
-        let doc: XMLDocument
-        do { doc = try XMLDocument(xmlString: xml) } catch {
-            throw Problem(description: "stored domain XML does not parse: \(error)")
-        }
+        let doc = try parse(xml, what: "stored domain XML")
         guard let root = doc.rootElement() else { throw Problem(description: "stored domain XML is empty") }
         root.elements(forName: "name").first?.stringValue = newName
         for uuid in root.elements(forName: "uuid") { uuid.detach() }
@@ -102,10 +120,7 @@ public enum DomainXML {
 
     /// The same XML with its disk sources replaced (restore to other paths, same name).
     public static func withDiskSources(_ xml: String, _ diskSources: [String: String]) throws(Problem) -> String {
-        let doc: XMLDocument
-        do { doc = try XMLDocument(xmlString: xml) } catch {
-            throw Problem(description: "stored domain XML does not parse: \(error)")
-        }
+        let doc = try parse(xml, what: "stored domain XML")
         guard let root = doc.rootElement() else { throw Problem(description: "stored domain XML is empty") }
         try? rewriteDisks(root, diskSources: diskSources)
         return doc.xmlString(options: [.nodePrettyPrint])

@@ -53,6 +53,7 @@ struct BackupPlanner {
         }
         let profile = configuration.profile(for: vm)
         let all = try DomainXML.disks(of: inspection.liveXML, vm: vm)
+        try DomainXML.checkSafe(inspection.inactiveXML, what: "persistent domain XML of \(vm)")
         let disks = all.filter { !$0.isExcluded(by: profile.excludeLVs) }
         guard !disks.isEmpty else { throw PipelineError.everyDiskExcluded(vm: vm) }
         let volumes = try hypervisor.logicalVolumes(disks.filter { $0.kind == .block }.map(\.source))

@@ -23,7 +23,7 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
     let vm: String
     private let lock = NSLock()
     private var _state: DomainState?
-    let xml: String
+    var xml: String
     /// LV disks by device path.
     let volumes: [String: LogicalVolume]
     private var _snapshots: [String: LogicalVolume] = [:]  // full name -> snapshot
