@@ -76,7 +76,9 @@ struct DomainAndRemoteTests {
         #expect(argv.contains("BatchMode=yes") && argv.contains("ConnectTimeout=7"))
         #expect(!argv.joined(separator: " ").contains("StrictHostKeyChecking=no"), "host keys are always verified")
         #expect(argv.contains("Ciphers=\(MainConfig.defaultCiphers)"))
-        #expect(Array(argv.suffix(3)) == ["--", "kvm1", "bash -c 'set -euo pipefail; virsh list'"])
+        #expect(
+            Array(argv.suffix(3)) == ["--", "kvm1", "bash -c 'umask 077; set -euo pipefail; virsh list'"],
+            "files made on a hypervisor are root's alone")
     }
 
     @Test func exitCodesAreClassified() {

@@ -155,9 +155,14 @@ struct LabBackupTests {
             #expect(staged == [ids.last ?? "?"], "exactly the newest staged copy on the hypervisor: \(staged)")
         }
         #expect(catalog.backups(of: vm).map(\.id) == Array(ids.suffix(2)), "keep=2 leaves the two newest")
-        let stagedFiles = try FileManager.default.contentsOfDirectory(
-            atPath: lab.work("kvm1") + "/\(vm)/\(try #require(ids.last))")
+        let keptDir = lab.work("kvm1") + "/\(vm)/\(try #require(ids.last))"
+        let stagedFiles = try FileManager.default.contentsOfDirectory(atPath: keptDir)
         #expect(stagedFiles == ["vda.raw.lzo"])
+        // Remote scripts run under umask 077: the copy on the hypervisor is root's alone.
+        func mode(_ path: String) throws -> Int {
+            (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) ?? -1
+        }
+        #expect(try mode(keptDir) == 0o700 && mode(keptDir + "/vda.raw.lzo") == 0o600)
 
         // A guest that ignores ACPI: without ForceOff the backup fails and the guest keeps running;
         // nothing partial is left.

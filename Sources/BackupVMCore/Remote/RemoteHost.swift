@@ -41,7 +41,7 @@ public struct RemoteHost: Sendable {
         if let share { a += share.options(for: self) }
         a += [
             "-T", "-l", "root", "--", name,
-            "set -euo pipefail; " + script,
+            "umask 077; set -euo pipefail; " + script,
         ]
         // ssh joins the remaining words with spaces and hands them to the remote user's shell: the
         // script is passed as one word and must run under bash for pipefail.

@@ -50,10 +50,12 @@ struct ImageWriter {
             """
     }
 
+    /// Directories made for a restored disk are searchable (qemu runs as another user and must reach
+    /// the file; libvirt gives the file itself to that user when the domain starts); the file is 0600.
     private func fileScript(_ image: Manifest.StoredImage, to destination: String) -> String {
         let dst = ShellQuote.quote(destination)
         return """
-            mkdir -p "$(dirname \(dst))"; tmp=\(dst).bvm-restore; \
+            (umask 022; mkdir -p "$(dirname \(dst))"); tmp=\(dst).bvm-restore; \
             t=$(mktemp -d); trap 'rm -rf "$t"; rm -f "$tmp"' EXIT; \
             \(pipeline(image)) > "$tmp"; \(check(image)); sync "$tmp"; mv -f "$tmp" \(dst)
             """
