@@ -46,7 +46,8 @@ public enum DomainXML {
             }
             guard let path, isSafePath(path) else {
                 throw Problem(
-                    description: "\(vm): disk \(target) has no source path, or one with control characters or '..'")
+                    description: "\(vm): disk \(target) has no source path, or one with '..', control characters or"
+                        + " shell metacharacters (\(shellMetacharacters)); rename the image or volume")
             }
             disks.append(DomainDisk(target: target, kind: kind, format: format, source: path))
         }
@@ -81,9 +82,15 @@ public enum DomainXML {
         }
     }
 
+    /// Characters a disk path may not contain. Every path is quoted in remote scripts; this is the
+    /// second fence, so that a quoting mistake can never run a command or widen a glob.
+    static let shellMetacharacters = "$`\\\"';|&<>*?[!"
+
     static func isSafePath(_ path: String) -> Bool {
         path.hasPrefix("/") && !path.split(separator: "/").contains("..")
-            && !path.unicodeScalars.contains { $0.value < 32 || $0.value == 127 }
+            && !path.unicodeScalars.contains {
+                $0.value < 32 || $0.value == 127 || shellMetacharacters.unicodeScalars.contains($0)
+            }
     }
 
     /// The domain XML for restoring under another name: new <name>, no <uuid> (libvirt makes one),

@@ -5,17 +5,24 @@ import Logging
 /// one connection (SSHConnectionShare), which `close()` ends.
 public final class SSHHypervisor: Hypervisor, @unchecked Sendable {
     public let host: RemoteHost
-    private let share: SSHConnectionShare
+    private let share: SSHConnectionShare?
     private let virsh: Virsh
     private let lvm: LVM
     private let stream: DiskStream
 
-    public init(_ name: String, main: MainConfig) throws {
-        share = try SSHConnectionShare()
-        host = RemoteHost(name, main: main, share: share)
+    public convenience init(_ name: String, main: MainConfig) throws {
+        let share = try SSHConnectionShare()
+        self.init(
+            host: RemoteHost(name, main: main, share: share), share: share, compression: main.compression,
+            level: main.compressionLevel)
+    }
+
+    init(host: RemoteHost, share: SSHConnectionShare?, compression: Compression, level: Int) {
+        self.host = host
+        self.share = share
         virsh = Virsh(host: host)
         lvm = LVM(host: host)
-        stream = DiskStream(host: host, compression: main.compression, level: main.compressionLevel)
+        stream = DiskStream(host: host, compression: compression, level: level)
     }
 
     public var name: String { host.name }
@@ -88,7 +95,7 @@ public final class SSHHypervisor: Hypervisor, @unchecked Sendable {
             """
     }
 
-    public func close() { share.close() }
+    public func close() { share?.close() }
 }
 
 /// The configured hypervisors over ssh: located with VMLocator (every host asked at once).

@@ -67,9 +67,10 @@ public struct LVM: Sendable {
         let q = ShellQuote.quote(snapshot.fullName)
         try host.run(
             """
+            e=$(mktemp); trap 'rm -f "$e"' EXIT; \
             for i in 1 2 3 4 5 6 7 8 9 10; do lvs \(q) >/dev/null 2>&1 || exit 0; \
-            lvremove -q -f \(q) >/dev/null 2>"$HOME/.bvm-lvremove.err" && exit 0; sleep 1; done; \
-            cat "$HOME/.bvm-lvremove.err" >&2; exit 1
+            lvremove -q -f \(q) >/dev/null 2>"$e" && exit 0; sleep 1; done; \
+            cat "$e" >&2; exit 1
             """, what: "lvremove \(snapshot.fullName)")
     }
 

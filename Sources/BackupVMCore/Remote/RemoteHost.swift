@@ -10,9 +10,12 @@ public struct RemoteHost: Sendable {
     public let ciphers: String?
     /// When set, commands share one connection per host (see SSHConnectionShare).
     public let share: SSHConnectionShare?
+    /// The ssh client (a test puts a stand-in here that runs the script locally against stubs).
+    public let sshProgram: String
 
     public init(
-        name: String, sshConfig: String?, connectTimeout: Int, ciphers: String? = nil, share: SSHConnectionShare? = nil
+        name: String, sshConfig: String?, connectTimeout: Int, ciphers: String? = nil, share: SSHConnectionShare? = nil,
+        sshProgram: String = "ssh"
     ) {
         precondition(SafeName.isValidHostName(name))
         self.name = name
@@ -20,6 +23,7 @@ public struct RemoteHost: Sendable {
         self.connectTimeout = connectTimeout
         self.ciphers = ciphers
         self.share = share
+        self.sshProgram = sshProgram
     }
 
     public init(_ name: String, main: MainConfig, share: SSHConnectionShare? = nil) {
@@ -31,7 +35,7 @@ public struct RemoteHost: Sendable {
     /// ssh's argv for one remote script. Host keys are verified (no StrictHostKeyChecking=no);
     /// BatchMode makes a missing key fail instead of prompting.
     public func argv(_ script: String) -> [String] {
-        var a = ["ssh"]
+        var a = [sshProgram]
         if let sshConfig { a += ["-F", sshConfig] }
         a += [
             "-o", "BatchMode=yes", "-o", "ConnectTimeout=\(connectTimeout)", "-o", "ServerAliveInterval=15",

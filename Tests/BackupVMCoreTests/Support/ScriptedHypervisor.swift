@@ -48,8 +48,13 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
     }
 
     static func domainXML(_ vm: String, _ disks: [DomainDisk]) -> String {
+        func escaped(_ s: String) -> String {
+            s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+                .replacingOccurrences(of: "'", with: "&apos;").replacingOccurrences(of: "\"", with: "&quot;")
+        }
         let devices = disks.map { d in
-            let source = d.kind == .file ? "<source file='\(d.source)'/>" : "<source dev='\(d.source)'/>"
+            let path = escaped(d.source)
+            let source = d.kind == .file ? "<source file='\(path)'/>" : "<source dev='\(path)'/>"
             return "<disk type='\(d.kind.rawValue)' device='disk'><driver name='qemu' type='\(d.format.rawValue)'/>"
                 + "\(source)<target dev='\(d.target)' bus='virtio'/></disk>"
         }

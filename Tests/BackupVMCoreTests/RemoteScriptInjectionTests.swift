@@ -1,0 +1,154 @@
+import Foundation
+import Testing
+
+@testable import BackupVMCore
+
+/// Every remote script rendered with hostile values, and run for real (bash, dd, lzop, tee, cksum) on
+/// this machine through a stand-in for ssh, with stubs for virsh and LVM that log the arguments they
+/// get. A value that escapes its quoting would run `touch pwned...` in the sandbox; a value quoted
+/// right arrives at the stub as one literal argument. (Issue #9, finding 12.)
+@Suite("remote scripts with hostile values run nothing", .tags(.spool))
+struct RemoteScriptInjectionTests {
+    let dir = TempDir("inject")
+
+    /// Names that run a command if a script interpolates them unquoted (or inside double quotes).
+    static let hostile = [
+        "d$(touch pwned1)", "d`touch pwned2`", "d';touch pwned3;'", "d\";touch pwned4;\"", "d;touch pwned5",
+        "d with space|touch pwned6", "d*",
+    ]
+
+    /// A RemoteHost whose "ssh" runs the script here, in the sandbox, with the stubs first on PATH.
+    func sandboxHost() throws -> RemoteHost {
+        let stubs = dir.path + "/stubs"
+        try FileManager.default.createDirectory(atPath: stubs, withIntermediateDirectories: true)
+        let log = dir.path + "/calls.log"
+        // Each stub logs its name and every argument on its own line, then acts plausibly.
+        for (name, action) in [
+            ("virsh", "exit 0"), ("lvcreate", "exit 0"), ("lvremove", "exit 0"),
+            ("lvs", "echo '  swi-a-s--- 3.00'"), ("blockdev", "echo 1048576"),
+        ] {
+            try write(
+                stubs + "/" + name,
+                "#!/bin/bash\n{ echo \"== $(basename \"$0\")\"; printf '%s\\n' \"$@\"; } >> '\(log)'\n\(action)\n")
+        }
+        try write(
+            dir.path + "/ssh",
+            "#!/bin/bash\ncd '\(dir.path)/sandbox' || exit 255\nexport PATH='\(stubs)':\"$PATH\"\nexec bash -c \"${@: -1}\"\n"
+        )
+        try FileManager.default.createDirectory(atPath: dir.path + "/sandbox", withIntermediateDirectories: true)
+        return RemoteHost(name: "kvm1", sshConfig: nil, connectTimeout: 5, sshProgram: dir.path + "/ssh")
+    }
+
+    func write(_ path: String, _ text: String) throws {
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o755)
+    }
+
+    var pwned: [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir.path + "/sandbox")) ?? []).filter {
+            $0.hasPrefix("pwned")
+        }
+    }
+
+    var loggedArguments: [String] {
+        ((try? String(contentsOfFile: dir.path + "/calls.log", encoding: .utf8)) ?? "").components(separatedBy: "\n")
+    }
+
+    @Test("disk streams: a hostile source, working directory and staged file are read and written literally")
+    func diskStream() throws {
+        let host = try sandboxHost()
+        let sandbox = dir.path + "/sandbox"
+        for (i, name) in Self.hostile.enumerated() {
+            let source = sandbox + "/" + name
+            try Data("disk \(i) content\n".utf8).write(to: URL(fileURLWithPath: source))
+            let work = sandbox + "/work " + name
+            let stored = dir.path + "/stored\(i).lzo"
+            let stream = DiskStream(host: host, compression: .lzop, level: 1)
+            let r = try stream.copy(
+                source: source, workDir: work, stageFile: work + "/" + name + ".lzo", to: stored, abort: AbortFlag())
+            #expect(r.rawBytes == Int64("disk \(i) content\n".utf8.count))
+            let back = try runTool("/usr/bin/lzop", ["-dc", stored])
+            #expect(back.out == "disk \(i) content\n", "the source was read literally: \(name)")
+            #expect(FileManager.default.fileExists(atPath: work + "/" + name + ".lzo"), "staged literally: \(name)")
+        }
+        #expect(pwned.isEmpty, "commands ran: \(pwned)")
+    }
+
+    @Test("virsh and LVM commands get hostile paths and names as one literal argument each")
+    func virshAndLVM() throws {
+        let host = try sandboxHost()
+        let virsh = Virsh(host: host)
+        let lvm = LVM(host: host)
+        for name in Self.hostile {
+            let path = "/srv/" + name
+            try virsh.save("web01", to: path)
+            try virsh.restore(from: path, paused: true)
+            _ = try lvm.resolve([path])
+            let lv = LogicalVolume(vg: name, lv: name + BackupNames.snapshotMarker + "x", sizeBytes: 1)
+            try lvm.createSnapshot(named: lv.lv, of: LogicalVolume(vg: name, lv: name, sizeBytes: 1), size: "20%")
+            _ = try lvm.snapshotStatus(lv)
+            try lvm.removeSnapshot(lv)
+            #expect(loggedArguments.contains(path) && loggedArguments.contains(lv.fullName), "\(name)")
+        }
+        #expect(pwned.isEmpty, "commands ran: \(pwned)")
+    }
+
+    @Test("working-path housekeeping and restores: hostile directories and destinations stay literal")
+    func stagingAndRestore() throws {
+        let host = try sandboxHost()
+        let sandbox = dir.path + "/sandbox"
+        let hypervisor = SSHHypervisor(host: host, share: nil, compression: .lzop, level: 1)
+        for (i, name) in Self.hostile.enumerated() {
+            let work = WorkLayout(workPath: sandbox + "/" + name, vm: "web01")
+            let id = "20261127T00000\(i)Z"
+            try hypervisor.makeDirectory(work.stagingDirectory(id))
+            try hypervisor.keepStagedCopy(work, id: id)
+            #expect(FileManager.default.fileExists(atPath: work.keptCopy(id)), "\(name)")
+            try hypervisor.removeStagedCopies(work, id: id)
+            #expect(!FileManager.default.fileExists(atPath: work.keptCopy(id)), "\(name)")
+            try hypervisor.removeDirectory(work.directory)
+
+            // A restore to a hostile file name, and to a hostile block device that does not exist.
+            let content = "restored \(i)\n"
+            let stored = dir.path + "/image\(i).lzo"
+            try Data(content.utf8).write(to: URL(fileURLWithPath: dir.path + "/image\(i)"))
+            _ = try runTool("/usr/bin/lzop", ["-1", "-o", stored, dir.path + "/image\(i)"])
+            let cksum = try runTool("/usr/bin/cksum", [stored]).out.split(separator: " ")
+            let image = Manifest.StoredImage(
+                target: "vda", source: "/x", kind: .file, format: .raw, file: "vda.raw.lzo",
+                rawBytes: Int64(content.utf8.count), storedBytes: Int64(cksum[1]) ?? 0,
+                storedCksum: UInt32(cksum[0]) ?? 0, storedSHA256: "")
+            let destination = sandbox + "/" + name + ".raw"
+            try ImageWriter(host: host).write(image, from: stored, to: destination)
+            #expect((try? String(contentsOfFile: destination, encoding: .utf8)) == content, "\(name)")
+            var block = image
+            block.kind = .block
+            #expect(throws: RemoteError.self) {
+                try ImageWriter(host: host).write(block, from: stored, to: sandbox + "/" + name + ".dev")
+            }
+        }
+        #expect(pwned.isEmpty, "commands ran: \(pwned)")
+    }
+
+    @Test("LV restore target with a hostile name: ensureVolume passes it literally")
+    func ensureVolume() throws {
+        let host = try sandboxHost()
+        for name in Self.hostile where !name.contains("/") {
+            try LVM(host: host).ensureVolume(path: "/dev/vg0/" + name, bytes: 1 << 20)
+            #expect(loggedArguments.contains(name), "\(name)")
+        }
+        #expect(pwned.isEmpty, "commands ran: \(pwned)")
+    }
+
+    @Test("disk paths with shell metacharacters are refused when the domain XML is read (second fence)")
+    func hostileDiskPathsAreRefused() {
+        for name in Self.hostile {
+            let xml = ScriptedHypervisor.domainXML(
+                "web01", [DomainDisk(target: "vda", kind: .file, format: .raw, source: "/srv/" + name)])
+            #expect(throws: DomainXML.Problem.self, "\(name)") { _ = try DomainXML.disks(of: xml, vm: "web01") }
+        }
+        let spaced = ScriptedHypervisor.domainXML(
+            "web01", [DomainDisk(target: "vda", kind: .file, format: .raw, source: "/srv/my disk.raw")])
+        #expect((try? DomainXML.disks(of: spaced, vm: "web01"))?.first?.source == "/srv/my disk.raw")
+    }
+}
