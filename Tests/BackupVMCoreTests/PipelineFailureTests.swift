@@ -115,7 +115,8 @@ struct PipelineFailureTests {
         #expect(kept.count == 1, "the RAM state stays: \(h.hypervisor.paths)")
         #expect(reason.contains("its RAM state is kept in \(kept.first ?? "?") on kvm1"), "\(reason)")
         #expect(h.hypervisor.snapshots.isEmpty)
-        #expect(!h.storageEntries.contains { $0.hasPrefix(".") })
+        #expect(!h.storageEntries.contains(where: BackupNames.isTemporary), "\(h.storageEntries)")
+        #expect(h.storageEntries.contains(AttentionMark.fileName), "the VM is marked for attention")
         #expect(try BackupSnapshot(h.store.catalog.backups(of: h.vm)) == earlier)
     }
 
@@ -133,7 +134,8 @@ struct PipelineFailureTests {
         #expect(run.result["reason"]?.hasPrefix("ATTENTION: web01 on kvm1 could not be returned") == true)
         #expect(run.result["reason"]?.contains("injected failure of start") == true)
         #expect(h.hypervisor.snapshots.isEmpty)
-        #expect(!h.storageEntries.contains { $0.hasPrefix(".") })
+        #expect(!h.storageEntries.contains(where: BackupNames.isTemporary), "\(h.storageEntries)")
+        #expect(h.storageEntries.contains(AttentionMark.fileName), "the VM is marked for attention")
         #expect(try BackupSnapshot(h.store.catalog.backups(of: h.vm)) == earlier)
     }
 
@@ -276,6 +278,23 @@ struct PipelineRecoveryTests {
         #expect(note.contains("partial backup .\(id).partial removed"), "\(note)")
     }
 
+    @Test("#4: the worker died after the thaw, then the VM was shut down: recovery does not replay old RAM")
+    func noStaleRAMReplay() throws {
+        let h = try PipelineHarness(ScriptedVMs.lvm(), mode: .hot)
+        let id = h.store.newID(vm: h.vm, started: Date())
+        let plan = try BackupPlanner(configuration: h.configuration).plan(vm: h.vm, id: id, on: h.hypervisor)
+        let run = BackupRun(
+            plan: plan, hypervisor: h.hypervisor, store: h.store, compression: .lzop, abort: AbortFlag(),
+            log: h.pipeline.logger, started: Date(), pollInterval: 0.01)
+        for stage in Self.stages.prefix(6) { try stage.run(run) }  // through "copy snapshots"
+        h.hypervisor.vmState = .shutOff  // an operator shut it down hours later
+        let restores = h.hypervisor.count(.restore)
+        let note = try h.pipeline.recover(vm: h.vm, jobName: "dead-worker")
+        #expect(h.hypervisor.count(.restore) == restores, "the hours-old RAM state was not restored")
+        #expect(h.hypervisor.vmState == .shutOff && h.hypervisor.snapshots.isEmpty)
+        #expect(note.contains("already back in running"), "\(note)")
+    }
+
     @Test("a breadcrumb naming a host that is not configured is not acted on")
     func breadcrumbWithUnknownHost() throws {
         let h = try PipelineHarness(ScriptedVMs.lvm(), mode: .hot)
@@ -289,5 +308,64 @@ struct PipelineRecoveryTests {
             _ = try h.pipeline.recover(vm: h.vm, jobName: "x")
         }
         #expect(h.hypervisor.calls.isEmpty, "nothing was done on its word")
+    }
+}
+
+/// The VM-state findings of issue #9 (2, 3, 4), through the seam; each failed before its fix.
+@Suite("pipeline: the VM's state is never guessed", .tags(.unit))
+struct PipelineStateTests {
+    @Test("#2: libvirtd restarting at thaw time: the state query is retried and the VM comes back")
+    func stateQueryRetried() throws {
+        let h = try PipelineHarness(ScriptedVMs.lvm(), mode: .hot)
+        h.hypervisor.fail(.state, at: 1)
+        h.hypervisor.fail(.state, at: 2)
+        let run = try h.backup()
+        #expect(run.result["status"] == "done", "\(run.result)")
+        #expect(h.hypervisor.vmState == .running)
+    }
+
+    @Test("#2: virsh keeps failing at thaw: the job fails loudly, the RAM file is kept, nothing reads as 'off'")
+    func stateQueryFailsForGood() throws {
+        let h = try PipelineHarness(ScriptedVMs.lvm(), mode: .hot)
+        h.hypervisor.failAlways(.state)
+        let run = try h.backup()
+        #expect(
+            run.result["reason"]?.hasPrefix("ATTENTION: web01 on kvm1 could not be returned") == true, "\(run.result)")
+        #expect(h.hypervisor.paths.contains { $0.hasSuffix("/ram.save") }, "the RAM state is kept")
+        #expect(h.hypervisor.count(.removeStagedCopies) == 0 && h.hypervisor.count(.keepStagedCopy) == 0)
+    }
+
+    @Test("#2: the domain is gone at thaw time: a loud failure, not 'done'")
+    func vanishedAtThaw() throws {
+        let h = try PipelineHarness(ScriptedVMs.lvm(), mode: .hot)
+        h.hypervisor.onCall(.createSnapshot) { h.hypervisor.vmState = nil }
+        let run = try h.backup()
+        #expect(run.result["status"] == "failed")
+        #expect(run.result["reason"]?.contains("disappeared from kvm1") == true, "\(run.result)")
+    }
+
+    @Test("#3: after a failed thaw the VM stays marked: no backup, no recovery, no sweep until resolved")
+    func failedThawMarksTheVM() throws {
+        let h = try PipelineHarness(ScriptedVMs.lvm(), mode: .hot)
+        h.hypervisor.failAlways(.restore)
+        let first = try h.backup()
+        #expect(first.result["reason"]?.contains("backup_vm resolve web01") == true, "\(first.result)")
+        let ram = try #require(h.hypervisor.paths.first { $0.hasSuffix("/ram.save") })
+        let callsBefore = h.hypervisor.calls.count
+
+        let second = try h.backup()
+        #expect(second.result["reason"]?.contains("ATTENTION: web01 needs attention") == true, "\(second.result)")
+        #expect(second.result["reason"]?.contains("virsh restore \(ram)") == true)
+        #expect(throws: PipelineError.self) { _ = try h.pipeline.recover(vm: h.vm, jobName: "x") }
+        #expect(h.hypervisor.calls.count == callsBefore, "nothing was asked of the hypervisor")
+        #expect(h.hypervisor.paths.contains(ram), "the saved RAM state is still there")
+        #expect(h.hypervisor.vmState == .shutOff)
+
+        // The operator brings it back by hand and clears the mark: backups resume.
+        h.hypervisor.heal(.restore)
+        try h.hypervisor.restore(from: ram, paused: false)
+        let cleared = try AttentionMark.clear(storage: h.store.layout, vm: h.vm)
+        #expect(cleared != nil)
+        #expect(try h.backup().result["status"] == "done")
     }
 }

@@ -17,42 +17,9 @@ struct RemoteScriptInjectionTests {
         "d with space|touch pwned6", "d*",
     ]
 
-    /// A RemoteHost whose "ssh" runs the script here, in the sandbox, with the stubs first on PATH.
-    func sandboxHost() throws -> RemoteHost {
-        let stubs = dir.path + "/stubs"
-        try FileManager.default.createDirectory(atPath: stubs, withIntermediateDirectories: true)
-        let log = dir.path + "/calls.log"
-        // Each stub logs its name and every argument on its own line, then acts plausibly.
-        for (name, action) in [
-            ("virsh", "exit 0"), ("lvcreate", "exit 0"), ("lvremove", "exit 0"),
-            ("lvs", "echo '  swi-a-s--- 3.00'"), ("blockdev", "echo 1048576"),
-        ] {
-            try write(
-                stubs + "/" + name,
-                "#!/bin/bash\n{ echo \"== $(basename \"$0\")\"; printf '%s\\n' \"$@\"; } >> '\(log)'\n\(action)\n")
-        }
-        try write(
-            dir.path + "/ssh",
-            "#!/bin/bash\ncd '\(dir.path)/sandbox' || exit 255\nexport PATH='\(stubs)':\"$PATH\"\nexec bash -c \"${@: -1}\"\n"
-        )
-        try FileManager.default.createDirectory(atPath: dir.path + "/sandbox", withIntermediateDirectories: true)
-        return RemoteHost(name: "kvm1", sshConfig: nil, connectTimeout: 5, sshProgram: dir.path + "/ssh")
-    }
-
-    func write(_ path: String, _ text: String) throws {
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
-        chmod(path, 0o755)
-    }
-
-    var pwned: [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: dir.path + "/sandbox")) ?? []).filter {
-            $0.hasPrefix("pwned")
-        }
-    }
-
-    var loggedArguments: [String] {
-        ((try? String(contentsOfFile: dir.path + "/calls.log", encoding: .utf8)) ?? "").components(separatedBy: "\n")
-    }
+    func sandboxHost() throws -> RemoteHost { try SandboxHost(dir).host }
+    var pwned: [String] { (try? SandboxHost(dir).pwned) ?? [] }
+    var loggedArguments: [String] { (try? SandboxHost(dir).loggedArguments) ?? [] }
 
     @Test("disk streams: a hostile source, working directory and staged file are read and written literally")
     func diskStream() throws {

@@ -34,6 +34,7 @@ public struct BackupPipeline: BackupExecutor {
     public func locate(vm: String) throws -> String { try fleet.locate(vm) }
 
     public func backup(vm: String, host: String, jobName: String, abort: AbortFlag) throws -> BackupReport {
+        try refuseIfMarked(vm)
         let started = Date()
         let id = store.newID(vm: vm, started: started)
         let log = logger.with(["vm": "\(vm)", "host": "\(host)", "backup": "\(id)"])
@@ -45,6 +46,16 @@ public struct BackupPipeline: BackupExecutor {
             plan: plan, hypervisor: hypervisor, store: store, compression: configuration.main.compression,
             abort: abort, log: log, started: started, pollInterval: pollInterval)
         return try run.execute()
+    }
+
+    /// A VM that an earlier backup could not return to its prior state is left alone until an
+    /// operator has cleared it (AttentionMark).
+    func refuseIfMarked(_ vm: String) throws {
+        switch AttentionMark.read(storage: store.layout, vm: vm) {
+        case .none: return
+        case .success(let mark)?: throw PipelineError.needsAttention(vm: vm, detail: mark.summary)
+        case .failure(let error)?: throw PipelineError.needsAttention(vm: vm, detail: "\(error)")
+        }
     }
 
     private func logPlan(_ plan: BackupPlan, _ log: Logger) {
@@ -62,7 +73,9 @@ public struct BackupPipeline: BackupExecutor {
     /// After a worker died: return the VM to the state recorded before it was touched, remove the
     /// staged copies and the partial backup.
     public func recover(vm: String, jobName: String) throws -> String {
-        try BackupRecovery(configuration: configuration, fleet: fleet, store: store, logger: logger).recover(vm: vm)
+        try refuseIfMarked(vm)
+        return try BackupRecovery(configuration: configuration, fleet: fleet, store: store, logger: logger).recover(
+            vm: vm)
     }
 }
 

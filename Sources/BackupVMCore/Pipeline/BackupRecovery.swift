@@ -43,14 +43,18 @@ struct BackupRecovery {
         }
         let hypervisor = try fleet.connect(crumb.host)
         defer { hypervisor.close() }
-        let ramFile = crumb.restoreFromRAM ? crumb.remoteRAMFile : nil
-        try PriorState.restore(vm, to: prior, ramFile: ramFile, on: hypervisor, log: logger)
+        // Once the backup had returned the VM, its state now is not ours to change.
+        if !crumb.hasThawed {
+            let ramFile = crumb.restoreFromRAM ? crumb.remoteRAMFile : nil
+            try PriorState.restore(vm, to: prior, ramFile: ramFile, on: hypervisor, log: logger)
+        }
         for snapshot in crumb.snapshots where BackupNames.isOurSnapshot(snapshot.lv) {
             try hypervisor.removeSnapshot(snapshot)
         }
         try hypervisor.removeDirectory(crumb.remoteStageDir)
         let snapshots = crumb.snapshots.isEmpty ? "" : "snapshots removed, "
-        return "\(vm) returned to \(prior.rawValue) on \(crumb.host), \(snapshots)staged copy removed"
+        let state = crumb.hasThawed ? "already back in" : "returned to"
+        return "\(vm) \(state) \(prior.rawValue) on \(crumb.host), \(snapshots)staged copy removed"
     }
 }
 

@@ -27,6 +27,7 @@ extension BackupRun {
         case .shutOff:
             break
         }
+        try record(.frozen)
     }
 
     /// ACPI shutdown, re-sent every 10 s (a booting guest misses the button), up to ShutdownTimeout;
@@ -66,8 +67,11 @@ extension BackupRun {
     /// Returns the VM to its prior state (once; later calls do nothing). The downtime ends here.
     func thaw() throws {
         guard !thawed else { return }
-        try PriorState.restore(plan.vm, to: plan.priorState, ramFile: plan.ramFile, on: hypervisor, log: log)
+        try PriorState.restore(
+            plan.vm, to: plan.priorState, ramFile: plan.ramFile, on: hypervisor, log: log,
+            retryDelay: pollInterval * 4)
         thawed = true
         if let frozenAt { downtime = Date().timeIntervalSince(frozenAt) }
+        try record(.thawed)
     }
 }

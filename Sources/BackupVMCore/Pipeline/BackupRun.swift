@@ -29,6 +29,8 @@ final class BackupRun {
     var frozenAt: Date?
     var downtime: TimeInterval = 0
     var thawed = false
+    /// What a recovery would need if this worker died now; rewritten as steps complete.
+    var breadcrumb: JobBreadcrumb?
 
     init(
         plan: BackupPlan, hypervisor: any Hypervisor, store: BackupStore, compression: Compression, abort: AbortFlag,
@@ -72,6 +74,7 @@ final class BackupRun {
         do {
             try thaw()
         } catch {
+            markForAttention(error)
             store.discard(partial: partial)
             throw PipelineError.notReturnedToPriorState(
                 vm: plan.vm, host: plan.host, prior: plan.priorState, cause: "\(error)", ramFile: plan.ramFile,
@@ -88,10 +91,11 @@ final class BackupRun {
     /// leftover snapshots of these LVs from a killed job before new ones are made.
     func prepare() throws {
         partial = try store.beginBackup(vm: plan.vm, id: plan.id)
-        try JobBreadcrumb(
+        let crumb = JobBreadcrumb(
             id: plan.id, host: plan.host, priorState: plan.priorState.rawValue, remoteStageDir: plan.stagingDirectory,
-            remoteRAMFile: plan.ramFile, snapshots: plan.snapshots.map(\.snapshot), restoreFromRAM: plan.ramFile != nil
-        ).write(into: partial)
+            remoteRAMFile: plan.ramFile, snapshots: plan.snapshots.map(\.snapshot), restoreFromRAM: plan.ramFile != nil)
+        try crumb.write(into: partial)
+        breadcrumb = crumb
         do {
             try hypervisor.makeDirectory(plan.stagingDirectory)
             for leftover in try hypervisor.leftoverSnapshots(of: plan.snapshots.map(\.origin)) {
@@ -116,6 +120,22 @@ final class BackupRun {
                 log.error("could not remove snapshot \(snapshot.fullName): \(error)")
                 if failure == nil { failure = error }
             }
+        }
+    }
+
+    /// Records a completed step in the breadcrumb (see JobBreadcrumb.completed).
+    func record(_ step: JobBreadcrumb.Step) throws {
+        try breadcrumb?.record(step, in: partial)
+    }
+
+    /// The VM stays marked until an operator clears it: no backup or recovery touches it or its
+    /// staged RAM state meanwhile.
+    func markForAttention(_ error: Error) {
+        let mark = AttentionMark(
+            vm: plan.vm, host: plan.host, backupID: plan.id, priorState: plan.priorState, ramFile: plan.ramFile,
+            stagingDirectory: plan.stagingDirectory, reason: "\(error)", marked: Timestamps.iso(Date()))
+        do { try mark.write(storage: store.layout) } catch {
+            log.critical("could not mark \(plan.vm) for attention: \(error)")
         }
     }
 

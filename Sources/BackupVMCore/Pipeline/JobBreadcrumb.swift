@@ -13,17 +13,29 @@ struct JobBreadcrumb: Codable, Sendable {
     var snapshots: [LogicalVolume] = []
     /// The RAM state must be restored (hot backup or paused VM), not the VM started.
     var restoreFromRAM: Bool = false
+    /// Steps completed so far, recorded as each completes (absent in breadcrumbs of older versions).
+    /// Once `thawed` is here the VM was returned to its prior state: recovery must not act on the
+    /// prior state again (whatever state the VM is in now is someone else's doing; a `virsh restore`
+    /// of the saved RAM would put hours-old memory onto newer disks).
+    var completed: [Step]?
+
+    enum Step: String, Codable, Sendable {
+        case frozen, thawed
+    }
+
+    var hasThawed: Bool { completed?.contains(.thawed) ?? false }
 
     static let fileName = BackupNames.breadcrumb
 
+    /// Writes (or replaces) the breadcrumb atomically and durably.
     func write(into partial: String) throws {
-        let data = try JSONEncoder().encode(self)
-        let path = partial + "/" + JobBreadcrumb.fileName
-        guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600])
-        else {
-            throw SystemError("create", path: path)
-        }
-        Files.syncDirectory(partial)
+        try Files.replaceFile(partial + "/" + JobBreadcrumb.fileName, contents: Array(try JSONEncoder().encode(self)))
+    }
+
+    /// Records a completed step.
+    mutating func record(_ step: Step, in partial: String) throws {
+        completed = (completed ?? []) + [step]
+        try write(into: partial)
     }
 
     static func read(from partial: String) -> JobBreadcrumb? {

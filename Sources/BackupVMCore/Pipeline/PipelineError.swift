@@ -19,6 +19,9 @@ public enum PipelineError: Error, CustomStringConvertible, Sendable, Equatable {
     /// before the thaw, if anything.
     case notReturnedToPriorState(
         vm: String, host: String, prior: DomainState, cause: String, ramFile: String?, backupFailure: String?)
+    /// An earlier backup could not return the VM to its prior state; nothing is done until an
+    /// operator has checked it and cleared the mark.
+    case needsAttention(vm: String, detail: String)
 
     public var description: String {
         switch self {
@@ -41,7 +44,10 @@ public enum PipelineError: Error, CustomStringConvertible, Sendable, Equatable {
             let keep = ramFile.map { "; its RAM state is kept in \($0) on \(host): `virsh restore \($0)`" } ?? ""
             let also = backupFailure.map { "; the backup had failed too: \($0)" } ?? ""
             return "ATTENTION: \(vm) on \(host) could not be returned to its prior state (\(prior.rawValue)):"
-                + " \(cause)\(keep)\(also); check it by hand now"
+                + " \(cause)\(keep)\(also); check it by hand now, then `backup_vm resolve \(vm)` (no backup of it"
+                + " runs until then)"
+        case .needsAttention(let vm, let detail):
+            return "ATTENTION: \(vm) needs attention: \(detail); check it by hand, then `backup_vm resolve \(vm)`"
         }
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 
 /// Returning a VM to the state it had before a backup touched it: the one place that decides how,
@@ -9,9 +10,10 @@ import Logging
 /// has acted on it, and starting it again would be wrong).
 enum PriorState {
     static func restore(
-        _ vm: String, to prior: DomainState, ramFile: String?, on hypervisor: any Hypervisor, log: Logger
+        _ vm: String, to prior: DomainState, ramFile: String?, on hypervisor: any Hypervisor, log: Logger,
+        retryDelay: TimeInterval = 2
     ) throws {
-        let now = try hypervisor.state(vm)
+        let now = try currentState(vm, on: hypervisor, log: log, retryDelay: retryDelay)
         guard now == .shutOff else { return }
         switch prior {
         case .running, .other:
@@ -29,6 +31,26 @@ enum PriorState {
             }
         case .shutOff:
             break
+        }
+    }
+
+    /// The domain's state, asked up to five times: libvirtd restarting for a few seconds must not
+    /// leave a VM off. A domain that is no longer defined is an error here, never "nothing to do".
+    static func currentState(
+        _ vm: String, on hypervisor: any Hypervisor, log: Logger, retryDelay: TimeInterval
+    ) throws -> DomainState {
+        var attempt = 1
+        while true {
+            do {
+                guard let state = try hypervisor.state(vm) else {
+                    throw PipelineError.vanished(vm: vm, host: hypervisor.name)
+                }
+                return state
+            } catch let error as RemoteError where attempt < 5 {
+                log.warning("cannot tell the state of \(vm) (attempt \(attempt) of 5): \(error)")
+                attempt += 1
+                Thread.sleep(forTimeInterval: retryDelay)
+            }
         }
     }
 }

@@ -9,25 +9,32 @@ public struct Virsh: Sendable {
 
     var hostName: String { host.name }
 
-    /// nil when the domain is not defined on this host.
-    public func state(_ vm: String) throws(RemoteError) -> DomainState? {
+    /// Sets `$s` to the domain's state, or to `#absent` when virsh says the domain does not exist.
+    /// Any other failure (libvirtd down or restarting, permissions) fails the script with virsh's
+    /// message: "virsh failed" must never read as "not defined", or a thaw would think the VM gone.
+    static func domstate(_ vm: String) -> String {
         let q = ShellQuote.quote(vm)
-        let out = try host.probe("virsh -q domstate \(q) 2>/dev/null || echo '#absent'", what: "virsh domstate \(vm)")
-        let text = out.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        if out.status != 0 {
-            throw .command(host: hostName, what: "virsh domstate \(vm)", status: out.status, stderr: out.stderr)
-        }
+        return """
+            if s=$(virsh -q domstate \(q) 2>&1); then :; \
+            elif printf '%s' "$s" | grep -qiE 'failed to get domain|domain not found|no domain with matching'; then \
+            s='#absent'; else printf '%s\\n' "$s" >&2; exit 3; fi
+            """
+    }
+
+    /// nil when the domain is not defined on this host; an error when virsh cannot tell.
+    public func state(_ vm: String) throws(RemoteError) -> DomainState? {
+        let out = try host.run("\(Virsh.domstate(vm)); echo \"$s\"", what: "virsh domstate \(vm)")
+        let text = out.trimmingCharacters(in: .whitespacesAndNewlines)
         return text == "#absent" ? nil : DomainState(virsh: text)
     }
 
     /// State and definition age in one round trip (virsh itself takes a good part of a second to
     /// connect to libvirtd, so the locator asks everything at once). nil state: not defined here.
     public func sighting(_ vm: String) throws(RemoteError) -> (state: DomainState?, definitionTime: Int) {
-        let q = ShellQuote.quote(vm)
         let out = try host.run(
             """
-            if s=$(virsh -q domstate \(q) 2>/dev/null); then echo "$s"; \
-            stat -c %Y /etc/libvirt/qemu/\(ShellQuote.quote(vm + ".xml")) 2>/dev/null || echo 0; else echo '#absent'; fi
+            \(Virsh.domstate(vm)); echo "$s"; if [ "$s" != '#absent' ]; then \
+            stat -c %Y /etc/libvirt/qemu/\(ShellQuote.quote(vm + ".xml")) 2>/dev/null || echo 0; fi
             """, what: "virsh domstate \(vm)")
         let lines = out.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard let first = lines.first, first != "#absent" else { return (nil, 0) }
@@ -41,7 +48,7 @@ public struct Virsh: Sendable {
         let marker = "@backup_vm-\(UUID().uuidString)"
         let out = try host.run(
             """
-            s=$(virsh -q domstate \(q) 2>/dev/null) || { echo '#absent'; exit 0; }; \
+            \(Virsh.domstate(vm)); if [ "$s" = '#absent' ]; then echo '#absent'; exit 0; fi; \
             echo "$s"; echo \(marker); virsh dumpxml \(q); echo \(marker); virsh dumpxml --inactive \(q)
             """, what: "inspecting \(vm)")
         if out.hasPrefix("#absent") { return nil }

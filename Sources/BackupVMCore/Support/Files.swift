@@ -36,6 +36,30 @@ enum Files {
         guard fsync(fd) == 0 else { throw SystemError("fsync", path: path) }
     }
 
+    /// Replaces `path` atomically: a temporary file beside it, fsynced, renamed over it, the directory
+    /// fsynced. A crash leaves the old content or the new, never a torn file.
+    static func replaceFile(_ path: String, contents: [UInt8], mode: mode_t = 0o600) throws {
+        let tmp = path + ".tmp-\(getpid())"
+        unlink(tmp)
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+        guard fd >= 0 else { throw SystemError("create", path: tmp) }
+        do {
+            try writeAll(fd, contents, path: tmp)
+            guard fsync(fd) == 0 else { throw SystemError("fsync", path: tmp) }
+            close(fd)
+        } catch {
+            close(fd)
+            unlink(tmp)
+            throw error
+        }
+        guard rename(tmp, path) == 0 else {
+            let error = SystemError("rename", path: path)
+            unlink(tmp)
+            throw error
+        }
+        syncDirectory((path as NSString).deletingLastPathComponent)
+    }
+
     static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws {
         var offset = 0
         while offset < bytes.count {
