@@ -56,6 +56,7 @@ struct BackupPlanner {
         try DomainXML.checkSafe(inspection.inactiveXML, what: "persistent domain XML of \(vm)")
         let disks = all.filter { !$0.isExcluded(by: profile.excludeLVs) }
         guard !disks.isEmpty else { throw PipelineError.everyDiskExcluded(vm: vm) }
+        try refuseOverlays(disks, vm: vm, on: hypervisor)
         let volumes = try hypervisor.logicalVolumes(disks.filter { $0.kind == .block }.map(\.source))
         let snapshots = disks.compactMap { disk in
             volumes[disk.source].map { origin in
@@ -77,6 +78,17 @@ struct BackupPlanner {
             keepOnHost: entry?.keepOnHost ?? false, keep: entry?.keep, snapshotSize: profile.snapshotSize,
             shutdownTimeout: profile.shutdownTimeout ?? configuration.main.shutdownTimeout,
             forceOff: profile.forceOff ?? configuration.main.forceOff)
+    }
+
+    /// A qcow2 image with a backing file would be stored without it. The live XML shows backing chains
+    /// of running VMs only, so the images' headers are asked too.
+    func refuseOverlays(_ disks: [DomainDisk], vm: String, on hypervisor: any Hypervisor) throws {
+        let qcow2 = disks.filter { $0.format == .qcow2 }
+        let backing = try hypervisor.qcow2BackingFiles(qcow2.map(\.source))
+        if let disk = qcow2.first(where: { backing[$0.source] != nil }) {
+            throw DomainXML.backingChain(
+                vm: vm, target: disk.target, path: disk.source, backing: "backing file \(backing[disk.source] ?? "?")")
+        }
     }
 
     /// Hot needs a running VM and every disk on LVM; otherwise cold, with the reason.

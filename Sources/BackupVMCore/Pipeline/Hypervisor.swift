@@ -17,6 +17,10 @@ public protocol Hypervisor: Sendable {
     /// Which of these block devices are LVs (a device missing from the answer is a plain block device).
     func logicalVolumes(_ devices: [String]) throws -> [String: LogicalVolume]
 
+    /// The backing file named in the header of each of these qcow2 images that has one (an overlay);
+    /// images without a backing file are missing from the answer.
+    func qcow2BackingFiles(_ images: [String]) throws -> [String: String]
+
     /// Sends the ACPI power-button request.
     func shutdown(_ vm: String) throws
     /// Forces the domain off.

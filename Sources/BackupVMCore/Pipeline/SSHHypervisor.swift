@@ -37,6 +37,27 @@ public final class SSHHypervisor: Hypervisor, @unchecked Sendable {
 
     public func logicalVolumes(_ devices: [String]) throws -> [String: LogicalVolume] { try lvm.resolve(devices) }
 
+    /// Reads the qcow2 header (backing_file_offset at byte 8, backing_file_size at byte 16, both
+    /// big-endian) with od, which every hypervisor has, also while the image is in use.
+    public func qcow2BackingFiles(_ images: [String]) throws -> [String: String] {
+        guard !images.isEmpty else { return [:] }
+        let script = images.map { image in
+            let q = ShellQuote.quote(image)
+            return """
+                o=$(od -An -tu8 --endian=big -j8 -N8 \(q) | tr -d ' '); if [ "${o:-0}" != 0 ]; then \
+                n=$(od -An -tu4 --endian=big -j16 -N4 \(q) | tr -d ' '); printf '%s\\t%s\\n' \(q) \
+                "$(dd if=\(q) bs=1 skip="$o" count="${n:-0}" status=none | tr -cd '[:print:]')"; fi
+                """
+        }.joined(separator: "; ")
+        let out = try host.run(script, what: "reading qcow2 headers")
+        var backing: [String: String] = [:]
+        for line in out.split(separator: "\n") {
+            let f = line.split(separator: "\t", maxSplits: 1).map(String.init)
+            if f.count == 2, images.contains(f[0]) { backing[f[0]] = f[1] }
+        }
+        return backing
+    }
+
     public func shutdown(_ vm: String) throws { try virsh.shutdown(vm) }
     public func destroy(_ vm: String) throws { try virsh.destroy(vm) }
     public func start(_ vm: String) throws { try virsh.start(vm) }

@@ -9,7 +9,8 @@ import Foundation
 /// written into the destination, so the storage side of the pipeline runs for real.
 final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
     enum Call: String, CaseIterable, Sendable {
-        case inspect, state, logicalVolumes, shutdown, destroy, start, save, restore, sendEmergencySync
+        case inspect, state, logicalVolumes, qcow2BackingFiles, shutdown, destroy, start, save, restore,
+            sendEmergencySync
         case createSnapshot, snapshotStatus, removeSnapshot, leftoverSnapshots, makeDirectory, removeDirectory
         case copyImage, keepStagedCopy, removeStagedCopies
     }
@@ -36,6 +37,8 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
     var obeysACPI = true
     /// Snapshots (full names) that LVM reports as overflowed.
     var overflowed: Set<String> = []
+    /// qcow2 images (path -> backing file) that are overlays.
+    var backingFiles: [String: String] = [:]
 
     init(name: String = "kvm1", vm: String, state: DomainState, disks: [DomainDisk], volumes: [LogicalVolume] = []) {
         self.name = name
@@ -120,6 +123,11 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
     func logicalVolumes(_ devices: [String]) throws -> [String: LogicalVolume] {
         try enter(.logicalVolumes)
         return volumes.filter { devices.contains($0.key) }
+    }
+
+    func qcow2BackingFiles(_ images: [String]) throws -> [String: String] {
+        try enter(.qcow2BackingFiles)
+        return backingFiles.filter { images.contains($0.key) }
     }
 
     func shutdown(_ vm: String) throws {
