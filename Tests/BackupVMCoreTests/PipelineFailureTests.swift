@@ -369,3 +369,19 @@ struct PipelineStateTests {
         #expect(try h.backup().result["status"] == "done")
     }
 }
+
+extension PipelineStateTests {
+    @Test("#10: a slow guest that goes off just after ShutdownTimeout is started again, not left off")
+    func slowShutdownAfterTimeout() throws {
+        let hv = ScriptedVMs.files()
+        let h = try PipelineHarness(hv)
+        let earlier = try h.goodBackup()
+        // ShutdownTimeout=1 s; the guest takes 1.3 s.
+        hv.offAfterSeconds = 1.3
+        let run = try h.backup()
+        Thread.sleep(forTimeInterval: 0.5)  // it would be off by now had it been left alone
+        try h.expectNothingLost(run, prior: .running, earlier: earlier, reason: "did not shut down within 1 s")
+        #expect(hv.count(.start) == 2, "started again after it went off")
+        #expect(h.messages.contains("went off after all"))
+    }
+}

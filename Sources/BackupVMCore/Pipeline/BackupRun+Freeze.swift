@@ -38,12 +38,28 @@ extension BackupRun {
             log.info("shut down")
             return
         }
-        if abort.isRaised { throw PipelineError.aborted }
-        guard plan.forceOff else { throw PipelineError.shutdownTimedOut(vm: plan.vm, seconds: plan.shutdownTimeout) }
+        if abort.isRaised {
+            try settleAfterShutdownRequest()
+            throw PipelineError.aborted
+        }
+        guard plan.forceOff else {
+            try settleAfterShutdownRequest()
+            throw PipelineError.shutdownTimedOut(vm: plan.vm, seconds: plan.shutdownTimeout)
+        }
         log.warning("no shutdown within \(plan.shutdownTimeout) s: forcing it off (ForceOff=yes)")
         try hypervisor.destroy(plan.vm)
         guard try waitUntilOff(timeout: 30, resendShutdownEvery: nil, abortable: false) else {
             throw PipelineError.stillRunningAfterDestroy(vm: plan.vm)
+        }
+    }
+
+    /// An ACPI request cannot be taken back: a slow guest may still be shutting down when we give up.
+    /// Wait a while (30 s, at most ShutdownTimeout) for it to settle, so that the thaw sees it off (and starts it again) instead of
+    /// leaving it off a moment after the job said it keeps running.
+    func settleAfterShutdownRequest() throws {
+        let window = min(pollInterval * 60, TimeInterval(plan.shutdownTimeout))
+        if try waitUntilOff(timeout: window, resendShutdownEvery: nil, abortable: false) {
+            log.warning("\(plan.vm) went off after all, after the shutdown timeout: starting it again")
         }
     }
 

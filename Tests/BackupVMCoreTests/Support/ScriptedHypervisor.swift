@@ -35,6 +35,9 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
     private var hooks: [Call: () -> Void] = [:]
     /// Does the guest act on the ACPI power button?
     var obeysACPI = true
+    /// A slow guest: after the first ACPI request it goes off only this many seconds later.
+    var offAfterSeconds: TimeInterval?
+    private var shutdownRequestedAt: Date?
     /// Snapshots (full names) that LVM reports as overflowed.
     var overflowed: Set<String> = []
     /// qcow2 images (path -> backing file) that are overlays.
@@ -77,7 +80,12 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
     func onCall(_ call: Call, _ body: @escaping () -> Void) { lock.withLock { hooks[call] = body } }
 
     var vmState: DomainState? {
-        get { lock.withLock { _state } }
+        get {
+            lock.withLock {
+                advanceSlowShutdown()
+                return _state
+            }
+        }
         set { lock.withLock { _state = newValue } }
     }
     var snapshots: [LogicalVolume] { lock.withLock { Array(_snapshots.values) } }
@@ -120,6 +128,15 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
         return vm == self.vm ? vmState : nil
     }
 
+    /// A slow guest's shutdown completes when its time has come (called under the lock).
+    private func advanceSlowShutdown() {
+        guard let at = shutdownRequestedAt, let delay = offAfterSeconds, Date() >= at.addingTimeInterval(delay) else {
+            return
+        }
+        if _state == .running { _state = .shutOff }
+        shutdownRequestedAt = nil
+    }
+
     func logicalVolumes(_ devices: [String]) throws -> [String: LogicalVolume] {
         try enter(.logicalVolumes)
         return volumes.filter { devices.contains($0.key) }
@@ -133,7 +150,11 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
     func shutdown(_ vm: String) throws {
         try enter(.shutdown)
         try requireVM(vm)
-        if obeysACPI && vmState == .running { vmState = .shutOff }
+        if offAfterSeconds != nil {
+            lock.withLock { if shutdownRequestedAt == nil { shutdownRequestedAt = Date() } }
+        } else if obeysACPI && vmState == .running {
+            vmState = .shutOff
+        }
     }
 
     func destroy(_ vm: String) throws {
