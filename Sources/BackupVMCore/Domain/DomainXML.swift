@@ -139,6 +139,8 @@ public enum DomainXML {
             }
         }
         for case let mac as XMLElement in (try? root.nodes(forXPath: "devices/interface/mac")) ?? [] { mac.detach() }
+        // The original's UEFI variable store: libvirt makes the copy its own from the template.
+        for case let nvram as XMLElement in (try? root.nodes(forXPath: "os/nvram")) ?? [] { nvram.detach() }
         for case let src as XMLElement in (try? root.nodes(forXPath: "devices/serial/source | devices/console/source"))
             ?? []
         {

@@ -48,12 +48,16 @@ public struct BackupRestorer: Sendable {
 
     /// The steps, in order; every refusal comes before anything is written.
     public func restore(_ request: Request) throws -> Outcome {
+        // The VM's lock, as a backup job takes it: no job shuts down or snapshots the VM while its
+        // disks are written, and no restore starts while a job of it runs.
+        let lock = try lockVM(request.newName ?? request.vm)
+        defer { lock.release() }
         let (backup, manifest) = try selectBackup(request)
         let hostName = try check(request, backup: backup, manifest: manifest)
         let name = request.newName ?? request.vm
         let host = RemoteHost(hostName, main: configuration.main)
         let log = logger.with(["vm": "\(name)", "host": "\(hostName)", "backup": "\(backup.id)"])
-        try stopLiveCopies(of: name, force: request.force, log: log)
+        try stopLiveCopies(of: name, isNew: request.newName != nil, force: request.force, log: log)
         let paths = diskPaths(manifest, request: request)
         try writeDisks(manifest, backup: backup, to: paths, host: host, log: log)
         try define(manifest, request: request, paths: paths, host: host, log: log)
@@ -64,6 +68,18 @@ public struct BackupRestorer: Sendable {
             log.info("started")
         }
         return Outcome(backupID: backup.id, host: hostName, name: name, disks: paths)
+    }
+
+    func lockVM(_ name: String) throws -> FileLock {
+        guard SafeName.isValidVMName(name) else { throw RestoreError.invalidName(name) }
+        let spool = Spool(root: configuration.main.spoolDir)
+        try spool.prepare()
+        guard let lock = try spool.locks.tryAcquireVM(name) else {
+            let holder = FileLock.holderText(spool.locks.vmLockPath(name)) ?? "another process"
+            throw RestoreError.vmBusy(name: name, holder: holder)
+        }
+        lock.describeHolder("pid=\(getpid()) restore of \(name)")
+        return lock
     }
 
     /// The requested backup (default: the newest) and its manifest.
@@ -96,11 +112,23 @@ public struct BackupRestorer: Sendable {
         return hostName
     }
 
-    /// Never write under a running VM, nor create a second running copy elsewhere, unless told.
-    func stopLiveCopies(of name: String, force: Bool, log: Logger) throws {
+    /// Never write under a running VM, nor create a second running copy elsewhere, unless told. A copy
+    /// under a new name must not exist anywhere yet: its disks would be written over the existing
+    /// domain's (the name mapping reuses them) before `define` failed.
+    func stopLiveCopies(of name: String, isNew: Bool, force: Bool, log: Logger) throws {
         let main = configuration.main
         let locator = VMLocator(hosts: main.hostServers.map { RemoteHost($0, main: main) }, logger: logger)
-        for s in locator.look(for: name) {
+        let sightings = locator.look(for: name)
+        if isNew {
+            if let existing = sightings.first(where: { $0.state != nil }) {
+                throw RestoreError.nameTaken(name: name, host: existing.host)
+            }
+            if let unknown = sightings.first(where: { $0.error != nil }) {
+                throw RestoreError.cannotCheckName(
+                    name: name, host: unknown.host, detail: "\(unknown.error.map { "\($0)" } ?? "")")
+            }
+        }
+        for s in sightings {
             guard let state = s.state, state == .running || state == .paused else { continue }
             guard force else { throw RestoreError.liveVM(name: name, state: state, host: s.host) }
             log.warning("--force: stopping \(name) on \(s.host) before the restore")

@@ -10,6 +10,11 @@ public enum RestoreError: Error, CustomStringConvertible, Sendable, Equatable {
     case invalidName(String)
     /// The VM runs (or is paused) and `--force` was not given.
     case liveVM(name: String, state: DomainState, host: String)
+    /// `--as NEW` where NEW is already defined (or a host cannot be asked).
+    case nameTaken(name: String, host: String)
+    case cannotCheckName(name: String, host: String, detail: String)
+    /// A backup (or another restore) of the VM holds its lock.
+    case vmBusy(name: String, holder: String)
 
     public var description: String {
         switch self {
@@ -27,6 +32,14 @@ public enum RestoreError: Error, CustomStringConvertible, Sendable, Equatable {
                 + " name, UUID and devices); restore the copy without --with-ram"
         case .invalidName(let name):
             return "'\(name)' is not a valid VM name; expected \(SafeName.vmExpectation)"
+        case .nameTaken(let name, let host):
+            return "a domain named \(name) already exists on \(host); restoring a copy under that name would write over"
+                + " its disks. Choose another name (--as), or undefine it first"
+        case .cannotCheckName(let name, let host, let detail):
+            return "cannot tell whether \(name) already exists on \(host) (\(detail)); a copy is restored only under a"
+                + " name that exists nowhere"
+        case .vmBusy(let name, let holder):
+            return "a backup or restore of \(name) is running (\(holder)); wait for it to finish"
         case .liveVM(let name, let state, let host):
             return "\(name) is \(state.rawValue) on \(host); restoring would overwrite the disks of a live VM. Shut it"
                 + " down first, restore under another name (--as), or pass --force to stop it"
