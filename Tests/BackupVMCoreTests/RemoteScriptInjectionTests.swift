@@ -119,3 +119,41 @@ struct RemoteScriptInjectionTests {
         #expect((try? DomainXML.disks(of: spaced, vm: "web01"))?.first?.source == "/srv/my disk.raw")
     }
 }
+
+/// Root sweeps old ssh share directories in /tmp (issue #9, finding 13): only its own.
+@Suite("ssh share sweep touches only our own directories", .tags(.spool))
+struct ShareSweepTests {
+    let dir = TempDir("sweep")
+
+    func makeOld(_ path: String) {
+        var times = [timeval(tv_sec: 1_000_000, tv_usec: 0), timeval(tv_sec: 1_000_000, tv_usec: 0)]
+        _ = lutimes(path, &times)
+    }
+
+    @Test("stale 0700 directories of ours go; links, foreign and loose directories stay, link targets untouched")
+    func onlyOurs() throws {
+        let fm = FileManager.default
+        let base = dir.path + "/tmp"
+        let victim = dir.path + "/victim"
+        try fm.createDirectory(atPath: victim, withIntermediateDirectories: true)
+        dir.write("victim/precious", "keep me")
+        for name in ["bvm-ssh.ours", "bvm-ssh.loose", "bvm-ssh.foreign"] {
+            try fm.createDirectory(atPath: base + "/" + name, withIntermediateDirectories: true)
+        }
+        chmod(base + "/bvm-ssh.ours", 0o700)
+        chmod(base + "/bvm-ssh.loose", 0o755)
+        chmod(base + "/bvm-ssh.foreign", 0o700)
+        chown(base + "/bvm-ssh.foreign", 65534, 65534)
+        // A planted link inside our directory, and a planted link as the directory itself.
+        try fm.createSymbolicLink(atPath: base + "/bvm-ssh.ours/link", withDestinationPath: victim)
+        try fm.createSymbolicLink(atPath: base + "/bvm-ssh.planted", withDestinationPath: victim)
+        for name in ["bvm-ssh.ours", "bvm-ssh.loose", "bvm-ssh.foreign", "bvm-ssh.planted"] {
+            makeOld(base + "/" + name)
+        }
+
+        SSHConnectionShare.sweepStale(in: base)
+        let left = try fm.contentsOfDirectory(atPath: base).sorted()
+        #expect(left == ["bvm-ssh.foreign", "bvm-ssh.loose", "bvm-ssh.planted"])
+        #expect((try? String(contentsOfFile: victim + "/precious", encoding: .utf8)) == "keep me")
+    }
+}

@@ -49,17 +49,33 @@ public final class SSHConnectionShare: @unchecked Sendable {
 
     /// Removes share directories that a killed worker left behind: older than ten minutes and with no
     /// master listening in them any more (a long job's live master answers a connect and is kept).
-    static func sweepStale() {
-        let tmp = FileManager.default.temporaryDirectory.path
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: tmp) else { return }
+    /// /tmp is everyone's: only directories that are ours beyond doubt are touched (a real directory,
+    /// not a link; owned by us; mode 0700, as mkdtemp made it), so a local user cannot plant one with
+    /// an old time and a link inside for root to follow.
+    static func sweepStale(in base: String = FileManager.default.temporaryDirectory.path, now: Date = Date()) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: base) else { return }
         for name in names where name.hasPrefix("bvm-ssh.") {
-            let dir = tmp + "/" + name
-            guard let mtime = Files.modificationTime(dir), Date().timeIntervalSince(mtime) > 600 else { continue }
+            let dir = base + "/" + name
+            var st = stat()
+            guard lstat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, st.st_uid == geteuid(),
+                st.st_mode & 0o777 == 0o700,
+                let mtime = Files.modificationTime(dir), now.timeIntervalSince(mtime) > 600
+            else { continue }
             let entries = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-            if !entries.contains(where: { isListening(dir + "/" + $0) }) {
-                try? FileManager.default.removeItem(atPath: dir)
-            }
+            if !entries.contains(where: { isListening(dir + "/" + $0) }) { removeTree(dir) }
         }
+    }
+
+    /// Removes a directory and what is in it without following symbolic links (a link is removed,
+    /// never what it points to).
+    static func removeTree(_ dir: String) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+            let path = dir + "/" + name
+            var st = stat()
+            guard lstat(path, &st) == 0 else { continue }
+            if (st.st_mode & S_IFMT) == S_IFDIR { removeTree(path) } else { unlink(path) }
+        }
+        rmdir(dir)
     }
 
     static func isListening(_ path: String) -> Bool {
