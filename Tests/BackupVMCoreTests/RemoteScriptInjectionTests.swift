@@ -157,3 +157,28 @@ struct ShareSweepTests {
         #expect((try? String(contentsOfFile: victim + "/precious", encoding: .utf8)) == "keep me")
     }
 }
+
+/// A full backup disk is named as such (issue #9, finding 18), not "exit 141 (no message)".
+@Suite("storage full during a transfer", .tags(.spool))
+struct StorageFullTests {
+    let dir = TempDir("full")
+
+    @Test("a 1 MiB file system for a 4 MiB incompressible stream: 'no space left on BackupStorage'")
+    func storageFull() throws {
+        let sandbox = try SandboxHost(dir)
+        let storage = dir.path + "/storage"
+        try FileManager.default.createDirectory(atPath: storage, withIntermediateDirectories: true)
+        let mount = try runTool("/bin/mount", ["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", storage])
+        try #require(mount.status == 0, "mount: \(mount.err)")
+        defer { _ = try? runTool("/bin/umount", [storage]) }
+        let source = sandbox.sandbox + "/disk.raw"
+        #expect(
+            try runTool("/bin/dd", ["if=/dev/urandom", "of=\(source)", "bs=1M", "count=4", "status=none"]).status == 0)
+        let stream = DiskStream(host: sandbox.host, compression: .lzop, level: 1)
+        #expect {
+            _ = try stream.copy(
+                source: source, workDir: sandbox.sandbox + "/work", stageFile: nil, to: storage + "/vda.raw.lzo",
+                abort: AbortFlag())
+        } throws: { "\($0)".hasPrefix("no space left on BackupStorage (\(storage))") }
+    }
+}

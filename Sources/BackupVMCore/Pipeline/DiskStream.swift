@@ -56,6 +56,19 @@ public struct DiskStream: Sendable {
         source: String, workDir: String, stageFile: String?, to destination: String,
         abort: AbortFlag
     ) throws -> TransferredImage {
+        do {
+            return try stream(source: source, workDir: workDir, stageFile: stageFile, to: destination, abort: abort)
+        } catch let error where StorageSpace.isFull(at: destination) {
+            // ssh fails to write its stdout (the file) and the hypervisor's pipeline dies of SIGPIPE:
+            // "exit 141 (no message)" would not tell the operator what happened.
+            throw TransferError.storageFull(
+                directory: (destination as NSString).deletingLastPathComponent, cause: "\(error)")
+        }
+    }
+
+    private func stream(
+        source: String, workDir: String, stageFile: String?, to destination: String, abort: AbortFlag
+    ) throws -> TransferredImage {
         let file = try FollowedFile(creating: destination)
         let what = "reading \(source)"
         let child = try SpawnedProcess(
@@ -110,11 +123,16 @@ public struct DiskStream: Sendable {
 public enum TransferError: Error, CustomStringConvertible, Sendable, Equatable {
     case lengthMismatch(source: String, sent: Int64, received: Int64)
     case checksumMismatch(source: String, hypervisor: UInt32, server: UInt32)
+    /// The file system of BackupStorage filled up during the copy.
+    case storageFull(directory: String, cause: String)
 
     public var description: String {
         switch self {
         case .lengthMismatch(let source, let sent, let received):
             return "\(source): the hypervisor sent \(sent) bytes, this server received \(received)"
+        case .storageFull(let directory, let cause):
+            return "no space left on BackupStorage (\(directory)); the partial backup was removed and older backups"
+                + " are kept: free space or lower the number kept (\(cause))"
         case .checksumMismatch(let source, let hypervisor, let server):
             return "\(source): cksum of the compressed stream differs between the hypervisor (\(hypervisor))"
                 + " and this server (\(server))"
