@@ -39,6 +39,7 @@ struct RestoreCommand: ParsableCommand {
     var withRAM = false
 
     func run() throws {
+        CommandSupport.ignoreBrokenPipes()
         guard SafeName.isValidVMName(vm) else { throw ValidationError("'\(vm)' is not a valid VM name") }
         let configuration = CommandSupport.loadConfiguration(explicitDirectory: global.configDir)
         let logger = CommandSupport.setUpLogging(
@@ -52,7 +53,7 @@ struct RestoreCommand: ParsableCommand {
             print("restored \(vm) backup \(outcome.backupID) as \(outcome.name) on \(outcome.host)")
             for (target, path) in outcome.disks.sorted(by: { $0.key < $1.key }) { print("  \(target) -> \(path)") }
         } catch {
-            FileHandle.standardError.write(Data("restore failed: \(error)\n".utf8))
+            CommandSupport.printError("restore failed: \(error)")
             throw ExitCode(1)
         }
     }

@@ -14,6 +14,7 @@ struct RunCommand: ParsableCommand {
     var vm: String
 
     func run() throws {
+        CommandSupport.ignoreBrokenPipes()
         guard SafeName.isValidVMName(vm) else {
             throw ValidationError("'\(vm)' is not a valid VM name; expected \(SafeName.vmExpectation)")
         }
@@ -31,11 +32,11 @@ struct RunCommand: ParsableCommand {
             JobRequest(
                 vm: vm, requestedBy: "backup_vm run (pid \(getpid()))",
                 created: Timestamps.iso(Date())))
-        // Ctrl-C / SIGTERM: the pipeline rolls back (VM to its prior state) and the job fails.
+        // Ctrl-C, SIGTERM, or the terminal going away (SIGHUP: a dropped ssh session): the pipeline
+        // rolls back (VM to its prior state) and the job fails.
         let abort = AbortFlag()
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        let sources = [SIGINT, SIGTERM].map { sig -> DispatchSourceSignal in
+        let sources = [SIGINT, SIGTERM, SIGHUP].map { sig -> DispatchSourceSignal in
+            signal(sig, SIG_IGN)
             let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             s.setEventHandler { abort.raise() }
             s.resume()
@@ -46,7 +47,7 @@ struct RunCommand: ParsableCommand {
         case .succeeded(let report):
             print("backup of \(vm) done: \(report.backupID ?? "-") on \(report.host), \(report.bytes) bytes")
         case .failed(let reason):
-            FileHandle.standardError.write(Data("backup of \(vm) failed: \(reason)\n".utf8))
+            CommandSupport.printError("backup of \(vm) failed: \(reason)")
             throw ExitCode(1)
         case .deferred:
             throw ExitCode(1)  // a manual run waits for slots; it never defers

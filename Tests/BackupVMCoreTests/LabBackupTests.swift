@@ -108,6 +108,41 @@ struct LabBackupTests {
         #expect(try lab.state("kvm1", vm) == "running")
     }
 
+    @Test("a manual run whose terminal goes away (stderr pipe closed, SIGHUP) while the VM is off rolls back")
+    func hangupRollsBack() throws {
+        let lab = try Lab.require()
+        let vm = "hup1"
+        lab.removeGuest(vm)
+        defer { lab.removeGuest(vm) }
+        try lab.makeGuest("kvm1", vm, raw: 256)
+        let config = lab.config(tmp, schedule: "\(vm) * 3")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Paths.binary("backup_vm"))
+        process.arguments = [vm, "--config-dir", config]
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        let errPipe = Pipe()
+        process.standardError = errPipe
+        try process.run()
+        // Read stderr until the VM is off for the copy, then drop the reader and hang up.
+        var seen = Data()
+        let reader = errPipe.fileHandleForReading
+        while !String(decoding: seen, as: UTF8.self).contains("shut down") {
+            let chunk = reader.availableData
+            if chunk.isEmpty { break }
+            seen.append(chunk)
+        }
+        try #require(
+            String(decoding: seen, as: UTF8.self).contains("shut down"), "\(String(decoding: seen, as: UTF8.self))")
+        try reader.close()
+        kill(process.processIdentifier, SIGHUP)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit, "it was not killed by SIGHUP or SIGPIPE")
+        #expect(eventually(timeout: 60) { (try? lab.state("kvm1", vm)) == "running" }, "the VM runs again")
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: tmp.path + "/storage/\(vm)")) ?? []
+        #expect(!entries.contains(where: BackupNames.isTemporary), "\(entries)")
+    }
+
     @Test("paused guest: RAM state saved and kept, paused again afterwards")
     func pausedGuest() throws {
         let lab = try Lab.require()
@@ -123,7 +158,7 @@ struct LabBackupTests {
         let backup = try #require(BackupCatalog(storage: tmp.path + "/storage").newestBackup(of: vm))
         let manifest = try Manifest.read(backupDirectory: backup.path)
         #expect(manifest.priorState == .paused)
-        #expect(manifest.ramState != nil && manifest.ramState!.rawBytes > 0)
+        #expect((manifest.ramState?.rawBytes ?? 0) > 0)
         #expect(try backupVM(config, ["verify", vm]).status == 0)
     }
 
