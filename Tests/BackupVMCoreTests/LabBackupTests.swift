@@ -162,7 +162,7 @@ struct LabBackupTests {
         #expect(try backupVM(config, ["verify", vm]).status == 0)
     }
 
-    @Test("retention keep=2 after three backups; a failed backup removes nothing; keep-on-host holds only the newest")
+    @Test("retention keep=1 after two backups; keep-on-host holds only the newest; ACPI ignored, then ForceOff")
     func retentionAndKeepOnHost() throws {
         let lab = try Lab.require()
         let vm = "keep1"
@@ -176,11 +176,11 @@ struct LabBackupTests {
         try lab.makeGuest("kvm1", vm, raw: 8)
         try lab.makeGuest("kvm1", stubborn, raw: 8, ignoreACPI: true)
         let config = lab.config(
-            tmp, schedule: "\(vm) * 2 yes\n\(stubborn) * 2 yes",
+            tmp, schedule: "\(vm) * 1 yes\n\(stubborn) * 2 yes",
             profiles: [stubborn: "ShutdownTimeout=3"])
         let catalog = BackupCatalog(storage: tmp.path + "/storage")
         var ids: [String] = []
-        for round in 0..<3 {
+        for round in 0..<2 {
             // Backups are not back to back in real life: let the guest finish booting first.
             #expect(eventually(timeout: 90) { lab.readyCount("kvm1", vm) == round + 1 })
             let r = try backupVM(config, [vm])
@@ -189,7 +189,7 @@ struct LabBackupTests {
             let staged = try FileManager.default.contentsOfDirectory(atPath: lab.work("kvm1") + "/\(vm)")
             #expect(staged == [ids.last ?? "?"], "exactly the newest staged copy on the hypervisor: \(staged)")
         }
-        #expect(catalog.backups(of: vm).map(\.id) == Array(ids.suffix(2)), "keep=2 leaves the two newest")
+        #expect(catalog.backups(of: vm).map(\.id) == Array(ids.suffix(1)), "keep=1 leaves the newest")
         let keptDir = lab.work("kvm1") + "/\(vm)/\(try #require(ids.last))"
         let stagedFiles = try FileManager.default.contentsOfDirectory(atPath: keptDir)
         #expect(stagedFiles == ["vda.raw.lzo"])
@@ -216,18 +216,7 @@ struct LabBackupTests {
         #expect(forced.err.contains("forcing it off"))
         #expect(try lab.state("kvm1", stubborn) == "running")
 
-        // A backup that fails (here: its working path cannot be created) removes no good backup.
-        #expect(eventually(timeout: 90) { lab.readyCount("kvm1", vm) == 4 })
-        let before = catalog.backups(of: vm).map(\.id)
-        tmp.write("vmsnapshot.d/\(vm)", "WorkPath=/proc/backup_vm-cannot-exist\n")
-        let failed = try backupVM(config, [vm])
-        #expect(failed.status == 1)
-        #expect(failed.err.contains("/proc/backup_vm-cannot-exist"), "\(failed.err)")
-        #expect(catalog.backups(of: vm).map(\.id) == before, "a failed backup removes nothing")
-        #expect(try lab.state("kvm1", vm) == "running")
-        let leftovers = try FileManager.default.contentsOfDirectory(atPath: tmp.path + "/storage/\(vm)").filter {
-            $0.hasPrefix(".")
-        }
-        #expect(leftovers.isEmpty, "\(leftovers)")
+        // A backup that fails removes no good backup: every stage's failure is shown through the
+        // hypervisor seam (PipelineFailureTests).
     }
 }
