@@ -130,3 +130,20 @@ struct PipelineStageTests {
         #expect(h.messages.contains("removing a leftover snapshot of an earlier job"))
     }
 }
+
+extension PipelineStageTests {
+    @Test("#16: after the clock went back, the new backup is kept and the future-dated one rotated away")
+    func clockSteppedBack() throws {
+        let h = try PipelineHarness(ScriptedVMs.files(), keep: 1)
+        // A backup made before the clock was set back: its ID is in the future.
+        #expect(try h.backup().result["status"] == "done")
+        let made = try #require(h.store.catalog.newestBackup(of: h.vm))
+        let future = h.store.layout.backupDirectory(h.vm, id: "20991231T235959Z")
+        try FileManager.default.moveItem(atPath: made.path, toPath: future)
+        let run = try h.backup()
+        #expect(run.result["status"] == "done")
+        let newID = try #require(run.result["backup"])
+        #expect(h.store.catalog.backups(of: h.vm).map(\.id) == [newID], "the newest by commit order stays")
+        #expect(h.messages.contains("was the clock set back?"))
+    }
+}

@@ -12,7 +12,15 @@ extension BackupRun {
             durationSeconds: Date().timeIntervalSince(started), downtimeSeconds: downtime,
             disks: plan.disks.compactMap { images[$0.target] },
             excluded: plan.excluded.map { Manifest.ExcludedDisk(target: $0.target, source: $0.source) },
-            ramState: ramImage, domainXML: plan.definition, keptOnHost: plan.keepOnHost)
+            ramState: ramImage, domainXML: plan.definition, keptOnHost: plan.keepOnHost,
+            sequence: store.nextSequence(plan.vm))
+        let future = store.futureDated(plan.vm, than: plan.id)
+        if !future.isEmpty {
+            let message =
+                "backups dated after this one exist (\(future.joined(separator: ", "))): was the clock set back?"
+                + " They are kept and rotated by the order they were made in"
+            log.warning("\(message)")
+        }
         try? FileManager.default.removeItem(atPath: partial + "/" + BackupNames.breadcrumb)
         let committed: String
         do {

@@ -60,7 +60,7 @@ public struct BackupStore: Sendable {
     /// after a successful commit, so a failed backup never costs a good one.
     @discardableResult
     public func rotate(vm: String, keep: Int) throws -> [String] {
-        let backups = catalog.backups(of: vm)
+        let backups = inCommitOrder(vm)
         guard backups.count > keep else { return [] }
         var removed: [String] = []
         for old in backups.prefix(backups.count - keep) {
@@ -71,6 +71,23 @@ public struct BackupStore: Sendable {
             removed.append(old.id)
         }
         return removed
+    }
+
+    /// Committed backups of a VM, oldest first by commit sequence (manifests without one first, by ID).
+    public func inCommitOrder(_ vm: String) -> [BackupRef] {
+        let keyed = catalog.backups(of: vm).map { ($0, (try? Manifest.read(backupDirectory: $0.path))?.sequence ?? 0) }
+        return keyed.sorted { ($0.1, $0.0.id) < ($1.1, $1.0.id) }.map(\.0)
+    }
+
+    /// The sequence number for the next commit of this VM.
+    public func nextSequence(_ vm: String) -> Int {
+        let sequences = catalog.backups(of: vm).compactMap { (try? Manifest.read(backupDirectory: $0.path))?.sequence }
+        return max(sequences.max() ?? 0, catalog.backups(of: vm).count) + 1
+    }
+
+    /// Backups whose ID (start time) is later than `id`: the clock went back since they were made.
+    public func futureDated(_ vm: String, than id: String) -> [String] {
+        catalog.backups(of: vm).map(\.id).filter { $0 > id }
     }
 
     /// Partial directories of a VM: backups in progress, or abandoned by a worker that died.

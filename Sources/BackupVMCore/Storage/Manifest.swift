@@ -48,6 +48,10 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var ramState: StoredImage?
     public var domainXML: String
     public var keptOnHost: Bool
+    /// Order of this VM's backups as they were committed (1, 2, ...), independent of the clock: IDs
+    /// are wall-clock times, and a clock set back would make the newest backup look oldest. Absent in
+    /// manifests of older versions (those sort before every numbered one, by ID).
+    public var sequence: Int?
 
     public var storedBytes: Int64 { disks.reduce(0) { $0 + $1.storedBytes } + (ramState?.storedBytes ?? 0) }
 
