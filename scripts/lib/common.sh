@@ -14,6 +14,7 @@
 #   REPO_ROOT    the repository (absolute), found from this file's place.
 #   SSH_TIMEOUT  seconds for lab_ssh/lvm_ssh (timeout(1)); empty or unset: no limit. Set it for one
 #                call: `SSH_TIMEOUT=30 lvm_ssh "$dir" true`.
+#   failures     the selftests' count of FAIL lines (0; `fail` adds one).
 
 LOG_PREFIX=$(basename "$0")
 REPO_ROOT=$(readlink -f "$(dirname "${BASH_SOURCE[0]}")/../..")
