@@ -9,12 +9,24 @@ extension Tag {
     @Tag static var lvm: Self
 }
 
-/// The LVM hypervisor and one nested guest on two LVs (vda with known data, vdb as "swap"), set up
-/// once per test run: the nested TCG guest takes minutes to boot.
+/// The LVM hypervisor and one nested guest, set up once per test run: the nested TCG guest takes
+/// minutes to boot. Its disks are LVs: vda (vg0/lg1, known data) is the one the tests back up; vdb
+/// ("swap"), vdc and vdd are excluded by every test. vdc (256 MiB) and vdd (1 GiB) are there for
+/// scripts/bench-downtime, which runs after this tier on the same host and backs up this guest with
+/// only one of them, so that it needs no nested guest (and boot) of its own.
 final class LVMLab: @unchecked Sendable {
     let dir: String
     let guest = "lg1"
     var sshConfig: String { dir + "/ssh_config" }
+
+    /// The guest's LVs besides vg0/lg1: name suffix, size, target. scripts/bench-downtime looks for
+    /// the "small" and "large" ones (zeros, then `seq 1 200000` at the start: quick to write and to
+    /// copy through the lab's slow network).
+    static let otherLVs: [(suffix: String, size: String, target: String)] = [
+        ("swap", "8M", "vdb"), ("small", "256M", "vdc"), ("large", "1G", "vdd"),
+    ]
+    /// ExcludeLVs of every test profile: all LVs but vg0/lg1, so that a backup copies vda only.
+    var excludedLVs: String { Self.otherLVs.map { "vg0/\(guest)-\($0.suffix)" }.joined(separator: " ") }
 
     struct Missing: Error, CustomStringConvertible {
         var description: String {
@@ -30,24 +42,57 @@ final class LVMLab: @unchecked Sendable {
             FileManager.default.fileExists(atPath: dir + "/ssh_config")
         else { throw Missing() }
         self.dir = dir
+        try copyGuestBoot()
+        // A guest left running by an earlier run on the same host (a developer re-running the suite)
+        // is reused: booting it again takes minutes. scripts/test always starts a fresh host.
+        if try guestIsReusable() {
+            try installFailHook()
+            return
+        }
+        try createGuestLVs()
+        try installFailHook()
+        let tmp = TempDir("lvmxml")
+        tmp.write("g.xml", guestXML())
+        try ssh("virsh -q define /dev/stdin >/dev/null", stdinFile: tmp.path + "/g.xml")
+        try ssh("virsh -q start \(guest) >/dev/null")
+        guard eventually(timeout: 900, { ((try? self.console()) ?? "").contains("LAB-GUEST-READY") }) else {
+            throw LabError(description: "the nested guest did not boot within 900 s")
+        }
+    }
+
+    /// The lab guest's kernel + initramfs (scripts/lab/build-guest, cached) into the hypervisor.
+    private func copyGuestBoot() throws {
         let cache =
             (ProcessInfo.processInfo.environment["LAB_CACHE_DIR"] ?? (NSHomeDirectory() + "/.cache/backup_vm-lab"))
             + "/guest"
+        let build = try runTool(Paths.packageRoot + "/scripts/lab/build-guest", [cache], timeout: 300)
+        guard build.status == 0 else { throw LabError(description: "build-guest: \(build.err)") }
         try ssh("mkdir -p /var/lib/libvirt/boot")
         let scp = try runTool(
             "/usr/bin/scp",
             ["-q", "-F", sshConfig, cache + "/vmlinuz", cache + "/initrd.gz", "lvmhost:/var/lib/libvirt/boot/"])
         guard scp.status == 0 else { throw LabError(description: "scp of the guest kernel: \(scp.err)") }
+    }
+
+    /// Running, booted, and with all of its disks (an older definition without the benchmark's LVs
+    /// is not reused).
+    private func guestIsReusable() throws -> Bool {
+        guard (try? ssh("virsh -q domstate \(guest)"))?.contains("running") == true,
+            (try? console())?.contains("LAB-GUEST-READY") == true
+        else { return false }
+        let disks = (try? ssh("virsh -q domblklist \(guest)")) ?? ""
+        return Self.otherLVs.allSatisfy { disks.contains("/dev/vg0/\(guest)-\($0.suffix)") }
+    }
+
+    /// Removes what is left of an earlier guest of that name, then creates and fills its LVs.
+    private func createGuestLVs() throws {
         let g = guest
-        // A guest left running by an earlier run on the same host (a developer re-running the suite)
-        // is reused: booting it again takes minutes. scripts/test always starts a fresh host.
-        if (try? ssh("virsh -q domstate \(g)"))?.contains("running") == true
-            && (try? console())?.contains("LAB-GUEST-READY") == true
-        {
-            try installFailHook()
-            return
-        }
-        try ssh("lvcreate -q -y -L 16M -n \(g) vg0 >/dev/null; lvcreate -q -y -L 8M -n \(g)-swap vg0 >/dev/null")
+        let allLVs = ["vg0/\(g)"] + Self.otherLVs.map { "vg0/\(g)-\($0.suffix)" }
+        try ssh(
+            "virsh -q destroy \(g) >/dev/null 2>&1; virsh -q undefine \(g) >/dev/null 2>&1; "
+                + "lvremove -q -f \(allLVs.joined(separator: " ")) >/dev/null 2>&1; true")
+        let creates = Self.otherLVs.map { "lvcreate -q -y -L \($0.size) -n \(g)-\($0.suffix) vg0 >/dev/null" }
+        try ssh((["set -e", "lvcreate -q -y -L 16M -n \(g) vg0 >/dev/null"] + creates).joined(separator: "; "))
         let fill = try runTool(
             "/bin/sh",
             [
@@ -55,24 +100,30 @@ final class LVMLab: @unchecked Sendable {
                 "'\(Paths.packageRoot)/scripts/lab/disk-pattern' \(g) vda 16 | ssh -F '\(sshConfig)' lvmhost 'dd of=/dev/vg0/\(g) bs=1M iflag=fullblock oflag=direct status=none'",
             ], timeout: 300)
         guard fill.status == 0 else { throw LabError(description: "filling the LV: \(fill.err)") }
-        let xml = """
+        // The benchmark's LVs: zeros (blkdiscard -z: the VM's virtio disk zeroes without writing;
+        // dd where it cannot), then the text.
+        for lv in ["small", "large"].map({ "/dev/vg0/\(g)-\($0)" }) {
+            try ssh(
+                "set -e; blkdiscard -z \(lv) 2>/dev/null || { dd if=/dev/zero of=\(lv) bs=4M oflag=direct status=none 2>/dev/null || true; }; "
+                    + "seq 1 200000 | dd of=\(lv) oflag=direct status=none")
+        }
+    }
+
+    private func guestXML() -> String {
+        let g = guest
+        let disks = ([(lv: g, target: "vda")] + Self.otherLVs.map { (lv: "\(g)-\($0.suffix)", target: $0.target) })
+            .map {
+                "<disk type='block' device='disk'><driver name='qemu' type='raw' cache='none' io='native'/><source dev='/dev/vg0/\($0.lv)'/><target dev='\($0.target)' bus='virtio'/></disk>"
+            }
+        return """
             <domain type='qemu'><name>\(g)</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>
             <os><type arch='x86_64' machine='pc'>hvm</type><kernel>/var/lib/libvirt/boot/vmlinuz</kernel>
             <initrd>/var/lib/libvirt/boot/initrd.gz</initrd><cmdline>console=ttyS0 lab.heartbeat=2</cmdline></os>
             <features><acpi/></features><devices><emulator>/usr/bin/qemu-system-x86_64</emulator>
-            <disk type='block' device='disk'><driver name='qemu' type='raw' cache='none' io='native'/><source dev='/dev/vg0/\(g)'/><target dev='vda' bus='virtio'/></disk>
-            <disk type='block' device='disk'><driver name='qemu' type='raw' cache='none' io='native'/><source dev='/dev/vg0/\(g)-swap'/><target dev='vdb' bus='virtio'/></disk>
+            \(disks.joined(separator: "\n"))
             <serial type='file'><source path='/var/lib/libvirt/images/\(g)-console.log' append='on'/><target port='0'/></serial>
             <memballoon model='none'/></devices></domain>
             """
-        try installFailHook()
-        let tmp = TempDir("lvmxml")
-        tmp.write("g.xml", xml)
-        try ssh("virsh -q define /dev/stdin >/dev/null", stdinFile: tmp.path + "/g.xml")
-        try ssh("virsh -q start \(g) >/dev/null")
-        guard eventually(timeout: 900, { ((try? self.console()) ?? "").contains("LAB-GUEST-READY") }) else {
-            throw LabError(description: "the nested guest did not boot within 900 s")
-        }
     }
 
     /// A libvirt hook that refuses to start (so also to `virsh restore`) a domain while
@@ -133,12 +184,16 @@ final class LVMLab: @unchecked Sendable {
     }
 
     /// The lab with its guest running, and a configuration in `tmp` backing the guest up in `mode`
-    /// with its swap LV excluded and 8 MiB snapshots.
+    /// with every LV but vda's excluded and 8 MiB snapshots.
     static func ready(_ tmp: TempDir, mode: String) throws -> (lab: LVMLab, guest: String, config: String) {
         let lab = try require()
         try lab.ensureRunning()
-        let g = lab.guest
-        return (lab, g, lab.config(tmp, profile: "Mode=\(mode)\nExcludeLVs=vg0/\(g)-swap\nSnapshotSize=8M"))
+        return (lab, lab.guest, lab.config(tmp, profile: lab.profile(mode: mode, snapshotSize: "8M")))
+    }
+
+    /// A profile for the guest that backs up vda only.
+    func profile(mode: String, snapshotSize: String) -> String {
+        "Mode=\(mode)\nExcludeLVs=\"\(excludedLVs)\"\nSnapshotSize=\(snapshotSize)"
     }
 
     func config(_ tmp: TempDir, profile: String) -> String {
@@ -190,13 +245,14 @@ struct LabLVMTests {
         let beats = lab.uptimes().count
         #expect(eventually(timeout: 60) { lab.uptimes().count >= beats + 2 }, "heartbeats after the restore")
         let after = lab.uptimes().drop { $0 <= uptimeBefore }
+        let uptimeAfter = try #require(lab.uptimes().last)
         #expect(
-            !after.isEmpty && lab.uptimes().last! > uptimeBefore,
+            !after.isEmpty && uptimeAfter > uptimeBefore,
             "uptime \(lab.uptimes().suffix(6)) continues from \(uptimeBefore)")
-        let sync = r.err.range(of: "RAM state saved")!
-        let snap = r.err.range(of: "snapshot created")!
-        let back = r.err.range(of: "RAM state restored")!
-        let copied = r.err.range(of: "disk copied")!
+        let sync = try #require(r.err.range(of: "RAM state saved"), "\(r.err)")
+        let snap = try #require(r.err.range(of: "snapshot created"), "\(r.err)")
+        let back = try #require(r.err.range(of: "RAM state restored"), "\(r.err)")
+        let copied = try #require(r.err.range(of: "disk copied"), "\(r.err)")
         #expect(
             sync.lowerBound < snap.lowerBound && snap.lowerBound < back.lowerBound
                 && back.lowerBound < copied.lowerBound,
@@ -204,8 +260,11 @@ struct LabLVMTests {
         #expect(try lab.snapshotsLeft().isEmpty)
         let backup = try #require(BackupCatalog(storage: tmp.path + "/storage").newestBackup(of: g))
         let m = try Manifest.read(backupDirectory: backup.path)
-        #expect(m.mode == .hot && m.disks.map(\.target) == ["vda"] && m.excluded.map(\.target) == ["vdb"])
-        #expect(m.ramState != nil && m.ramState!.rawBytes > 0)
+        #expect(
+            m.mode == .hot && m.disks.map(\.target) == ["vda"]
+                && m.excluded.map(\.target) == LVMLab.otherLVs.map(\.target))
+        let ram = try #require(m.ramState)
+        #expect(ram.rawBytes > 0)
         #expect(try backupVM(config, ["verify", g]).status == 0)
         let rr = try backupVM(config, ["restore", g, "--as", "\(g)r"], timeout: 900)
         #expect(rr.status == 0, "\(rr.err)")
@@ -232,7 +291,7 @@ struct LabLVMTests {
         // Let the guest run on, and change its disk, so going back is visible.
         try lab.ssh("dd if=/dev/urandom of=/dev/vg0/\(g) bs=64k count=4 seek=8 oflag=direct status=none")
         #expect(eventually(timeout: 120) { (lab.uptimes().last ?? 0) > savedAround + 12 })
-        let latest = lab.uptimes().last!
+        let latest = try #require(lab.uptimes().last)
         let ready = lab.count("LAB-GUEST-READY")
         let beats = lab.uptimes().count
         let rr = try backupVM(config, ["restore", g, "--with-ram", "--force"], timeout: 900)
@@ -259,12 +318,10 @@ struct LabLVMTests {
     }
 
     @Test(
-        "virsh restore fails: the job fails loudly naming the RAM file, which stays; no snapshot left; the operator's virsh restore brings the guest back"
+        "virsh restore fails: loud failure naming the RAM file, which stays; the operator's virsh restore brings the guest back; no backup until resolved"
     )
     func failingRestoreKeepsRAMFile() throws {
         let (lab, g, config) = try LVMLab.ready(tmp, mode: "hot")
-        #expect(try backupVM(config, [g], timeout: 900).status == 0)
-        let before = BackupCatalog(storage: tmp.path + "/storage").backups(of: g).map(\.id)
         let ready = lab.count("LAB-GUEST-READY")
         try lab.ssh("touch /run/bvm-fail-prepare.\(g)")
         defer { _ = try? lab.ssh("rm -f /run/bvm-fail-prepare.\(g)") }
@@ -278,16 +335,18 @@ struct LabLVMTests {
         #expect(try lab.ssh("test -s \(kept) && echo kept") == "kept\n", "the RAM state file stays")
         #expect(try lab.state() == "shut off")
         #expect(try lab.snapshotsLeft().isEmpty)
-        #expect(
-            BackupCatalog(storage: tmp.path + "/storage").backups(of: g).map(\.id) == before,
-            "earlier backups intact, nothing committed")
+        #expect(BackupCatalog(storage: tmp.path + "/storage").backups(of: g).isEmpty, "nothing committed")
         // What the message tells the operator to do works, and the guest continues (no boot).
         try lab.ssh("rm -f /run/bvm-fail-prepare.\(g); virsh restore \(kept) >/dev/null")
         #expect(try lab.state() == "running")
         #expect(lab.count("LAB-GUEST-READY") == ready)
-        // The next backup sweeps the abandoned staging directory with the RAM file.
-        #expect(try backupVM(config, [g], timeout: 900).status == 0)
-        #expect(try lab.ssh("test -e \(kept) && echo still || echo gone") == "gone\n")
+        // Until the operator says so, no backup touches the VM or its saved state.
+        let refused = try backupVM(config, [g], timeout: 900)
+        #expect(refused.status == 1 && refused.err.contains("needs attention"), "\(refused.err.suffix(800))")
+        #expect(try lab.ssh("test -s \(kept) && echo kept") == "kept\n")
+        let resolved = try backupVM(config, ["resolve", g])
+        #expect(resolved.status == 0 && resolved.out.contains("cleared"), "\(resolved.out) \(resolved.err)")
+        try lab.ssh("rm -rf \((kept as NSString).deletingLastPathComponent)")
     }
 
     @Test("restore into an existing LV smaller than the backup is refused before anything is written or defined")
@@ -364,7 +423,7 @@ struct LabLVMTests {
         let (lab, g, config) = try LVMLab.ready(tmp, mode: "hot")
         #expect(try backupVM(config, [g], timeout: 900).status == 0)
         let before = BackupCatalog(storage: tmp.path + "/storage").backups(of: g).map(\.id)
-        tmp.write("vmsnapshot.d/\(g)", "Mode=hot\nExcludeLVs=vg0/\(g)-swap\nSnapshotSize=4M\n")
+        tmp.write("vmsnapshot.d/\(g)", lab.profile(mode: "hot", snapshotSize: "4M") + "\n")
         let job = try ChildProcess(Paths.binary("backup_vm"), [g, "--config-dir", config])
         defer { job.stop() }
         // As soon as our snapshot exists, write more into the origin than the snapshot can hold.
@@ -384,17 +443,17 @@ struct LabLVMTests {
         let (lab, g, config) = try LVMLab.ready(tmp, mode: "cold")
         let r = try backupVM(config, [g], timeout: 900)
         #expect(r.status == 0, "\(r.err)")
-        let down = r.err.range(of: "shut down")!
-        let snap = r.err.range(of: "snapshot created")!
-        let started = r.err.range(of: "started again")!
-        let copied = r.err.range(of: "disk copied")!
+        let down = try #require(r.err.range(of: "shut down"), "\(r.err)")
+        let snap = try #require(r.err.range(of: "snapshot created"), "\(r.err)")
+        let started = try #require(r.err.range(of: "started again"), "\(r.err)")
+        let copied = try #require(r.err.range(of: "disk copied"), "\(r.err)")
         #expect(
             down.lowerBound < snap.lowerBound && snap.lowerBound < started.lowerBound
                 && started.lowerBound < copied.lowerBound)
         #expect(try lab.state() == "running")
         #expect(try lab.snapshotsLeft().isEmpty)
-        let m = try Manifest.read(
-            backupDirectory: BackupCatalog(storage: tmp.path + "/storage").newestBackup(of: g)!.path)
+        let backup = try #require(BackupCatalog(storage: tmp.path + "/storage").newestBackup(of: g))
+        let m = try Manifest.read(backupDirectory: backup.path)
         #expect(m.mode == .cold && m.downtimeSeconds > 0)
     }
 }
