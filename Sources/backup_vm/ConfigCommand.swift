@@ -24,8 +24,8 @@ struct ConfigCommand: ParsableCommand {
                 print("  storage: \(c.main.backupStorage)")
                 print("  spool: \(c.main.spoolDir)")
                 print(
-                    "  BackupHours \(c.main.backupHours), MaxBackupThreads \(c.main.maxBackupThreads), MaxBackupThreadsForHost \(c.main.maxBackupThreadsForHost)"
-                )
+                    "  BackupHours \(c.main.backupHours), MaxBackupThreads \(c.main.maxBackupThreads),"
+                        + " MaxBackupThreadsForHost \(c.main.maxBackupThreadsForHost)")
                 print(
                     "  \(c.schedule.entries.count) VM(s) scheduled, \(c.profiles.count) VM profile(s) besides default")
             } catch {

@@ -8,9 +8,10 @@ struct DaemonCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backup_vmd",
         abstract: "Run queued backup jobs from the spool (the worker daemon; runs in the foreground).",
-        discussion:
-            "SIGTERM: stop claiming jobs and let running ones finish. A second SIGTERM: running jobs roll back and fail."
-    )
+        discussion: """
+            SIGTERM: stop claiming jobs and let running ones finish. A second SIGTERM: running jobs roll back \
+            and fail.
+            """)
 
     @Option(name: .customLong("config-dir"), help: "Directory holding backup_vm.d/ and vmsnapshot.d/.")
     var configDir: String?

@@ -33,46 +33,54 @@ public struct Configuration: Sendable {
     /// Loads and validates every file, reporting every problem found (not just the first).
     public static func load(directory: String) throws(ConfigError) -> Configuration {
         var diagnostics: [ConfigDiagnostic] = []
-        let mainPath = mainFile(in: directory)
-        var main: MainConfig?
-        switch readText(mainPath) {
+        let main = parseFile(mainFile(in: directory), &diagnostics) { text, path in
+            MainConfig.parse(text, displayName: path, configDir: directory)
+        }
+        let schedule =
+            parseFile(scheduleFile(in: directory), &diagnostics) { text, path in
+                let (s, d) = ScheduleConfig.parse(text, displayName: path)
+                return (s, d)
+            } ?? ScheduleConfig(entries: [])
+        let defaultProfile = loadDefaultProfile(directory, &diagnostics)
+        let profiles = loadProfiles(directory, base: defaultProfile, &diagnostics)
+        guard diagnostics.isEmpty, let main, let defaultProfile else { throw ConfigError(diagnostics) }
+        return Configuration(
+            directory: directory, main: main, schedule: schedule,
+            defaultProfile: defaultProfile, profiles: profiles)
+    }
+
+    /// Reads one file and parses it, collecting the diagnostics of both steps.
+    static func parseFile<T>(
+        _ path: String, _ diagnostics: inout [ConfigDiagnostic],
+        _ parse: (_ text: String, _ path: String) -> (T?, [ConfigDiagnostic])
+    ) -> T? {
+        switch readText(path) {
         case .success(let text):
-            let (m, d) = MainConfig.parse(text, displayName: mainPath, configDir: directory)
-            main = m
+            let (value, d) = parse(text, path)
             diagnostics += d
-        case .failure(let d): diagnostics.append(d)
+            return value
+        case .failure(let d):
+            diagnostics.append(d)
+            return nil
         }
+    }
 
-        let schedulePath = scheduleFile(in: directory)
-        var schedule = ScheduleConfig(entries: [])
-        switch readText(schedulePath) {
-        case .success(let text):
-            let (s, d) = ScheduleConfig.parse(text, displayName: schedulePath)
-            schedule = s
-            diagnostics += d
-        case .failure(let d): diagnostics.append(d)
+    static func loadDefaultProfile(_ directory: String, _ diagnostics: inout [ConfigDiagnostic]) -> SnapshotProfile? {
+        let path = profileDir(in: directory) + "/default"
+        guard Files.exists(path) else {
+            let expected = "expected vmsnapshot.d/default with at least Mode= and WorkPath="
+            diagnostics.append(ConfigDiagnostic(file: path, line: 0, message: "missing default profile; " + expected))
+            return nil
         }
+        return parseFile(path, &diagnostics) { text, path in SnapshotProfile.parse(text, displayName: path, base: nil) }
+    }
 
-        let profileDirectory = profileDir(in: directory)
-        let defaultPath = profileDirectory + "/default"
-        var defaultProfile: SnapshotProfile?
-        if !Files.exists(defaultPath) {
-            diagnostics.append(
-                ConfigDiagnostic(
-                    file: defaultPath, line: 0,
-                    message: "missing default profile; expected vmsnapshot.d/default with at least Mode= and WorkPath=")
-            )
-        } else {
-            switch readText(defaultPath) {
-            case .success(let text):
-                let (p, d) = SnapshotProfile.parse(text, displayName: defaultPath, base: nil)
-                defaultProfile = p
-                diagnostics += d
-            case .failure(let d): diagnostics.append(d)
-            }
-        }
-
+    /// vmsnapshot.d/VM_NAME files over the default (checked for their names even without a default).
+    static func loadProfiles(
+        _ directory: String, base: SnapshotProfile?, _ diagnostics: inout [ConfigDiagnostic]
+    ) -> [String: SnapshotProfile] {
         var profiles: [String: SnapshotProfile] = [:]
+        let profileDirectory = profileDir(in: directory)
         let names = (try? Files.visibleEntries(profileDirectory)) ?? []
         for name in names.sorted() where name != "default" && !isIgnoredProfileName(name) {
             let path = profileDirectory + "/" + name
@@ -83,20 +91,12 @@ public struct Configuration: Sendable {
                         message: "file name is not a valid VM name; expected \(SafeName.vmExpectation)"))
                 continue
             }
-            guard let base = defaultProfile else { continue }
-            switch readText(path) {
-            case .success(let text):
-                let (p, d) = SnapshotProfile.parse(text, displayName: path, base: base)
-                if let p { profiles[name] = p }
-                diagnostics += d
-            case .failure(let d): diagnostics.append(d)
+            guard let base else { continue }
+            profiles[name] = parseFile(path, &diagnostics) { text, path in
+                SnapshotProfile.parse(text, displayName: path, base: base)
             }
         }
-
-        guard diagnostics.isEmpty, let main, let defaultProfile else { throw ConfigError(diagnostics) }
-        return Configuration(
-            directory: directory, main: main, schedule: schedule,
-            defaultProfile: defaultProfile, profiles: profiles)
+        return profiles
     }
 
     /// Package managers' and editors' leftovers beside real profiles are not profiles.

@@ -69,32 +69,12 @@ public struct MainConfig: Sendable {
         let (assignments, syntax) = ShellAssignments.parse(text, file: displayName)
         var r = AssignmentReader(file: displayName, assignments: assignments, knownKeys: knownKeys)
 
-        var hosts: [String] = []
-        if let raw = r.string("HostServers", required: true) {
-            var seen = Set<String>()
-            for host in raw.split(whereSeparator: { $0 == " " || $0 == "," || $0 == "\t" }).map(String.init) {
-                if !SafeName.isValidHostName(host) {
-                    r.fail("HostServers", "host '\(host)' is not valid; expected \(SafeName.hostExpectation)")
-                } else if !seen.insert(host).inserted {
-                    r.fail("HostServers", "host '\(host)' is listed twice; expected each host once")
-                } else {
-                    hosts.append(host)
-                }
-            }
-            if hosts.isEmpty && r.diagnostics.isEmpty { r.fail("HostServers", "expected at least one host name") }
-        }
+        let hosts = parseHosts(&r)
         let storage = r.path("BackupStorage", relativeTo: configDir)
         if !r.has("BackupStorage") {
             r.fail("BackupStorage", "missing; expected the directory on this server that holds the backups")
         }
-        var hours = HoursWindow.wholeDay
-        if let raw = r.string("BackupHours") {
-            if let w = HoursWindow.parse(raw) {
-                hours = w
-            } else {
-                r.fail("BackupHours", "expected \(HoursWindow.expectation)")
-            }
-        }
+        let hours = parseHours(&r)
         let maxThreads = r.integer("MaxBackupThreads", in: 1...64, default: 2)
         let maxPerHost = r.integer("MaxBackupThreadsForHost", in: 1...64, default: 1)
         if r.has("MaxBackupThreadsForHost"), maxPerHost > maxThreads {
@@ -105,19 +85,7 @@ public struct MainConfig: Sendable {
         let spool = r.path("SpoolDir", relativeTo: configDir, default: configDir + "/spool")!
         let sshConfig = r.path("SshConfig", relativeTo: configDir)
         let connectTimeout = r.integer("SshConnectTimeout", in: 1...600, default: 10)
-        var ciphers: String? = MainConfig.defaultCiphers
-        if let raw = r.string("SshCiphers") {
-            if raw == "default" {
-                ciphers = nil
-            } else if raw.split(separator: ",").allSatisfy({
-                !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || "-.@".contains($0) }
-            }) {
-                ciphers = raw
-            } else {
-                r.fail(
-                    "SshCiphers", "expected a comma-separated list of ssh cipher names (ssh -Q cipher), or 'default'")
-            }
-        }
+        let ciphers = parseCiphers(&r)
         let shutdownTimeout = r.integer("ShutdownTimeout", in: 1...86400, default: 300)
         let forceOff = r.bool("ForceOff", default: false)
         let facility: SyslogFacility = r.choice("SyslogFacility", default: .daemon)
@@ -139,5 +107,46 @@ public struct MainConfig: Sendable {
                 syslogSocket: socket, spoolRescanSeconds: rescan, tmpMaxAgeHours: tmpAge,
                 spoolKeepDays: keepDays, retryFailedAfterMinutes: retry, maxRecoveries: recoveries), []
         )
+    }
+
+    /// HostServers: names separated by spaces or commas, each valid and listed once.
+    static func parseHosts(_ r: inout AssignmentReader) -> [String] {
+        guard let raw = r.string("HostServers", required: true) else { return [] }
+        var hosts: [String] = []
+        var seen = Set<String>()
+        for host in raw.split(whereSeparator: { $0 == " " || $0 == "," || $0 == "\t" }).map(String.init) {
+            if !SafeName.isValidHostName(host) {
+                r.fail("HostServers", "host '\(host)' is not valid; expected \(SafeName.hostExpectation)")
+            } else if !seen.insert(host).inserted {
+                r.fail("HostServers", "host '\(host)' is listed twice; expected each host once")
+            } else {
+                hosts.append(host)
+            }
+        }
+        if hosts.isEmpty && r.diagnostics.isEmpty { r.fail("HostServers", "expected at least one host name") }
+        return hosts
+    }
+
+    static func parseHours(_ r: inout AssignmentReader) -> HoursWindow {
+        guard let raw = r.string("BackupHours") else { return .wholeDay }
+        guard let window = HoursWindow.parse(raw) else {
+            r.fail("BackupHours", "expected \(HoursWindow.expectation)")
+            return .wholeDay
+        }
+        return window
+    }
+
+    /// SshCiphers: a list of cipher names, or "default" (nil: ssh decides).
+    static func parseCiphers(_ r: inout AssignmentReader) -> String? {
+        guard let raw = r.string("SshCiphers") else { return MainConfig.defaultCiphers }
+        if raw == "default" { return nil }
+        let valid = raw.split(separator: ",").allSatisfy {
+            !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || "-.@".contains($0) }
+        }
+        guard valid else {
+            r.fail("SshCiphers", "expected a comma-separated list of ssh cipher names (ssh -Q cipher), or 'default'")
+            return MainConfig.defaultCiphers
+        }
+        return raw
     }
 }

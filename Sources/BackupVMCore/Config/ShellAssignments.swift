@@ -53,78 +53,85 @@ public enum ShellAssignments {
 
     struct Problem: Error { let message: String }
 
+    static let expansionRefused = "expected a plain value: variable and command expansion ($, `) are not supported"
+
+    static func shellSyntaxRefused(_ c: Character) -> String {
+        "expected a plain value: shell syntax ('\(c)') is not supported; quote it if it is meant literally"
+    }
+
+    /// A value as the shell would read it (without expansion): unquoted, quoted parts and
+    /// backslash escapes run together until a blank, after which only a comment may follow.
     static func parseValue(_ input: Substring) -> Result<String, Problem> {
         var value = ""
         var i = input.startIndex
         while i < input.endIndex {
             let c = input[i]
+            let next: Result<Substring.Index, Problem>
             switch c {
             case " ", "\t":
-                // Only a comment may follow the value.
                 let rest = input[i...].drop(while: { $0 == " " || $0 == "\t" })
                 if rest.isEmpty || rest.hasPrefix("#") { return .success(value) }
                 return .failure(Problem(message: "expected one value; quote values that contain spaces"))
             case "'":
-                guard let close = input[input.index(after: i)...].firstIndex(of: "'") else {
-                    return .failure(Problem(message: "expected a closing single quote"))
-                }
-                value += input[input.index(after: i)..<close]
-                i = input.index(after: close)
-                continue
+                next = singleQuoted(input, at: i, into: &value)
             case "\"":
-                var j = input.index(after: i)
-                var closed = false
-                while j < input.endIndex {
-                    let d = input[j]
-                    if d == "\"" {
-                        closed = true
-                        break
-                    }
-                    if d == "\\" {
-                        let next = input.index(after: j)
-                        guard next < input.endIndex else { break }
-                        let e = input[next]
-                        if "\"\\$`".contains(e) {
-                            value.append(e)
-                        } else {
-                            value.append("\\")
-                            value.append(e)
-                        }
-                        j = input.index(after: next)
-                        continue
-                    }
-                    if d == "$" || d == "`" {
-                        return .failure(
-                            Problem(
-                                message:
-                                    "expected a plain value: variable and command expansion ($, `) are not supported"))
-                    }
-                    value.append(d)
-                    j = input.index(after: j)
-                }
-                guard closed else { return .failure(Problem(message: "expected a closing double quote")) }
-                i = input.index(after: j)
-                continue
+                next = doubleQuoted(input, at: i, into: &value)
             case "$", "`", ";", "&", "|", "<", ">", "(", ")":
-                return .failure(
-                    Problem(
-                        message:
-                            "expected a plain value: shell syntax ('\(c)') is not supported; quote it if it is meant literally"
-                    ))
+                return .failure(Problem(message: shellSyntaxRefused(c)))
             case "\\":
-                let next = input.index(after: i)
-                guard next < input.endIndex else {
+                let escaped = input.index(after: i)
+                guard escaped < input.endIndex else {
                     return .failure(Problem(message: "expected a character after '\\'"))
                 }
-                value.append(input[next])
-                i = input.index(after: next)
-                continue
+                value.append(input[escaped])
+                next = .success(input.index(after: escaped))
             default:
                 value.append(c)
+                next = .success(input.index(after: i))
             }
-            i = input.index(after: i)
+            switch next {
+            case .success(let j): i = j
+            case .failure(let problem): return .failure(problem)
+            }
         }
         return .success(value)
+    }
+
+    /// 'text': taken literally. Returns the index after the closing quote.
+    static func singleQuoted(
+        _ input: Substring, at open: Substring.Index, into value: inout String
+    ) -> Result<Substring.Index, Problem> {
+        let start = input.index(after: open)
+        guard let close = input[start...].firstIndex(of: "'") else {
+            return .failure(Problem(message: "expected a closing single quote"))
+        }
+        value += input[start..<close]
+        return .success(input.index(after: close))
+    }
+
+    /// "text": backslash escapes \" \\ \$ \` (others stay as written); $ and ` are refused.
+    /// Returns the index after the closing quote.
+    static func doubleQuoted(
+        _ input: Substring, at open: Substring.Index, into value: inout String
+    ) -> Result<Substring.Index, Problem> {
+        var j = input.index(after: open)
+        while j < input.endIndex {
+            let d = input[j]
+            if d == "\"" { return .success(input.index(after: j)) }
+            if d == "\\" {
+                let next = input.index(after: j)
+                guard next < input.endIndex else { break }
+                let e = input[next]
+                if !"\"\\$`".contains(e) { value.append("\\") }
+                value.append(e)
+                j = input.index(after: next)
+                continue
+            }
+            if d == "$" || d == "`" { return .failure(Problem(message: expansionRefused)) }
+            value.append(d)
+            j = input.index(after: j)
+        }
+        return .failure(Problem(message: "expected a closing double quote"))
     }
 
     static func isIdentifier(_ s: String) -> Bool {

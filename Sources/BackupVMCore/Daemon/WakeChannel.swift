@@ -10,6 +10,8 @@ public final class WakeChannel: @unchecked Sendable {
         public var overflow = false
         public var shutdown = false
         public var abort = false
+        /// A housekeeping pass (recovery, sweeping) that ran on its own thread is over.
+        public var housekeepingDone = false
     }
 
     public let stream: AsyncStream<Void>
@@ -34,6 +36,10 @@ public final class WakeChannel: @unchecked Sendable {
     }
     public func queueOverflowed() {
         lock.withLock { pending.overflow = true }
+        wake()
+    }
+    public func housekeepingFinished() {
+        lock.withLock { pending.housekeepingDone = true }
         wake()
     }
     public func requestShutdown() {

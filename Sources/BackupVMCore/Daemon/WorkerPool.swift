@@ -28,6 +28,9 @@ public struct WorkerPoolSettings: Sendable {
 /// locks. One loop (this type's `run`) makes every scheduling decision; it wakes on inotify events,
 /// finished jobs and a rescan timer. Head-of-line: a job whose host has no free slot goes back to
 /// new/ and the loop moves on to the next job, so a saturated host never blocks other hosts.
+/// Housekeeping (recovery of abandoned jobs, which runs the pipeline's cleanup over ssh and may take
+/// minutes, and sweeping) runs on a thread of its own, one pass at a time, so the loop keeps claiming
+/// meanwhile; recovery and the pool's jobs never work on the same VM at once (VMActivity).
 public final class WorkerPool: @unchecked Sendable {
     public let spool: Spool
     public let runner: JobRunner
@@ -41,6 +44,7 @@ public final class WorkerPool: @unchecked Sendable {
     private var vmOfJob: [String: String] = [:]
     private var hostOfVM: [String: String] = [:]
     private var stopClaiming = false
+    private var housekeepingRunning = false
 
     public init(
         spool: Spool, runner: JobRunner, recovery: OrphanRecovery, settings: WorkerPoolSettings,
@@ -54,19 +58,10 @@ public final class WorkerPool: @unchecked Sendable {
         self.logger = logger
     }
 
-    /// Runs until a shutdown request (then lets running jobs finish) or, with exitWhenIdle, until the
-    /// spool is empty. inotify is started here and stopped before returning.
+    /// Runs until a shutdown request (then lets running jobs and a running recovery finish) or, with
+    /// exitWhenIdle, until the spool is empty. inotify is started here and stopped before returning.
     public func run() async {
-        let watcher: InotifyWatcher?
-        do {
-            watcher = try InotifyWatcher.start(
-                directories: [spool.layout.new, spool.layout.done, spool.layout.failed],
-                channel: channel, logger: logger)
-        } catch {
-            logger.error(
-                "inotify unavailable (\(error)); falling back to rescanning every \(Int(settings.rescanInterval)) s")
-            watcher = nil
-        }
+        let watcher = startWatcher()
         let timer = Task { [channel, settings] in
             while !Task.isCancelled {
                 try? await Task.sleep(nanoseconds: UInt64(settings.rescanInterval * 1e9))
@@ -79,40 +74,70 @@ public final class WorkerPool: @unchecked Sendable {
             watcher?.stop()
         }
 
-        housekeeping()
+        startHousekeeping()
         if dispatch() { return }
         for await _ in channel.stream {
             let pending = channel.drain()
-            for (name, outcome) in pending.finished {
-                running.removeValue(forKey: name)
-                if case .deferred(let vm, let host) = outcome { hostOfVM[vm] = host }
-            }
-            if pending.shutdown && !stopClaiming {
-                stopClaiming = true
-                logger.notice("shutting down: claiming no new jobs, \(running.count) running")
-            }
-            if pending.abort {
-                logger.warning("aborting \(running.count) running jobs: they roll back and fail")
-                for flag in running.values { flag.raise() }
-            }
-            if stopClaiming {
-                if running.isEmpty { break }
-                continue
-            }
-            if pending.timerDue || pending.overflow { housekeeping() }
-            if dispatch() { break }
+            if !handle(pending) { break }
         }
         logger.notice("worker pool stopped")
     }
 
-    /// Recovery of abandoned jobs and sweeping of old files; on start and on every timer tick.
-    private func housekeeping() {
-        for outcome in recovery.run() {
-            logger.notice("recovery: \(outcome)")
+    private func startWatcher() -> InotifyWatcher? {
+        do {
+            return try InotifyWatcher.start(
+                directories: [spool.layout.new, spool.layout.done, spool.layout.failed],
+                channel: channel, logger: logger)
+        } catch {
+            logger.error(
+                "inotify unavailable (\(error)); falling back to rescanning every \(Int(settings.rescanInterval)) s")
+            return nil
         }
-        let swept = spool.sweepTmp(olderThan: settings.tmpMaxAge)
-        if !swept.isEmpty { logger.notice("removed \(swept.count) stale files from tmp/") }
-        spool.sweepFinished(olderThan: settings.finishedMaxAge)
+    }
+
+    /// One wake-up of the loop. Returns false when the pool is to stop.
+    private func handle(_ pending: WakeChannel.Pending) -> Bool {
+        for (name, outcome) in pending.finished {
+            running.removeValue(forKey: name)
+            if case .deferred(let vm, let host) = outcome { hostOfVM[vm] = host }
+        }
+        if pending.housekeepingDone { housekeepingRunning = false }
+        if pending.shutdown && !stopClaiming {
+            stopClaiming = true
+            let recovering = housekeepingRunning ? " (and waiting for the recovery pass under way)" : ""
+            logger.notice("shutting down: claiming no new jobs, \(running.count) running\(recovering)")
+        }
+        if pending.abort {
+            logger.warning("aborting \(running.count) running jobs: they roll back and fail")
+            for flag in running.values { flag.raise() }
+        }
+        if stopClaiming { return !(running.isEmpty && !housekeepingRunning) }
+        if pending.timerDue || pending.overflow { startHousekeeping() }
+        return !dispatch()
+    }
+
+    /// Recovery of abandoned jobs and sweeping of old files, on start and on every timer tick, on a
+    /// thread of its own; at most one pass at a time (a tick during a pass is skipped). Its end is
+    /// reported through the channel, which also makes the loop look at new/ again (recovery requeues).
+    private func startHousekeeping() {
+        guard !housekeepingRunning else { return }
+        housekeepingRunning = true
+        // Adopted here, before the next dispatch: no job of a VM with an abandoned job starts before
+        // that job's cleanup (a dead worker may have left the VM shut off or snapshotted).
+        let adopted = recovery.adopt()
+        let (recovery, spool, settings, logger, channel) = (recovery, spool, settings, logger, channel)
+        let thread = Thread {
+            for job in adopted {
+                for outcome in recovery.recover([job]) { logger.notice("recovery: \(outcome)") }
+                channel.wake()  // the VM's queued jobs may start now
+            }
+            let swept = spool.sweepTmp(olderThan: settings.tmpMaxAge)
+            if !swept.isEmpty { logger.notice("removed \(swept.count) stale files from tmp/") }
+            spool.sweepFinished(olderThan: settings.finishedMaxAge)
+            channel.housekeepingFinished()
+        }
+        thread.name = "housekeeping"
+        thread.start()
     }
 
     /// One pass over new/: claim what fits. Returns true when the pool should exit (idle and asked to).
@@ -128,49 +153,64 @@ public final class WorkerPool: @unchecked Sendable {
         for job in pending {
             if running.count >= settings.maxGlobal { break }
             if vmOfJob[job.name] == nil, let vm = spool.peek(job.name)?.request.vm { vmOfJob[job.name] = vm }
+            let vm = vmOfJob[job.name]
             // Skip jobs whose host (as last located) is full; they stay queued in order.
-            if let vm = vmOfJob[job.name], let host = hostOfVM[vm] {
+            if let vm, let host = hostOfVM[vm] {
                 if saturated.contains(host) { continue }
                 if !runner.locks.hostHasFreeSlot(host, limit: settings.maxPerHost) {
                     saturated.insert(host)
                     continue
                 }
             }
-            let global: FileLock
-            do {
-                guard let g = try runner.locks.tryAcquireGlobal(limit: settings.maxGlobal) else { break }
-                global = g
-            } catch {
-                logger.error("cannot take a global slot: \(error)")
-                break
-            }
-            let claimed: ClaimedJob
-            do {
-                guard let c = try spool.claim(job.name) else {
-                    global.release()
-                    continue
-                }
-                claimed = c
-            } catch {
-                global.release()
-                logger.error("cannot claim \(job.name): \(error)")
-                continue
-            }
-            start(claimed, global: global)
+            // A VM being recovered keeps its jobs queued until the recovery pass ends.
+            if let vm, !recovery.activity.beginJob(vm) { continue }
+            if claimAndStart(job.name, vm: vm) == .noGlobalSlot { break }
         }
-        if settings.exitWhenIdle && running.isEmpty && pending.isEmpty && spool.names(in: .active).isEmpty {
-            return true
-        }
-        return false
+        let idle = running.isEmpty && !housekeepingRunning && pending.isEmpty && spool.names(in: .active).isEmpty
+        return settings.exitWhenIdle && idle
     }
 
-    private func start(_ job: ClaimedJob, global: FileLock) {
+    private enum ClaimResult { case started, lost, noGlobalSlot }
+
+    /// Takes a global slot, claims the job and starts it; gives back what it took when it cannot.
+    /// `vm`, when known, was registered with beginJob and is ended here or when the job ends.
+    private func claimAndStart(_ name: String, vm: String?) -> ClaimResult {
+        let endJob = { if let vm { self.recovery.activity.endJob(vm) } }
+        let global: FileLock
+        do {
+            guard let g = try runner.locks.tryAcquireGlobal(limit: settings.maxGlobal) else {
+                endJob()
+                return .noGlobalSlot
+            }
+            global = g
+        } catch {
+            endJob()
+            logger.error("cannot take a global slot: \(error)")
+            return .noGlobalSlot
+        }
+        do {
+            guard let claimed = try spool.claim(name) else {
+                global.release()
+                endJob()
+                return .lost
+            }
+            start(claimed, global: global, vm: vm)
+            return .started
+        } catch {
+            global.release()
+            endJob()
+            logger.error("cannot claim \(name): \(error)")
+            return .lost
+        }
+    }
+
+    private func start(_ job: ClaimedJob, global: FileLock, vm: String?) {
         let abort = AbortFlag()
         running[job.name] = abort
-        let runner = self.runner
-        let channel = self.channel
+        let (runner, channel, activity) = (runner, channel, recovery.activity)
         let thread = Thread {
             let outcome = runner.run(job, slots: .pool(globalSlot: global), abort: abort)
+            if let vm { activity.endJob(vm) }
             channel.jobFinished(job.name, outcome)
         }
         thread.name = "job \(job.name)"

@@ -48,7 +48,9 @@ public final class FileLock: @unchecked Sendable {
 
     deinit { release() }
 
-    /// True when nobody holds the lock at this instant (it is taken and released at once).
+    /// True when nobody holds the lock at this instant. It takes the lock and releases it at once, so
+    /// a job starting in that instant may find the lock busy: only for tests and as a fallback where
+    /// /proc/locks cannot be used (SlotLocks asks LockTable).
     public static func isFree(_ path: String) -> Bool {
         guard let lock = try? tryAcquire(path) else { return false }
         lock.release()

@@ -69,10 +69,9 @@ public final class SyslogWriter: @unchecked Sendable {
             close(s)
             if !reportedFailure {
                 reportedFailure = true
-                FileHandle.standardError.write(
-                    Data(
-                        "backup_vm: syslog socket \(socketPath) unavailable (\(String(cString: strerror(e)))); logging to stderr only\n"
-                            .utf8))
+                let why = String(cString: strerror(e))
+                let message = "backup_vm: syslog socket \(socketPath) unavailable (\(why)); logging to stderr only\n"
+                FileHandle.standardError.write(Data(message.utf8))
             }
             return
         }

@@ -11,126 +11,166 @@ public struct Doctor: Sendable {
         public var description: String { "\(ok ? "ok  " : "FAIL") \(subject): \(detail)" }
     }
 
-    public let configuration: Configuration
+    /// Runs the preflight script on one host and returns its stdout.
+    public typealias Preflight = @Sendable (RemoteHost, String) throws(RemoteError) -> String
 
-    public init(configuration: Configuration) { self.configuration = configuration }
+    /// The real preflight: one ssh round trip.
+    public static let sshPreflight: Preflight = { host, script throws(RemoteError) in
+        try host.run(script, what: "preflight")
+    }
+
+    public let configuration: Configuration
+    let preflight: Preflight
+
+    public init(configuration: Configuration) {
+        self.init(configuration: configuration, preflight: Doctor.sshPreflight)
+    }
+
+    /// With another way to run the per-host script (tests).
+    public init(configuration: Configuration, preflight: @escaping Preflight) {
+        self.configuration = configuration
+        self.preflight = preflight
+    }
 
     static let tools = ["virsh", "dd", "lzop", "cksum", "mkfifo", "tee", "stat", "blockdev"]
 
-    public func run() -> [Finding] {
+    public func run() -> [Finding] { localChecks() + hostChecks() }
+
+    /// Every hypervisor, all at once (one thread per host, so unreachable hosts cost one connect
+    /// timeout in all); the findings in the order of HostServers.
+    func hostChecks() -> [Finding] {
         let main = configuration.main
-        var findings = localChecks()
-        final class Box: @unchecked Sendable {
-            let lock = NSLock()
-            var items: [Int: [Finding]] = [:]
-        }
-        let box = Box()
-        let hosts = main.hostServers
         let workPaths = Set([configuration.defaultProfile.workPath] + configuration.profiles.values.map(\.workPath))
-        DispatchQueue.concurrentPerform(iterations: hosts.count) { i in
-            let result = check(host: RemoteHost(hosts[i], main: main), workPaths: workPaths.sorted())
-            box.lock.withLock { box.items[i] = result }
-        }
-        for i in 0..<hosts.count { findings += box.items[i] ?? [] }
-        return findings
+        let hosts = main.hostServers.map { RemoteHost($0, main: main) }
+        return OneThreadEach.map(hosts) { host in check(host: host, workPaths: workPaths.sorted()) }.flatMap { $0 }
     }
 
     func localChecks() -> [Finding] {
-        let main = configuration.main
-        var f: [Finding] = []
-        do {
-            try Files.makeDirectory(main.backupStorage, mode: 0o700)
-            var st = statvfs()
-            statvfs(main.backupStorage, &st)
-            let free = Double(st.f_bavail) * Double(st.f_frsize) / 1_073_741_824
-            f.append(
-                Finding(
-                    subject: "storage \(main.backupStorage)", ok: access(main.backupStorage, W_OK) == 0,
-                    detail: String(format: "%.1f GiB free", free)))
-        } catch {
-            f.append(
-                Finding(subject: "storage \(main.backupStorage)", ok: false, detail: "\(error); create it (mode 0700)"))
-        }
-        do {
-            try SpoolLayout(root: main.spoolDir).prepare()
-            f.append(Finding(subject: "spool \(main.spoolDir)", ok: true, detail: "folders present, mode 0700"))
-        } catch {
-            f.append(Finding(subject: "spool \(main.spoolDir)", ok: false, detail: "\(error)"))
-        }
-        let syslog = SyslogWriter(socketPath: main.syslogSocket, facility: main.syslogFacility, reportFailure: false)
-        f.append(
-            Finding(
-                subject: "syslog \(main.syslogSocket)", ok: syslog.isConnected,
-                detail: syslog.isConnected
-                    ? "accepting messages" : "no syslog daemon listening: logs go to stderr only (install rsyslog?)"))
-        for tool in ["ssh", "lzop"] + (main.compression == .zstd ? ["zstd"] : []) {
-            let found = (try? ProcessRunner.run(["sh", "-c", "command -v \(tool)"]).status) == 0
-            f.append(
-                Finding(
-                    subject: "this server: \(tool)", ok: found,
-                    detail: found ? "found" : "missing: apt-get install \(tool == "ssh" ? "openssh-client" : tool)"))
-        }
-        return f
+        storageCheck() + [spoolCheck(), syslogCheck()] + toolChecks()
     }
 
-    func check(host: RemoteHost, workPaths: [String]) -> [Finding] {
-        let subject = "host \(host.name)"
+    func storageCheck() -> [Finding] {
+        let storage = configuration.main.backupStorage
+        do {
+            try Files.makeDirectory(storage, mode: 0o700)
+            var st = statvfs()
+            statvfs(storage, &st)
+            let free = Double(st.f_bavail) * Double(st.f_frsize) / 1_073_741_824
+            return [
+                Finding(
+                    subject: "storage \(storage)", ok: access(storage, W_OK) == 0,
+                    detail: String(format: "%.1f GiB free", free))
+            ]
+        } catch {
+            return [Finding(subject: "storage \(storage)", ok: false, detail: "\(error); create it (mode 0700)")]
+        }
+    }
+
+    func spoolCheck() -> Finding {
+        let spoolDir = configuration.main.spoolDir
+        do {
+            try SpoolLayout(root: spoolDir).prepare()
+            return Finding(subject: "spool \(spoolDir)", ok: true, detail: "folders present, mode 0700")
+        } catch {
+            return Finding(subject: "spool \(spoolDir)", ok: false, detail: "\(error)")
+        }
+    }
+
+    func syslogCheck() -> Finding {
+        let main = configuration.main
+        let syslog = SyslogWriter(socketPath: main.syslogSocket, facility: main.syslogFacility, reportFailure: false)
+        return Finding(
+            subject: "syslog \(main.syslogSocket)", ok: syslog.isConnected,
+            detail: syslog.isConnected
+                ? "accepting messages" : "no syslog daemon listening: logs go to stderr only (install rsyslog?)")
+    }
+
+    func toolChecks() -> [Finding] {
+        let tools = ["ssh", "lzop"] + (configuration.main.compression == .zstd ? ["zstd"] : [])
+        return tools.map { tool in
+            let found = (try? ProcessRunner.run(["sh", "-c", "command -v \(tool)"]).status) == 0
+            return Finding(
+                subject: "this server: \(tool)", ok: found,
+                detail: found ? "found" : "missing: apt-get install \(tool == "ssh" ? "openssh-client" : tool)")
+        }
+    }
+
+    /// One script, one round trip: missing tools, libvirtd, each working path's free space, LVM.
+    func preflightScript(workPaths: [String]) -> String {
         let tools = Doctor.tools + (configuration.main.compression == .zstd ? ["zstd"] : [])
-        let script = """
+        return """
             for t in \(tools.joined(separator: " ")); do command -v "$t" >/dev/null || echo "missing $t"; done; \
             virsh -q version --daemon 2>&1 | tail -n 1 | sed 's/^/libvirt /'; \
             for w in \(workPaths.map(ShellQuote.quote).joined(separator: " ")); do \
             mkdir -p "$w" && echo "work $w $(df -P "$w" | awk 'NR==2 {print $4}')" || echo "nowork $w"; done; \
             command -v lvs >/dev/null && echo "lvm $(lvs --noheadings 2>/dev/null | wc -l)" || echo "lvm none"
             """
+    }
+
+    func check(host: RemoteHost, workPaths: [String]) -> [Finding] {
+        let subject = "host \(host.name)"
         let out: String
-        do {
-            out = try host.run(script, what: "preflight")
+        do throws(RemoteError) {
+            out = try preflight(host, preflightScript(workPaths: workPaths))
         } catch {
-            var hint = "check the address in your ssh_config and that sshd runs"
-            let text = "\(error)"
-            if text.contains("Host key verification failed") || text.contains("No ED25519 host key")
-                || text.contains("host key")
-            {
-                hint =
-                    "add its key: ssh-keyscan -H \(host.name) >> the UserKnownHostsFile of your ssh_config (then compare the fingerprint with the host's /etc/ssh/ssh_host_*_key.pub)"
-            } else if text.contains("Permission denied") {
-                hint = "install this server's public key in root's authorized_keys on \(host.name)"
-            }
-            return [Finding(subject: subject, ok: false, detail: "\(text); \(hint)")]
+            return [
+                Finding(subject: subject, ok: false, detail: "\(error); \(Doctor.hint(for: error, host: host.name))")
+            ]
         }
-        var findings: [Finding] = [Finding(subject: subject, ok: true, detail: "ssh as root with a verified host key")]
-        for line in out.split(separator: "\n").map(String.init) {
-            let f = line.split(separator: " ", maxSplits: 2).map(String.init)
-            switch f.first {
-            case "missing":
-                findings.append(
-                    Finding(
-                        subject: subject, ok: false,
-                        detail:
-                            "\(f[1]) not found; install it (apt-get install \(f[1] == "virsh" ? "libvirt-clients" : f[1] == "blockdev" ? "util-linux" : f[1]))"
-                    ))
-            case "libvirt":
-                let ok = !line.contains("error")
-                findings.append(
-                    Finding(subject: subject, ok: ok, detail: ok ? line : "libvirtd does not answer: \(line)"))
-            case "work":
-                let kib = Double(f.count > 2 ? f[2] : "0") ?? 0
-                findings.append(
-                    Finding(
-                        subject: subject, ok: true,
-                        detail: String(format: "working path %@: %.1f GiB free", f[1], kib / 1_048_576)))
-            case "nowork":
-                findings.append(Finding(subject: subject, ok: false, detail: "cannot create working path \(f[1])"))
-            case "lvm":
-                findings.append(
-                    Finding(
-                        subject: subject, ok: true,
-                        detail: f[1] == "none" ? "no LVM tools (fine for file disks)" : "LVM: \(f[1]) LVs"))
-            default:
-                continue
-            }
+        let findings = out.split(separator: "\n").compactMap { finding(forLine: String($0), subject: subject) }
+        return [Finding(subject: subject, ok: true, detail: "ssh as root with a verified host key")] + findings
+    }
+
+    /// What to do when the preflight could not run on a host.
+    static func hint(for error: RemoteError, host: String) -> String {
+        let addKey =
+            "add its key: ssh-keyscan -H \(host) >> the UserKnownHostsFile of your ssh_config "
+            + "(then compare the fingerprint with the host's /etc/ssh/ssh_host_*_key.pub)"
+        switch error.connectionFailure {
+        case .hostKeyUnknown:
+            return addKey
+        case .hostKeyChanged:
+            return "its host key CHANGED: if the host was reinstalled, remove the old key (ssh-keygen -R \(host) "
+                + "-f the UserKnownHostsFile of your ssh_config) and \(addKey); otherwise find out who answers there"
+        case .authenticationRefused:
+            return "install this server's public key in root's authorized_keys on \(host)"
+        case .unreachable, .other, nil:
+            return "check the address in your ssh_config and that sshd runs"
         }
-        return findings
+    }
+
+    /// One line of the preflight script's output as a finding (nil: a line it does not know).
+    func finding(forLine line: String, subject: String) -> Finding? {
+        let f = line.split(separator: " ", maxSplits: 2).map(String.init)
+        switch f.first {
+        case "missing" where f.count > 1:
+            return Finding(
+                subject: subject, ok: false, detail: "\(f[1]) not found; install it (apt-get install \(package(f[1])))")
+        case "libvirt":
+            let ok = !line.contains("error")
+            return Finding(subject: subject, ok: ok, detail: ok ? line : "libvirtd does not answer: \(line)")
+        case "work" where f.count > 1:
+            let kib = Double(f.count > 2 ? f[2] : "0") ?? 0
+            return Finding(
+                subject: subject, ok: true,
+                detail: String(format: "working path %@: %.1f GiB free", f[1], kib / 1_048_576))
+        case "nowork" where f.count > 1:
+            return Finding(subject: subject, ok: false, detail: "cannot create working path \(f[1])")
+        case "lvm" where f.count > 1:
+            return Finding(
+                subject: subject, ok: true,
+                detail: f[1] == "none" ? "no LVM tools (fine for file disks)" : "LVM: \(f[1]) LVs")
+        default:
+            return nil
+        }
+    }
+
+    /// The Debian package that provides a tool.
+    func package(_ tool: String) -> String {
+        switch tool {
+        case "virsh": return "libvirt-clients"
+        case "blockdev": return "util-linux"
+        default: return tool
+        }
     }
 }

@@ -48,101 +48,123 @@ public struct JobRunner: Sendable {
         if case .pool(let g) = slots { globalSlot = g }
         defer { globalSlot?.release() }
 
-        let request: JobRequest
-        switch job.parsed {
-        case .failure(let error):
-            return fail(job, "unreadable job: \(error.description)", started: nil, host: nil)
-        case .success(let file):
-            if let status = file.resultStatus {
-                return fail(
-                    job, "job already carries a result (status=\(status.rawValue)); expected a fresh job", started: nil,
-                    host: nil)
-            }
-            request = file.request
-        }
-        let vm = request.vm
-        guard isKnownVM(vm) else {
-            return fail(
-                job, "unknown VM '\(vm)': it has no line in sheduler.conf; add one to back it up", started: nil,
-                host: nil)
-        }
+        let vm: String
         let vmLock: FileLock
-        do {
-            guard let lock = try locks.tryAcquireVM(vm) else {
-                let holder = FileLock.holderText(locks.vmLockPath(vm)) ?? "another process"
-                return fail(job, "a backup of '\(vm)' is already running (\(holder))", started: nil, host: nil)
-            }
-            vmLock = lock
+        do throws(JobRefusal) {
+            vm = try admittedVM(job)
+            vmLock = try lockVM(vm)
         } catch {
-            return fail(job, "cannot take the VM lock: \(error)", started: nil, host: nil)
+            return fail(job, error.description, started: nil, host: nil)
         }
         defer { vmLock.release() }
         vmLock.describeHolder("pid=\(getpid()) job=\(job.name)")
+        return runLocked(job, vm: vm, slots: slots, globalSlot: &globalSlot, abort: abort)
+    }
 
+    /// The VM a job is for, when the job may run at all.
+    private func admittedVM(_ job: ClaimedJob) throws(JobRefusal) -> String {
+        let file: JobFile
+        switch job.parsed {
+        case .failure(let error): throw .unreadable(error.description)
+        case .success(let f): file = f
+        }
+        if let status = file.resultStatus { throw .alreadyFinished(status) }
+        guard isKnownVM(file.request.vm) else { throw .unknownVM(file.request.vm) }
+        return file.request.vm
+    }
+
+    private func lockVM(_ vm: String) throws(JobRefusal) -> FileLock {
+        let lock: FileLock?
+        do { lock = try locks.tryAcquireVM(vm) } catch { throw .vmLockFailed("\(error)") }
+        guard let lock else {
+            throw .vmBusy(vm: vm, holder: FileLock.holderText(locks.vmLockPath(vm)) ?? "another process")
+        }
+        return lock
+    }
+
+    /// The rest of a job, under its VM's lock: locate, take the host's (and, waiting, a global) slot,
+    /// back up.
+    private func runLocked(
+        _ job: ClaimedJob, vm: String, slots: SlotPolicy, globalSlot: inout FileLock?, abort: AbortFlag
+    ) -> JobOutcome {
         let host: String
         do {
             host = try executor.locate(vm: vm)
         } catch {
             return fail(job, "\(error)", started: nil, host: nil)
         }
-
         var hostSlot: FileLock?
         defer { hostSlot?.release() }
         switch slots {
         case .pool:
             hostSlot = tryOrNil { try locks.tryAcquireHost(host, limit: maxPerHost) }
-            if hostSlot == nil {
-                do {
-                    try job.unclaim()
-                    return .deferred(vm: vm, host: host)
-                } catch {
-                    return fail(job, "cannot put the job back in the queue: \(error)", started: nil, host: host)
-                }
-            }
+            if hostSlot == nil { return putBack(job, vm: vm, host: host) }
         case .wait:
-            var announced = false
-            while true {
-                hostSlot = tryOrNil { try locks.tryAcquireHost(host, limit: maxPerHost) }
-                if hostSlot != nil { globalSlot = tryOrNil { try locks.tryAcquireGlobal(limit: maxGlobal) } }
-                if hostSlot != nil && globalSlot != nil { break }
-                hostSlot?.release()
-                hostSlot = nil
-                if abort.isRaised {
-                    return fail(job, "aborted while waiting for a free slot", started: nil, host: host)
-                }
-                if !announced {
-                    logger.notice("waiting for a free backup slot", metadata: ["vm": "\(vm)", "host": "\(host)"])
-                    announced = true
-                }
-                Thread.sleep(forTimeInterval: pollInterval)
+            guard let taken = waitForSlots(vm: vm, host: host, abort: abort) else {
+                return fail(job, JobRefusal.abortedWhileWaiting.description, started: nil, host: host)
             }
+            (hostSlot, globalSlot) = (taken.host, taken.global)
         }
         let holder = "pid=\(getpid()) job=\(job.name) vm=\(vm)"
         globalSlot?.describeHolder(holder)
         hostSlot?.describeHolder(holder)
+        return backup(job, vm: vm, host: host, abort: abort)
+    }
 
+    /// The pool's job whose host has no free slot goes back to new/.
+    private func putBack(_ job: ClaimedJob, vm: String, host: String) -> JobOutcome {
+        do {
+            try job.unclaim()
+            return .deferred(vm: vm, host: host)
+        } catch {
+            return fail(job, "cannot put the job back in the queue: \(error)", started: nil, host: host)
+        }
+    }
+
+    /// A manual run waits for a slot of its host and a global one, never holding one while it waits
+    /// for the other. nil when aborted meanwhile.
+    private func waitForSlots(vm: String, host: String, abort: AbortFlag) -> (host: FileLock, global: FileLock)? {
+        var announced = false
+        while true {
+            if let hostSlot = tryOrNil({ try locks.tryAcquireHost(host, limit: maxPerHost) }) {
+                if let global = tryOrNil({ try locks.tryAcquireGlobal(limit: maxGlobal) }) {
+                    return (hostSlot, global)
+                }
+                hostSlot.release()
+            }
+            if abort.isRaised { return nil }
+            if !announced {
+                logger.notice("waiting for a free backup slot", metadata: ["vm": "\(vm)", "host": "\(host)"])
+                announced = true
+            }
+            Thread.sleep(forTimeInterval: pollInterval)
+        }
+    }
+
+    /// Runs the pipeline and records the result.
+    private func backup(_ job: ClaimedJob, vm: String, host: String, abort: AbortFlag) -> JobOutcome {
         let started = Date()
         logger.info("backup started", metadata: ["vm": "\(vm)", "host": "\(host)", "job": "\(job.name)"])
+        let report: BackupReport
         do {
-            let report = try executor.backup(vm: vm, host: host, jobName: job.name, abort: abort)
-            let result = JobResult(
-                status: .done, started: started, host: report.host,
-                bytes: report.bytes, backupID: report.backupID)
-            do { try job.finish(result) } catch {
-                logger.error(
-                    "backup succeeded but its job record could not be moved to done/: \(error)",
-                    metadata: ["vm": "\(vm)", "job": "\(job.name)"])
-            }
-            logger.info(
-                "backup finished",
-                metadata: [
-                    "vm": "\(vm)", "host": "\(report.host)",
-                    "bytes": "\(report.bytes)", "backup": "\(report.backupID ?? "-")",
-                ])
-            return .succeeded(report)
+            report = try executor.backup(vm: vm, host: host, jobName: job.name, abort: abort)
         } catch {
             return fail(job, "\(error)", started: started, host: host)
         }
+        let result = JobResult(
+            status: .done, started: started, host: report.host, bytes: report.bytes, backupID: report.backupID)
+        do { try job.finish(result) } catch {
+            logger.error(
+                "backup succeeded but its job record could not be moved to done/: \(error)",
+                metadata: ["vm": "\(vm)", "job": "\(job.name)"])
+        }
+        logger.info(
+            "backup finished",
+            metadata: [
+                "vm": "\(vm)", "host": "\(report.host)", "bytes": "\(report.bytes)",
+                "backup": "\(report.backupID ?? "-")",
+            ])
+        return .succeeded(report)
     }
 
     private func fail(_ job: ClaimedJob, _ reason: String, started: Date?, host: String?) -> JobOutcome {
@@ -159,6 +181,28 @@ public struct JobRunner: Sendable {
         do { return try body() } catch {
             logger.error("lock error: \(error)")
             return nil
+        }
+    }
+}
+
+/// Why a claimed job was not run; the description is the failed job's reason.
+enum JobRefusal: Error, CustomStringConvertible {
+    case unreadable(String)
+    case alreadyFinished(JobResult.Status)
+    case unknownVM(String)
+    case vmBusy(vm: String, holder: String)
+    case vmLockFailed(String)
+    case abortedWhileWaiting
+
+    var description: String {
+        switch self {
+        case .unreadable(let why): return "unreadable job: \(why)"
+        case .alreadyFinished(let status):
+            return "job already carries a result (status=\(status.rawValue)); expected a fresh job"
+        case .unknownVM(let vm): return "unknown VM '\(vm)': it has no line in sheduler.conf; add one to back it up"
+        case .vmBusy(let vm, let holder): return "a backup of '\(vm)' is already running (\(holder))"
+        case .vmLockFailed(let error): return "cannot take the VM lock: \(error)"
+        case .abortedWhileWaiting: return "aborted while waiting for a free slot"
         }
     }
 }

@@ -10,13 +10,51 @@ public enum RemoteError: Error, CustomStringConvertible, Sendable, Equatable {
     case protocolViolation(host: String, what: String, detail: String)
     case launch(String)
 
+    /// Why ssh could not connect, read from ssh's own messages (its stderr). The one place that
+    /// interprets them: hints in descriptions and `backup_vm doctor` switch on this.
+    public enum ConnectionFailure: Sendable, Equatable {
+        /// known_hosts has no key for the host (BatchMode refuses to ask).
+        case hostKeyUnknown
+        /// known_hosts has a different key for the host: reinstalled, or someone in between.
+        case hostKeyChanged
+        /// The host key is fine but the server refused our key.
+        case authenticationRefused
+        /// No connection at all: refused, timed out, no route, unknown name.
+        case unreachable
+        case other
+    }
+
+    /// The kind of ssh connection failure; nil for errors that are not connection failures.
+    public var connectionFailure: ConnectionFailure? {
+        guard case .connection(_, let detail) = self else { return nil }
+        return Self.classify(sshStderr: detail)
+    }
+
+    /// Classifies ssh's stderr after an exit status of 255. Order matters: the "identification has
+    /// changed" banner is followed by "Host key verification failed." too.
+    public static func classify(sshStderr text: String) -> ConnectionFailure {
+        func has(_ needle: String) -> Bool { text.range(of: needle, options: .caseInsensitive) != nil }
+        if has("REMOTE HOST IDENTIFICATION HAS CHANGED") || (has("Host key for") && has("has changed")) {
+            return .hostKeyChanged
+        }
+        if has("Host key verification failed") || has("host key is known for") || has("No matching host key") {
+            return .hostKeyUnknown
+        }
+        if has("Permission denied") || has("Too many authentication failures") { return .authenticationRefused }
+        let unreachable = [
+            "Connection refused", "Connection timed out", "No route to host", "Network is unreachable",
+            "Could not resolve hostname", "Name or service not known", "Connection closed by",
+            "Connection reset by", "Operation timed out",
+        ]
+        if unreachable.contains(where: has) { return .unreachable }
+        return .other
+    }
+
     public var description: String {
         switch self {
         case .connection(let host, let detail):
             var hint = ""
-            if detail.contains("Host key verification failed")
-                || detail.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
-            {
+            if connectionFailure == .hostKeyUnknown || connectionFailure == .hostKeyChanged {
                 hint = " (add the host's key to known_hosts: `backup_vm doctor` prints the command)"
             }
             return "cannot reach \(host) over ssh: \(Self.trim(detail))\(hint)"

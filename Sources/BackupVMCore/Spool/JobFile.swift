@@ -114,10 +114,9 @@ public struct JobFile: Sendable {
             let key = String(line[..<eq]).trimmingCharacters(in: .whitespaces)
             let value = String(line[line.index(after: eq)...]).trimmingCharacters(in: .whitespaces)
             guard requestKeys.contains(key) || key == "recovered" || (inResult && recordKeys.contains(key)) else {
+                let shown = oneLine(String(key.prefix(40)))
                 throw ParseError(
-                    description:
-                        "line \(i + 1): unknown key '\(oneLine(String(key.prefix(40))))'; expected vm=, requested_by= or created="
-                )
+                    description: "line \(i + 1): unknown key '\(shown)'; expected vm=, requested_by= or created=")
             }
             if key == "recovered" {
                 recoveries += 1

@@ -11,11 +11,19 @@ public struct OrphanRecovery: Sendable {
     public let maxRecoveries: Int
     public let logger: Logger
 
-    public init(spool: Spool, executor: any BackupExecutor, maxRecoveries: Int, logger: Logger) {
+    /// Shared with the worker pool that runs this recovery: a VM is never recovered while the pool
+    /// runs a job of it, nor a job started while its VM is being recovered.
+    public let activity: VMActivity
+
+    public init(
+        spool: Spool, executor: any BackupExecutor, maxRecoveries: Int, logger: Logger,
+        activity: VMActivity = VMActivity()
+    ) {
         self.spool = spool
         self.executor = executor
         self.maxRecoveries = maxRecoveries
         self.logger = logger
+        self.activity = activity
     }
 
     public enum Outcome: Sendable, Equatable {
@@ -24,14 +32,38 @@ public struct OrphanRecovery: Sendable {
         case finishedMove(String)
     }
 
+    /// Adopts and recovers every abandoned job in active/.
     @discardableResult
-    public func run() -> [Outcome] {
-        var outcomes: [Outcome] = []
-        for name in spool.names(in: .active) {
-            guard let job = try? spool.adoptOrphan(name) else { continue }
-            if let outcome = recover(job) { outcomes.append(outcome) }
+    public func run() -> [Outcome] { recover(adopt()) }
+
+    /// Takes over every abandoned job in active/ (its flock) and marks the VM of each as under
+    /// recovery, so that the pool starts no job of it until its cleanup is done. Quick (local files
+    /// only): the worker pool calls it before it claims anything, then runs `recover` on a thread of
+    /// its own. A job whose VM cannot be marked (a job of it runs here) is left for the next pass.
+    public func adopt() -> [ClaimedJob] {
+        spool.names(in: .active).compactMap { name in
+            guard let job = try? spool.adoptOrphan(name) else { return nil }
+            if let vm = Self.vmToClean(job), !activity.beginRecovery(vm) {
+                job.closeDescriptor()
+                return nil
+            }
+            return job
         }
-        return outcomes
+    }
+
+    /// Recovers adopted jobs (slow: the pipeline's cleanup over ssh), ending each VM's mark as its
+    /// cleanup ends.
+    public func recover(_ jobs: [ClaimedJob]) -> [Outcome] {
+        jobs.compactMap { job in
+            defer { if let vm = Self.vmToClean(job) { activity.endRecovery(vm) } }
+            return recover(job)
+        }
+    }
+
+    /// The VM whose cleanup recovering this job runs (nil: unreadable, or finished and only not moved).
+    static func vmToClean(_ job: ClaimedJob) -> String? {
+        guard case .success(let file) = job.parsed, file.resultStatus == nil else { return nil }
+        return file.request.vm
     }
 
     func recover(_ job: ClaimedJob) -> Outcome? {
@@ -54,7 +86,8 @@ public struct OrphanRecovery: Sendable {
             return nil
         }
         let vm = file.request.vm
-        // The cleanup touches the VM: only while no other job of that VM runs.
+        // The cleanup touches the VM: only while no other job of that VM runs (in this process, see
+        // `adopt`; in any other, its lock). Otherwise the next pass tries again.
         guard let vmLock = try? spool.locks.tryAcquireVM(vm) else {
             job.closeDescriptor()
             return nil
@@ -66,16 +99,12 @@ public struct OrphanRecovery: Sendable {
         do {
             note = try executor.recover(vm: vm, jobName: job.name)
         } catch {
-            return failJob(
-                job,
-                "worker died during the backup and the cleanup failed: \(error); check the VM and its snapshots by hand"
-            )
+            let reason = "worker died during the backup and the cleanup failed: \(error)"
+            return failJob(job, reason + "; check the VM and its snapshots by hand")
         }
         if file.recoveries >= maxRecoveries {
-            return failJob(
-                job,
-                "worker died during this job \(file.recoveries + 1) times (MaxRecoveries=\(maxRecoveries)); cleanup: \(note)"
-            )
+            let times = "\(file.recoveries + 1) times (MaxRecoveries=\(maxRecoveries))"
+            return failJob(job, "worker died during this job \(times); cleanup: \(note)")
         }
         do {
             try job.requeueAfterRecovery(note: note)

@@ -1,0 +1,97 @@
+import Foundation
+import Logging
+import Testing
+
+@testable import BackupVMCore
+
+@Suite("who holds a slot, from /proc/locks", .tags(.unit))
+struct LockTableTests {
+    let dir = TempDir("locks")
+
+    @Test func procLocksLinesAreParsed() {
+        let table = LockTable.parse(
+            """
+            1: POSIX  ADVISORY  WRITE 811 00:19:1402 0 EOF
+            2: FLOCK  ADVISORY  WRITE 24990 fe:00:16221505 0 EOF
+            2: -> FLOCK  ADVISORY  WRITE 25001 fe:00:16221505 0 EOF
+            3: OFDLCK ADVISORY  READ  -1 fe:00:77 0 EOF
+            4: FLOCK  ADVISORY  WRITE 300 103:0a:5333031 0 EOF
+            garbage line
+
+            """)
+        #expect(
+            table.holders == [
+                LockTable.FileID(major: 0xfe, minor: 0, inode: 16_221_505): 24990,
+                LockTable.FileID(major: 0x103, minor: 0x0a, inode: 5_333_031): 300,
+            ], "waiters, POSIX and OFD locks hold no slot")
+    }
+
+    @Test func aLockHeldHereIsSeenWithoutTakingIt() throws {
+        let path = dir.path + "/vm.web01"
+        #expect(LockTable.current()?.holder(of: path) == nil, "no file, no holder")
+        let lock = try #require(try FileLock.tryAcquire(path))
+        #expect(LockTable.isReliable(for: dir.path), "this machine's /tmp shows its locks in /proc/locks")
+        #expect(LockTable.current()?.holder(of: path) == getpid())
+        lock.release()
+        #expect(LockTable.current()?.holder(of: path) == nil)
+    }
+}
+
+@Suite("status and dispatch never take a slot", .tags(.spool))
+struct SlotObservationTests {
+    let dir = TempDir("slots")
+
+    @Test func heldSlotsNamesHoldersAndTakesNoLock() throws {
+        let spool = Spool(root: dir.path + "/spool")
+        try spool.prepare()
+        let locks = spool.locks
+        // Held by another open file description (flock locks are per description, so this conflicts
+        // with any other open of the file, in this process too).
+        let held = try #require(try locks.tryAcquireVM("web01"))
+        held.describeHolder("pid=\(getpid()) job=J1")
+        let quiet = try #require(try locks.tryAcquireHost("kvm2", limit: 1))  // no holder note
+        // Slots that exist but are free, and are taken and released in a tight loop meanwhile.
+        for lock in [try locks.tryAcquireVM("db01"), try locks.tryAcquireHost("kvm1", limit: 2)] { lock?.release() }
+
+        final class Loop: @unchecked Sendable {
+            let lock = NSLock()
+            var stop = false
+            var rounds = 0
+            var refused = 0
+        }
+        let loop = Loop()
+        let churn = Thread {
+            while !loop.lock.withLock({ loop.stop }) {
+                let vm = try? locks.tryAcquireVM("db01")
+                let host = try? locks.tryAcquireHost("kvm1", limit: 1)
+                loop.lock.withLock {
+                    loop.rounds += 1
+                    if vm == nil || host == nil { loop.refused += 1 }
+                }
+                vm?.release()
+                host?.release()
+            }
+        }
+        churn.start()
+        var reports: [[(slot: String, holder: String)]] = []
+        for _ in 0..<300 {
+            reports.append(locks.heldSlots())
+            #expect(locks.hostHasFreeSlot("kvm1", limit: 2), "one of kvm1's two slots is always free")
+            #expect(!locks.hostHasFreeSlot("kvm2", limit: 1))
+        }
+        loop.lock.withLock { loop.stop = true }
+        while !churn.isFinished { usleep(1000) }
+
+        let (rounds, refused) = loop.lock.withLock { (loop.rounds, loop.refused) }
+        #expect(rounds > 0)
+        #expect(refused == 0, "status and dispatch took a slot \(refused) times in \(rounds) rounds")
+        let last = try #require(reports.last)
+        #expect(last.first { $0.slot == "vm.web01" }?.holder == "pid=\(getpid()) job=J1")
+        #expect(last.first { $0.slot == "host.kvm2.0" }?.holder == "pid=\(getpid())")
+        for report in reports {
+            #expect(report.contains { $0.slot == "vm.web01" })
+            #expect(!report.contains { $0.slot == "host.kvm1.1" })
+        }
+        withExtendedLifetime((held, quiet)) {}
+    }
+}
