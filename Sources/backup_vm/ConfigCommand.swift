@@ -29,8 +29,8 @@ struct ConfigCommand: ParsableCommand {
                 print(
                     "  \(c.schedule.entries.count) VM(s) scheduled, \(c.profiles.count) VM profile(s) besides default")
             } catch {
-                FileHandle.standardError.write(Data("\(error.description)\n".utf8))
-                FileHandle.standardError.write(Data("\(dir): \(error.diagnostics.count) problem(s)\n".utf8))
+                CommandSupport.printError(error.description)
+                CommandSupport.printError("\(dir): \(error.diagnostics.count) problem(s)")
                 throw ExitCode(2)
             }
         }

@@ -60,7 +60,7 @@ struct SpoolStressTests {
         )
         for w in workers { w.signal(SIGTERM) }
         for w in workers { #expect(w.wait(timeout: 60), "worker \(w.pid) exits on SIGTERM") }
-        for w in workers { #expect(w.process.terminationStatus == 0) }
+        for w in workers { #expect(w.process.terminationStatus == 0, "\(w.standardError.prefix(6000))") }
 
         let location = folders()
         let found = Set(location.keys)
@@ -68,7 +68,13 @@ struct SpoolStressTests {
             found == produced,
             "lost: \(produced.subtracting(found).count), unexpected: \(found.subtracting(produced).count)")
         let misplaced = location.filter { $0.value != [.done] }
-        #expect(misplaced.isEmpty, "every job in done/ and in no other folder; not so: \(misplaced.prefix(5))")
+        let failedRecords = spool.names(in: .failed).prefix(3).map {
+            (try? String(contentsOfFile: spool.layout.failed + "/" + $0, encoding: .utf8)) ?? "?"
+        }
+        #expect(
+            misplaced.isEmpty,
+            "every job in done/ and no other folder; not so: \(misplaced.prefix(5)); failed: \(failedRecords); workers said: \(workers.map { $0.standardError.suffix(600) })"
+        )
         let events = WorkerEvents.read(eventsPath)
         let starts = events.filter { $0.kind == "start" }
         var perJob: [String: Int] = [:]

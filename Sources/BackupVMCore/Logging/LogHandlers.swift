@@ -54,7 +54,9 @@ public struct ConsoleLogHandler: LogHandler {
         let text = LogFormat.line(
             level: event.level, message: event.message,
             metadata: metadata.merging(event.metadata ?? [:]) { $1 })
-        FileHandle.standardError.write(Data("\(Timestamps.isoPrecise(Date())) \(text)\n".utf8))
+        // write(2), not FileHandle.write, which traps when the reader is gone (EPIPE): a manual run
+        // piped into `tee` must survive Ctrl-C long enough to return the VM to its prior state.
+        CommandSupport.printError("\(Timestamps.isoPrecise(Date())) \(text)")
     }
 }
 

@@ -70,8 +70,8 @@ public final class SyslogWriter: @unchecked Sendable {
             if !reportedFailure {
                 reportedFailure = true
                 let why = String(cString: strerror(e))
-                let message = "backup_vm: syslog socket \(socketPath) unavailable (\(why)); logging to stderr only\n"
-                FileHandle.standardError.write(Data(message.utf8))
+                CommandSupport.printError(
+                    "backup_vm: syslog socket \(socketPath) unavailable (\(why)); logging to stderr only")
             }
             return
         }

@@ -58,7 +58,7 @@ public struct JobRunner: Sendable {
         }
         defer { vmLock.release() }
         vmLock.describeHolder("pid=\(getpid()) job=\(job.name)")
-        return runLocked(job, vm: vm, slots: slots, globalSlot: &globalSlot, abort: abort)
+        return runLocked(job, vm: vm, vmLock: vmLock, slots: slots, globalSlot: &globalSlot, abort: abort)
     }
 
     /// The VM a job is for, when the job may run at all.
@@ -85,7 +85,8 @@ public struct JobRunner: Sendable {
     /// The rest of a job, under its VM's lock: locate, take the host's (and, waiting, a global) slot,
     /// back up.
     private func runLocked(
-        _ job: ClaimedJob, vm: String, slots: SlotPolicy, globalSlot: inout FileLock?, abort: AbortFlag
+        _ job: ClaimedJob, vm: String, vmLock: FileLock, slots: SlotPolicy, globalSlot: inout FileLock?,
+        abort: AbortFlag
     ) -> JobOutcome {
         let host: String
         do {
@@ -98,7 +99,13 @@ public struct JobRunner: Sendable {
         switch slots {
         case .pool:
             hostSlot = tryOrNil { try locks.tryAcquireHost(host, limit: maxPerHost) }
-            if hostSlot == nil { return putBack(job, vm: vm, host: host) }
+            if hostSlot == nil {
+                // Let go of the VM's lock (and the global slot) before the job is back in new/: the
+                // worker that claims it next must not find its VM still locked by us.
+                vmLock.release()
+                globalSlot?.release()
+                return putBack(job, vm: vm, host: host)
+            }
         case .wait:
             guard let taken = waitForSlots(vm: vm, host: host, abort: abort) else {
                 return fail(job, JobRefusal.abortedWhileWaiting.description, started: nil, host: host)

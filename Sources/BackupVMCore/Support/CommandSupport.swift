@@ -10,8 +10,7 @@ public enum CommandSupport {
         do {
             return try Configuration.load(directory: dir)
         } catch {
-            FileHandle.standardError.write(
-                Data("backup_vm: configuration in \(dir) has errors:\n\(error.description)\n".utf8))
+            printError("backup_vm: configuration in \(dir) has errors:\n\(error.description)")
             exit(2)
         }
     }
