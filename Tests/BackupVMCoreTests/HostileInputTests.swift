@@ -91,3 +91,49 @@ extension HostileInputTests {
         #expect(copy.contains("OVMF_CODE.fd"), "the loader stays")
     }
 }
+
+/// Crashes and hangs on hostile input (issue #9, finding 17).
+@Suite("hostile names and files never crash or hang", .tags(.spool))
+struct HostileFilesTests {
+    let dir = TempDir("hostile-files")
+
+    @Test("a backup directory named with non-ASCII digits is not a backup, and lists without a crash")
+    func nonASCIIDigits() throws {
+        #expect(Timestamps.parseCompact("٢٠٢٦١١٢٧T٢٢١٥٠٣Z") == nil)
+        #expect(Timestamps.parseCompact("20261399T221503Z") == nil, "month 13")
+        #expect(Timestamps.parseCompact("20261127T221503Z") != nil)
+        dir.write("storage/web01/٢٠٢٦١١٢٧T٢٢١٥٠٣Z/manifest", "{}")
+        #expect(BackupCatalog(storage: dir.path + "/storage").backups(of: "web01").isEmpty)
+    }
+
+    @Test("a syslog line cut at 8000 bytes inside a multi-byte character")
+    func syslogCutInsideACharacter() {
+        let writer = SyslogWriter(socketPath: dir.path + "/no-socket", facility: .daemon, reportFailure: false)
+        for pad in 7900..<7910 { writer.send(severity: 6, message: String(repeating: "a", count: pad) + "é€😀é€😀") }
+    }
+
+    @Test("a FIFO, a link to /dev/zero and a huge file in new/ are neither followed nor waited on")
+    func spoolFilesThatAreNotJobs() throws {
+        let spool = Spool(root: dir.path + "/spool")
+        try spool.prepare()
+        #expect(mkfifo(spool.layout.new + "/fifo", 0o600) == 0)
+        try FileManager.default.createSymbolicLink(atPath: spool.layout.new + "/zero", withDestinationPath: "/dev/zero")
+        let huge = spool.layout.new + "/huge"
+        #expect(FileManager.default.createFile(atPath: huge, contents: nil))
+        #expect(truncate(huge, 1 << 30) == 0)
+        // Each of these hung or exhausted memory before.
+        #expect(spool.peek("fifo") == nil && spool.peek("zero") == nil && spool.peek("huge") == nil)
+        for name in ["fifo", "zero"] {
+            guard case .failure? = spool.read(name, in: .new) else {
+                Issue.record("\(name) read as a job")
+                continue
+            }
+        }
+        guard case .failure(let error)? = spool.read("huge", in: .new) else {
+            Issue.record("a 1 GiB file read as a job")
+            return
+        }
+        #expect(error.description.contains("expected a small text file"))
+        #expect(!spool.hasOpenJob(for: "web01"))
+    }
+}

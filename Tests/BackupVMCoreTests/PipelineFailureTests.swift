@@ -27,6 +27,20 @@ struct PipelineFailureTests {
         return (h, earlier)
     }
 
+    /// A failed thaw: no snapshot of ours, nothing partial, the VM marked, earlier backups intact.
+    func expectMarkedAfterFailedThaw(
+        _ h: PipelineHarness, earlier: BackupSnapshot, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
+        #expect(h.hypervisor.snapshots.isEmpty, sourceLocation: sourceLocation)
+        #expect(
+            !h.storageEntries.contains(where: BackupNames.isTemporary), "\(h.storageEntries)",
+            sourceLocation: sourceLocation)
+        #expect(
+            h.storageEntries.contains(AttentionMark.fileName), "the VM is marked for attention",
+            sourceLocation: sourceLocation)
+        #expect(try BackupSnapshot(h.store.catalog.backups(of: h.vm)) == earlier, sourceLocation: sourceLocation)
+    }
+
     // MARK: - prepare
 
     @Test("prepare: the leftover-snapshot query fails: the VM is never touched")
@@ -114,10 +128,7 @@ struct PipelineFailureTests {
         let kept = h.hypervisor.paths.filter { $0.hasSuffix("/ram.save") }
         #expect(kept.count == 1, "the RAM state stays: \(h.hypervisor.paths)")
         #expect(reason.contains("its RAM state is kept in \(kept.first ?? "?") on kvm1"), "\(reason)")
-        #expect(h.hypervisor.snapshots.isEmpty)
-        #expect(!h.storageEntries.contains(where: BackupNames.isTemporary), "\(h.storageEntries)")
-        #expect(h.storageEntries.contains(AttentionMark.fileName), "the VM is marked for attention")
-        #expect(try BackupSnapshot(h.store.catalog.backups(of: h.vm)) == earlier)
+        try expectMarkedAfterFailedThaw(h, earlier: earlier)
     }
 
     @Test("thaw, hot: virsh restore fails once: retried on the way out, the VM runs, the job fails with the reason")
@@ -133,10 +144,7 @@ struct PipelineFailureTests {
         let run = try h.backup()
         #expect(run.result["reason"]?.hasPrefix("ATTENTION: web01 on kvm1 could not be returned") == true)
         #expect(run.result["reason"]?.contains("injected failure of start") == true)
-        #expect(h.hypervisor.snapshots.isEmpty)
-        #expect(!h.storageEntries.contains(where: BackupNames.isTemporary), "\(h.storageEntries)")
-        #expect(h.storageEntries.contains(AttentionMark.fileName), "the VM is marked for attention")
-        #expect(try BackupSnapshot(h.store.catalog.backups(of: h.vm)) == earlier)
+        try expectMarkedAfterFailedThaw(h, earlier: earlier)
     }
 
     // MARK: - copy the snapshots

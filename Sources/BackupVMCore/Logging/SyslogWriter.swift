@@ -30,7 +30,8 @@ public final class SyslogWriter: @unchecked Sendable {
         let header = "<\(facility.code * 8 + severity)>\(SyslogWriter.timestamp()) \(ident)[\(getpid())]: "
         // Datagrams are limited in size; syslog daemons accept a few KiB. Keep lines whole but bounded.
         var line = header + message.replacingOccurrences(of: "\n", with: " ")
-        if line.utf8.count > 8000 { line = String(line.utf8.prefix(8000))! }
+        // (Cut on bytes; a character split at the cut becomes U+FFFD instead of a trap.)
+        if line.utf8.count > 8000 { line = String(decoding: line.utf8.prefix(8000), as: UTF8.self) }
         lock.withLock {
             if fd < 0 { connectLocked() }
             guard fd >= 0 else { return }

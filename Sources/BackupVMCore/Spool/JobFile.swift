@@ -173,16 +173,20 @@ public enum Timestamps {
         return String(format: "%04d%02d%02dT%02d%02d%02dZ", c.year!, c.month!, c.day!, c.hour!, c.minute!, c.second!)
     }
 
+    /// nil for anything that is not exactly `YYYYMMDDTHHMMSSZ` in ASCII digits with valid fields: names
+    /// in the storage folder are input (a directory named with other digits must not crash `list`).
     public static func parseCompact(_ s: Substring) -> Date? {
-        guard s.count == 16, s.hasSuffix("Z"), s.dropFirst(8).first == "T" else { return nil }
-        let digits = s.filter(\.isNumber)
+        guard s.utf8.count == 16, s.hasSuffix("Z"), s.dropFirst(8).first == "T" else { return nil }
+        let digits = s.utf8.filter { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }.map { Int($0) - 48 }
         guard digits.count == 14 else { return nil }
-        func n(_ from: Int, _ len: Int) -> Int { Int(String(Array(digits)[from..<(from + len)]))! }
+        func n(_ from: Int, _ len: Int) -> Int { digits[from..<(from + len)].reduce(0) { $0 * 10 + $1 } }
+        let (month, day, hour, minute, second) = (n(4, 2), n(6, 2), n(8, 2), n(10, 2), n(12, 2))
+        guard (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61,
+            let utc = TimeZone(identifier: "UTC")
+        else { return nil }
         var cal = Calendar(identifier: .gregorian)
-        cal.timeZone = TimeZone(identifier: "UTC")!
+        cal.timeZone = utc
         return cal.date(
-            from: DateComponents(
-                year: n(0, 4), month: n(4, 2), day: n(6, 2),
-                hour: n(8, 2), minute: n(10, 2), second: n(12, 2)))
+            from: DateComponents(year: n(0, 4), month: month, day: day, hour: hour, minute: minute, second: second))
     }
 }

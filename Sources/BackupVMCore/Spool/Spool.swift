@@ -91,8 +91,8 @@ public struct Spool: Sendable {
 
     /// Reads a queued job without claiming it (to learn its VM for scheduling decisions).
     public func peek(_ name: String) -> JobFile? {
-        guard let data = FileManager.default.contents(atPath: layout.new + "/" + name) else { return nil }
-        return try? JobFile.parse(Array(data))
+        guard let bytes = Files.readRegularFile(layout.new + "/" + name, limit: JobFile.maxSize) else { return nil }
+        return try? JobFile.parse(bytes)
     }
 
     /// Names of the jobs in one state.
@@ -102,10 +102,14 @@ public struct Spool: Sendable {
 
     /// Reads a job file in any state.
     public func read(_ name: String, in state: JobState) -> Result<JobFile, JobFile.ParseError>? {
-        guard let data = FileManager.default.contents(atPath: state.directory(in: layout) + "/" + name) else {
-            return nil
+        // Not followed, not blocked on, not read whole: a link, FIFO or huge file in the spool is
+        // reported as unreadable (a link to /dev/zero or a FIFO once hung the tick and the daemon).
+        guard let bytes = Files.readRegularFile(state.directory(in: layout) + "/" + name, limit: JobFile.maxSize)
+        else {
+            guard Files.exists(state.directory(in: layout) + "/" + name) else { return nil }
+            return .failure(JobFile.ParseError(description: "not a regular file; expected a small text file"))
         }
-        return Result { () throws(JobFile.ParseError) in try JobFile.parse(Array(data)) }
+        return Result { () throws(JobFile.ParseError) in try JobFile.parse(bytes) }
     }
 
     /// Is a job for `vm` queued or running? The cron tick asks before it enqueues.

@@ -90,6 +90,18 @@ enum Files {
         return result
     }
 
+    /// The first `limit + 1` bytes of a regular file (one more than allowed, so the caller can tell
+    /// "too big"), or nil when it is missing or not a regular file. Links are not followed, and a FIFO
+    /// or device is never read (O_NONBLOCK for the open, fstat before the read).
+    static func readRegularFile(_ path: String, limit: Int) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return try? readAll(fd, limit: limit, path: path)
+    }
+
     /// fsync of a directory makes a rename into it durable.
     static func syncDirectory(_ path: String) {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
