@@ -26,6 +26,7 @@ struct StatusCommand: ParsableCommand {
                     line += "  vm=\(job.request.vm)"
                     if let host = job.resultFields["host"] { line += " host=\(host)" }
                     if let reason = job.resultFields["reason"] { line += " reason=\(reason)" }
+                    if let warning = job.resultFields["warning"] { line += " warning=\(warning)" }
                 } else if case .failure(let error)? = spool.read(name, in: state) {
                     line += "  (unreadable: \(error.description))"
                 }

@@ -5,11 +5,14 @@ public struct BackupReport: Sendable, Equatable {
     public var host: String
     public var backupID: String?
     public var bytes: Int64
+    /// What failed after the commit (the backup itself is good).
+    public var warnings: [String]
 
-    public init(host: String, backupID: String?, bytes: Int64) {
+    public init(host: String, backupID: String?, bytes: Int64, warnings: [String] = []) {
         self.host = host
         self.backupID = backupID
         self.bytes = bytes
+        self.warnings = warnings
     }
 }
 

@@ -58,9 +58,19 @@ final class BackupRun {
             try copyRAMState()
         }
         let manifest = try commit()
-        try keepOnHost()
-        try rotate()
-        return BackupReport(host: plan.host, backupID: plan.id, bytes: manifest.storedBytes)
+        // The backup is good from here on: what fails now is told, and never costs it or the rotation.
+        var warnings: [String] = []
+        afterCommit("keeping the copy on the hypervisor", &warnings) { try keepOnHost() }
+        afterCommit("rotation", &warnings) { try rotate() }
+        return BackupReport(host: plan.host, backupID: plan.id, bytes: manifest.storedBytes, warnings: warnings)
+    }
+
+    /// A step after the commit: its failure is logged and reported as a warning of a done job.
+    func afterCommit(_ what: String, _ warnings: inout [String], _ step: () throws -> Void) {
+        do { try step() } catch {
+            log.error("\(what) failed after the backup was committed: \(error)")
+            warnings.append("\(what) failed: \(error)")
+        }
     }
 
     /// The VM-state guarantee, in one place: whatever `body` does or throws, our snapshots are

@@ -159,7 +159,8 @@ public struct JobRunner: Sendable {
             return fail(job, "\(error)", started: started, host: host)
         }
         let result = JobResult(
-            status: .done, started: started, host: report.host, bytes: report.bytes, backupID: report.backupID)
+            status: .done, started: started, host: report.host, bytes: report.bytes, backupID: report.backupID,
+            warning: report.warnings.isEmpty ? nil : report.warnings.joined(separator: "; "))
         do { try job.finish(result) } catch {
             logger.error(
                 "backup succeeded but its job record could not be moved to done/: \(error)",

@@ -31,11 +31,14 @@ public struct JobResult: Sendable, Equatable {
     public var host: String?
     public var bytes: Int64?
     public var backupID: String?
+    /// Problems after the backup was committed (keep-on-host, rotation): the backup is good, the job
+    /// is done, and the operator is told what else went wrong.
+    public var warning: String?
     public var workerPID: Int32
 
     public init(
         status: Status, reason: String? = nil, started: Date? = nil, finished: Date = Date(),
-        host: String? = nil, bytes: Int64? = nil, backupID: String? = nil,
+        host: String? = nil, bytes: Int64? = nil, backupID: String? = nil, warning: String? = nil,
         workerPID: Int32 = ProcessInfo.processInfo.processIdentifier
     ) {
         self.status = status
@@ -45,6 +48,7 @@ public struct JobResult: Sendable, Equatable {
         self.host = host
         self.bytes = bytes
         self.backupID = backupID
+        self.warning = warning
         self.workerPID = workerPID
     }
 
@@ -59,6 +63,7 @@ public struct JobResult: Sendable, Equatable {
         if let host { s += "host=\(host)\n" }
         if let bytes { s += "bytes=\(bytes)\n" }
         if let backupID { s += "backup=\(backupID)\n" }
+        if let warning { s += "warning=\(JobFile.oneLine(warning))\n" }
         s += "worker_pid=\(workerPID)\n"
         return s
     }
@@ -77,7 +82,7 @@ public struct JobFile: Sendable {
     public static let maxSize = 64 * 1024
     static let requestKeys: Set<String> = ["vm", "requested_by", "created"]
     static let recordKeys: Set<String> = [
-        "status", "reason", "started", "finished", "host", "bytes", "backup",
+        "status", "reason", "started", "finished", "host", "bytes", "backup", "warning",
         "worker_pid", "recovered",
     ]
 
