@@ -10,6 +10,9 @@ import Testing
 @Suite("remote scripts with hostile values run nothing", .tags(.spool))
 struct RemoteScriptInjectionTests {
     let dir = TempDir("inject")
+    let sandbox: SandboxHost
+
+    init() throws { sandbox = try SandboxHost(dir) }
 
     /// Names that run a command if a script interpolates them unquoted (or inside double quotes).
     static let hostile = [
@@ -17,18 +20,17 @@ struct RemoteScriptInjectionTests {
         "d with space|touch pwned6", "d*",
     ]
 
-    func sandboxHost() throws -> RemoteHost { try SandboxHost(dir).host }
-    var pwned: [String] { (try? SandboxHost(dir).pwned) ?? [] }
-    var loggedArguments: [String] { (try? SandboxHost(dir).loggedArguments) ?? [] }
+    var pwned: [String] { sandbox.pwned }
+    var loggedArguments: [String] { sandbox.loggedArguments }
 
     @Test("disk streams: a hostile source, working directory and staged file are read and written literally")
     func diskStream() throws {
-        let host = try sandboxHost()
-        let sandbox = dir.path + "/sandbox"
+        let host = sandbox.host
+        let root = sandbox.sandbox
         for (i, name) in Self.hostile.enumerated() {
-            let source = sandbox + "/" + name
+            let source = root + "/" + name
             try Data("disk \(i) content\n".utf8).write(to: URL(fileURLWithPath: source))
-            let work = sandbox + "/work " + name
+            let work = root + "/work " + name
             let stored = dir.path + "/stored\(i).lzo"
             let stream = DiskStream(host: host, compression: .lzop, level: 1)
             let r = try stream.copy(
@@ -43,7 +45,7 @@ struct RemoteScriptInjectionTests {
 
     @Test("virsh and LVM commands get hostile paths and names as one literal argument each")
     func virshAndLVM() throws {
-        let host = try sandboxHost()
+        let host = sandbox.host
         let virsh = Virsh(host: host)
         let lvm = LVM(host: host)
         for name in Self.hostile {
@@ -62,11 +64,11 @@ struct RemoteScriptInjectionTests {
 
     @Test("working-path housekeeping and restores: hostile directories and destinations stay literal")
     func stagingAndRestore() throws {
-        let host = try sandboxHost()
-        let sandbox = dir.path + "/sandbox"
+        let host = sandbox.host
+        let root = sandbox.sandbox
         let hypervisor = SSHHypervisor(host: host, share: nil, compression: .lzop, level: 1)
         for (i, name) in Self.hostile.enumerated() {
-            let work = WorkLayout(workPath: sandbox + "/" + name, vm: "web01")
+            let work = WorkLayout(workPath: root + "/" + name, vm: "web01")
             let id = "20261127T00000\(i)Z"
             try hypervisor.makeDirectory(work.stagingDirectory(id))
             try hypervisor.keepStagedCopy(work, id: id)
@@ -85,13 +87,13 @@ struct RemoteScriptInjectionTests {
                 target: "vda", source: "/x", kind: .file, format: .raw, file: "vda.raw.lzo",
                 rawBytes: Int64(content.utf8.count), storedBytes: Int64(cksum[1]) ?? 0,
                 storedCksum: UInt32(cksum[0]) ?? 0, storedSHA256: "")
-            let destination = sandbox + "/" + name + ".raw"
+            let destination = root + "/" + name + ".raw"
             try ImageWriter(host: host).write(image, from: stored, to: destination)
             #expect((try? String(contentsOfFile: destination, encoding: .utf8)) == content, "\(name)")
             var block = image
             block.kind = .block
             #expect(throws: RemoteError.self) {
-                try ImageWriter(host: host).write(block, from: stored, to: sandbox + "/" + name + ".dev")
+                try ImageWriter(host: host).write(block, from: stored, to: root + "/" + name + ".dev")
             }
         }
         #expect(pwned.isEmpty, "commands ran: \(pwned)")
@@ -99,7 +101,7 @@ struct RemoteScriptInjectionTests {
 
     @Test("LV restore target with a hostile name: ensureVolume passes it literally")
     func ensureVolume() throws {
-        let host = try sandboxHost()
+        let host = sandbox.host
         for name in Self.hostile where !name.contains("/") {
             try LVM(host: host).ensureVolume(path: "/dev/vg0/" + name, bytes: 1 << 20)
             #expect(loggedArguments.contains(name), "\(name)")
