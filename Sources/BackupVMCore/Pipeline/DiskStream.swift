@@ -76,9 +76,15 @@ public struct DiskStream: Sendable {
             stdin: nil, stdout: file.writeFD)
         var sha = SHA256()
         var crc = POSIXChecksum()
-        try file.follow(child, abort: abort) { chunk in
-            sha.update(bufferPointer: chunk)
-            crc.update(chunk)
+        do {
+            try file.follow(child, limits: CommandLimits(stall: host.timeouts.stall, abort: abort)) { chunk in
+                sha.update(bufferPointer: chunk)
+                crc.update(chunk)
+            }
+        } catch ProcessError.cut(_, .aborted, _) {
+            throw PipelineError.aborted
+        } catch ProcessError.cut(_, let cut, _) {
+            throw RemoteError.timedOut(host: host.name, what: what, cut: cut)
         }
         let status = child.wait()
         let stderr = child.stderr

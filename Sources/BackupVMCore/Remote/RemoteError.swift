@@ -9,6 +9,8 @@ public enum RemoteError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The remote command's output was not what the protocol expects.
     case protocolViolation(host: String, what: String, detail: String)
     case launch(String)
+    /// The command was ended by its limits: too long, no progress, or an abort.
+    case timedOut(host: String, what: String, cut: CommandCut)
 
     /// Why ssh could not connect, read from ssh's own messages (its stderr). The one place that
     /// interprets them: hints in descriptions and `backup_vm doctor` switch on this.
@@ -64,6 +66,10 @@ public enum RemoteError: Error, CustomStringConvertible, Sendable, Equatable {
             return "\(what) on \(host): unexpected output: \(detail)"
         case .launch(let detail):
             return "cannot start ssh: \(detail)"
+        case .timedOut(let host, let what, .aborted):
+            return "\(what) on \(host) was ended: aborted on request"
+        case .timedOut(let host, let what, let cut):
+            return "\(what) on \(host) was ended: \(cut); the host or its libvirtd/LVM may be hung"
         }
     }
 
