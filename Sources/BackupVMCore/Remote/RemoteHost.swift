@@ -26,10 +26,10 @@ public struct RemoteHost: Sendable {
         self.sshProgram = sshProgram
     }
 
-    public init(_ name: String, main: MainConfig, share: SSHConnectionShare? = nil) {
+    public init(_ name: String, main: MainConfig, share: SSHConnectionShare? = nil, sshProgram: String = "ssh") {
         self.init(
             name: name, sshConfig: main.sshConfig, connectTimeout: main.sshConnectTimeout, ciphers: main.sshCiphers,
-            share: share)
+            share: share, sshProgram: sshProgram)
     }
 
     /// ssh's argv for one remote script. Host keys are verified (no StrictHostKeyChecking=no);
