@@ -37,10 +37,10 @@ public struct RemoteHost: Sendable {
         self.timeouts = timeouts
     }
 
-    public init(_ name: String, main: MainConfig, share: SSHConnectionShare? = nil) {
+    public init(_ name: String, main: MainConfig, share: SSHConnectionShare? = nil, sshProgram: String = "ssh") {
         self.init(
             name: name, sshConfig: main.sshConfig, connectTimeout: main.sshConnectTimeout, ciphers: main.sshCiphers,
-            share: share, timeouts: main.timeouts)
+            share: share, sshProgram: sshProgram, timeouts: main.timeouts)
     }
 
     func seconds(_ step: Step) -> Int { step == .save ? timeouts.save : timeouts.command }

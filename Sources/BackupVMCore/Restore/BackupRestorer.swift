@@ -10,10 +10,26 @@ import Logging
 public struct BackupRestorer: Sendable {
     public let configuration: Configuration
     public let logger: Logger
+    /// How the hypervisors are reached: the locator's question (is a domain of this name defined
+    /// there?) and the ssh client that every write and virsh command goes through. Tests put
+    /// stand-ins here to see what a restore asks and whether it sends anything at all.
+    let locatorQuery: VMLocator.Query
+    let sshProgram: String
 
     public init(configuration: Configuration, logger: Logger) {
+        self.init(configuration: configuration, logger: logger, locatorQuery: VMLocator.virshQuery, sshProgram: "ssh")
+    }
+
+    init(configuration: Configuration, logger: Logger, locatorQuery: @escaping VMLocator.Query, sshProgram: String) {
         self.configuration = configuration
         self.logger = logger
+        self.locatorQuery = locatorQuery
+        self.sshProgram = sshProgram
+    }
+
+    /// A hypervisor of HostServers, reached through `sshProgram`.
+    func remoteHost(_ name: String) -> RemoteHost {
+        RemoteHost(name, main: configuration.main, sshProgram: sshProgram)
     }
 
     public struct Request: Sendable {
@@ -55,7 +71,7 @@ public struct BackupRestorer: Sendable {
         let (backup, manifest) = try selectBackup(request)
         let hostName = try check(request, backup: backup, manifest: manifest)
         let name = request.newName ?? request.vm
-        let host = RemoteHost(hostName, main: configuration.main)
+        let host = remoteHost(hostName)
         let log = logger.with(["vm": "\(name)", "host": "\(hostName)", "backup": "\(backup.id)"])
         try stopLiveCopies(of: name, isNew: request.newName != nil, force: request.force, log: log)
         let paths = diskPaths(manifest, request: request)
@@ -116,8 +132,8 @@ public struct BackupRestorer: Sendable {
     /// under a new name must not exist anywhere yet: its disks would be written over the existing
     /// domain's (the name mapping reuses them) before `define` failed.
     func stopLiveCopies(of name: String, isNew: Bool, force: Bool, log: Logger) throws {
-        let main = configuration.main
-        let locator = VMLocator(hosts: main.hostServers.map { RemoteHost($0, main: main) }, logger: logger)
+        let locator = VMLocator(
+            hosts: configuration.main.hostServers.map(remoteHost), logger: logger, query: locatorQuery)
         let sightings = locator.look(for: name)
         if isNew {
             if let existing = sightings.first(where: { $0.state != nil }) {
@@ -132,7 +148,7 @@ public struct BackupRestorer: Sendable {
             guard let state = s.state, state == .running || state == .paused else { continue }
             guard force else { throw RestoreError.liveVM(name: name, state: state, host: s.host) }
             log.warning("--force: stopping \(name) on \(s.host) before the restore")
-            try Virsh(host: RemoteHost(s.host, main: main)).destroy(name)
+            try Virsh(host: remoteHost(s.host)).destroy(name)
         }
     }
 
