@@ -14,9 +14,18 @@ struct LabFaultTests {
     final class FrozenHost {
         private(set) var stopped: [pid_t] = []
 
+        static func listener(_ pidFile: String) throws -> pid_t {
+            let text = try String(contentsOfFile: pidFile, encoding: .utf8)
+            return try #require(pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+        }
+
+        static func command(of pid: pid_t) -> String {
+            ((try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? "")
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+
         init(sshdPidFile: String) throws {
-            let text = try String(contentsOfFile: sshdPidFile, encoding: .utf8)
-            let listener = try #require(pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+            let listener = try Self.listener(sshdPidFile)
             // The listener first (no new sessions), then its descendants, twice over for any that a
             // session forked meanwhile.
             freeze(listener)
@@ -78,53 +87,106 @@ struct LabFaultTests {
         }
     }
 
-    /// Cut after StallTimeout; the VM runs again once the host answers; nothing partial or left over;
-    /// the earlier backup intact.
-    @Test("hypervisor stops answering mid-stream (sshd and its sessions SIGSTOPped)")
-    func hypervisorStopsAnswering() throws {
+    /// Bytes of the disk images in the VM's partial backups (not the breadcrumb, which is written
+    /// before the VM is touched): > 0 once a disk is being copied.
+    func partialBytes(_ storage: String, _ vm: String) -> Int {
+        let fm = FileManager.default
+        let dir = storage + "/" + vm
+        var total = 0
+        for name in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] where BackupNames.isPartial(name) {
+            for file in (try? fm.contentsOfDirectory(atPath: dir + "/" + name)) ?? []
+            where file.hasSuffix(".lzo") || file.hasSuffix(".zst") {
+                total += ((try? fm.attributesOfItem(atPath: dir + "/" + name + "/" + file)[.size]) as? Int) ?? 0
+            }
+        }
+        return total
+    }
+
+    /// A manual run of `backup_vm VM` whose stderr the test follows.
+    final class ManualRun {
+        let process = Process()
+        let stderr: StderrTail
+
+        init(_ vm: String, config: String) throws {
+            process.executableURL = URL(fileURLWithPath: Paths.binary("backup_vm"))
+            process.arguments = [vm, "--config-dir", config]
+            process.standardInput = FileHandle.nullDevice
+            process.standardOutput = FileHandle.nullDevice
+            let errPipe = Pipe()
+            process.standardError = errPipe
+            stderr = StderrTail(errPipe)
+            try process.run()
+        }
+
+        deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+    }
+
+    /// The fault suite's promises after a failed run: the VM runs again, nothing partial, the earlier
+    /// backup intact and verifying, no file of ours left in the hypervisor's working directory.
+    func expectNothingLost(_ lab: Lab, _ vm: String, config: String, sourceLocation: SourceLocation = #_sourceLocation)
+        throws
+    {
+        #expect(
+            eventually(timeout: 60) { (try? lab.state("kvm1", vm)) == "running" }, "the VM runs again",
+            sourceLocation: sourceLocation)
+        #expect(
+            BackupCatalog(storage: tmp.path + "/storage").backups(of: vm).count == 1, "only the earlier backup",
+            sourceLocation: sourceLocation)
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: tmp.path + "/storage/\(vm)")) ?? []
+        #expect(
+            !entries.contains(where: BackupNames.isTemporary), "nothing partial: \(entries)",
+            sourceLocation: sourceLocation)
+        let verify = try backupVM(config, ["verify", vm])
+        #expect(verify.status == 0, "the earlier backup verifies: \(verify.out)", sourceLocation: sourceLocation)
+        let work = (try? FileManager.default.contentsOfDirectory(atPath: lab.work("kvm1") + "/\(vm)")) ?? []
+        #expect(work.isEmpty, "nothing of ours on the hypervisor: \(work)", sourceLocation: sourceLocation)
+    }
+
+    /// Two faults of the connection while a disk is copied, on one guest (it boots once per phase):
+    /// - the ssh connection is killed (its sshd sessions SIGKILLed: the server side closes);
+    /// - the hypervisor stops answering (sshd and its sessions SIGSTOPped: no FIN, no RST), and the
+    ///   stream is cut after StallTimeout; it answers again later (the rollback needs it).
+    /// Both fail the run with a one-line reason and lose nothing.
+    @Test("ssh connection killed mid-transfer; hypervisor stops answering mid-stream")
+    func connectionFaultsMidStream() throws {
         let lab = try Lab.require()
         let vm = "stall1"
         lab.removeGuest(vm)
         defer { lab.removeGuest(vm) }
-        // 256 MiB, three quarters incompressible: the copy takes seconds, the freeze lands inside it.
-        try lab.makeGuest("kvm1", vm, raw: 256, start: false)
+        // 384 MiB, three quarters incompressible: the copy takes seconds, the fault lands inside it.
+        try lab.makeGuest("kvm1", vm, raw: 384, start: false)
         let config = lab.config(tmp, schedule: "\(vm) * 3", extraMain: "StallTimeout=5")
+        let storage = tmp.path + "/storage"
         let good = try backupVM(config, [vm])
         #expect(good.status == 0, "the earlier good backup: \(good.err)")
         try lab.ssh("kvm1", "virsh start \(vm)")
-        #expect(eventually(timeout: 120) { lab.readyCount("kvm1", vm) >= 1 }, "the guest booted")
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Paths.binary("backup_vm"))
-        process.arguments = [vm, "--config-dir", config]
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        let errPipe = Pipe()
-        process.standardError = errPipe
-        let stderr = StderrTail(errPipe)
-        try process.run()
-        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-        // The VM is off and its disk is being copied: the host stops answering.
-        try #require(stderr.waitFor("shut down", timeout: 180), "\(stderr.text)")
+        // 1. Killed: every sshd session of kvm1 (not its listener) dies while bytes flow.
+        #expect(eventually(timeout: 120) { lab.readyCount("kvm1", vm) >= 1 }, "the guest booted")
+        let killed = try ManualRun(vm, config: config)
+        try #require(eventually(timeout: 180) { partialBytes(storage, vm) > 0 }, "\(killed.stderr.text)")
+        let listener = try FrozenHost.listener(lab.dir + "/pids/kvm1.sshd")
+        let sessions = FrozenHost.descendants(of: listener).filter { FrozenHost.command(of: $0).hasPrefix("sshd") }
+        #expect(!sessions.isEmpty)
+        for pid in sessions { kill(pid, SIGKILL) }
+        killed.process.waitUntilExit()
+        #expect(killed.process.terminationStatus == 1)
+        #expect(killed.stderr.text.contains("cannot reach kvm1 over ssh"), "\(killed.stderr.text)")
+        try expectNothingLost(lab, vm, config: config)
+
+        // 2. Stops answering: frozen while bytes flow, thawed once the run has given up on the stream.
+        #expect(eventually(timeout: 120) { lab.readyCount("kvm1", vm) >= 2 }, "the guest booted again")
+        let stalled = try ManualRun(vm, config: config)
+        try #require(eventually(timeout: 180) { partialBytes(storage, vm) > 0 }, "\(stalled.stderr.text)")
         let frozen = try FrozenHost(sshdPidFile: lab.dir + "/pids/kvm1.sshd")
         defer { frozen.thaw() }
         #expect(!frozen.stopped.isEmpty)
-        let cut = stderr.waitFor("returning the VM to its prior state", timeout: 120)
-        // The host answers again (as a hung host that recovers would): the rollback can proceed.
+        let cut = stalled.stderr.waitFor("returning the VM to its prior state", timeout: 120)
         frozen.thaw()
-        try #require(cut, "the stalled stream was not cut: \(stderr.text)")
-        process.waitUntilExit()
-
-        #expect(process.terminationStatus == 1)
-        #expect(stderr.text.contains("no progress for 5 s (stalled)"), "\(stderr.text)")
-        #expect(eventually(timeout: 60) { (try? lab.state("kvm1", vm)) == "running" }, "the VM runs again")
-        let catalog = BackupCatalog(storage: tmp.path + "/storage")
-        #expect(catalog.backups(of: vm).count == 1, "only the earlier backup")
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: tmp.path + "/storage/\(vm)")) ?? []
-        #expect(!entries.contains(where: BackupNames.isTemporary), "nothing partial: \(entries)")
-        let verify = try backupVM(config, ["verify", vm])
-        #expect(verify.status == 0, "the earlier backup verifies: \(verify.out) \(verify.err)")
-        let work = (try? FileManager.default.contentsOfDirectory(atPath: lab.work("kvm1") + "/\(vm)")) ?? []
-        #expect(work.isEmpty, "no staging or temporary file of ours on the hypervisor: \(work)")
+        try #require(cut, "the stalled stream was not cut: \(stalled.stderr.text)")
+        stalled.process.waitUntilExit()
+        #expect(stalled.process.terminationStatus == 1)
+        #expect(stalled.stderr.text.contains("no progress for 5 s (stalled)"), "\(stalled.stderr.text)")
+        try expectNothingLost(lab, vm, config: config)
     }
 }

@@ -59,7 +59,10 @@ public enum RemoteError: Error, CustomStringConvertible, Sendable, Equatable {
             if connectionFailure == .hostKeyUnknown || connectionFailure == .hostKeyChanged {
                 hint = " (add the host's key to known_hosts: `backup_vm doctor` prints the command)"
             }
-            return "cannot reach \(host) over ssh: \(Self.trim(detail))\(hint)"
+            // A shared connection's client learns nothing when the master loses the host (the master
+            // reports "server not responding" to itself): say what that means.
+            let text = Self.trim(detail) == "(no message)" ? "the connection was lost (no answer)" : Self.trim(detail)
+            return "cannot reach \(host) over ssh: \(text)\(hint)"
         case .command(let host, let what, let status, let stderr):
             return "\(what) failed on \(host) (exit \(status)): \(Self.trim(stderr))"
         case .protocolViolation(let host, let what, let detail):

@@ -230,7 +230,7 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
         lock.withLock { _paths = _paths.filter { $0 != path && !$0.hasPrefix(path + "/") } }
     }
 
-    func copyImage(_ source: String, work: WorkLayout, stageFile: String?, to destination: String, abort: AbortFlag)
+    func copyImage(_ source: String, scratch: String, stageFile: String?, to destination: String, abort: AbortFlag)
         throws -> TransferredImage
     {
         try enter(.copyImage)
