@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 
 /// Checks stored backups against their manifests: every image's stored bytes and SHA-256, then that it
