@@ -19,7 +19,8 @@ struct ConfigCommand: ParsableCommand {
             let dir = Configuration.resolveDirectory(explicit: global.configDir)
             do {
                 let c = try Configuration.load(directory: dir)
-                print("\(dir): OK")
+                for warning in c.warnings { CommandSupport.printError("warning: \(warning)") }
+                print("\(dir): OK" + (c.warnings.isEmpty ? "" : ", with \(c.warnings.count) warning(s)"))
                 print("  hosts: \(c.main.hostServers.joined(separator: " "))")
                 print("  storage: \(c.main.backupStorage)")
                 print("  spool: \(c.main.spoolDir)")

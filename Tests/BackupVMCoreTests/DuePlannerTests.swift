@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 
 @testable import BackupVMCore
@@ -119,5 +120,92 @@ struct DuePlannerTests {
         #expect(!d.due, "\(d)")
         // And the window still belongs to Saturday.
         #expect(planner.windowOccurrence(containing: second, hours: night)?.isoWeekday == 6)
+    }
+}
+
+/// Issue #9, finding 16 (the planner's side): the clock set back after a backup makes that backup's ID
+/// lie in the future. It must not make the VM "backed up in this window" until the clock catches up.
+extension DuePlannerTests {
+    @Test("a VM whose newest backup is dated 3 days ahead is still due, with a warning naming VM and backup")
+    func futureDatedBackupStillDue() throws {
+        let now = at(2026, 11, 30, 23)
+        let future = now.addingTimeInterval(3 * 86400)
+        let id = Timestamps.compact(future)
+        let state = DuePlanner.VMState(newestGoodBackup: future, newestBackupID: id)
+        let d = planner.decide(entry("Mon"), now: now, hours: night, state: state, retryFailedAfter: 3600)
+        #expect(d.due, "\(d)")
+        let warning = try #require(d.warning)
+        #expect(warning.contains("web01") && warning.contains(id), "\(warning)")
+        #expect(warning.contains("the clock was set back"), "\(warning)")
+        // Outside the window or on another day it stays not due, as without that backup.
+        #expect(!planner.decide(entry("Tue"), now: now, hours: night, state: state, retryFailedAfter: 0).due)
+        #expect(
+            !planner.decide(entry("Mon"), now: at(2026, 11, 30, 12), hours: night, state: state, retryFailedAfter: 0)
+                .due)
+        // A backup of this window (not in the future) warns about nothing.
+        let normal = DuePlanner.VMState(newestGoodBackup: at(2026, 11, 30, 22, 30), newestBackupID: "x")
+        #expect(planner.decide(entry("Mon"), now: now, hours: night, state: normal, retryFailedAfter: 0).warning == nil)
+    }
+
+    @Test("a failure dated in the future does not hold the retry off until the clock catches up")
+    func futureDatedFailureDoesNotBlock() {
+        let now = at(2026, 11, 30, 23)
+        let state = DuePlanner.VMState(lastFailure: now.addingTimeInterval(3 * 86400))
+        #expect(planner.decide(entry("*"), now: now, hours: night, state: state, retryFailedAfter: 3600).due)
+    }
+}
+
+/// The cron tick over a real storage folder: which backup counts as the newest after the clock went back.
+@Suite("cron tick and backups dated in the future", .tags(.unit))
+struct EnqueuerClockTests {
+    let fixture: ConfigFixture
+    let configuration: Configuration
+    let messages = CapturedMessages()
+
+    init() throws {
+        var f = ConfigFixture("tick")
+        f.main = f.main.replacingOccurrences(of: "BackupHours=22-04", with: "BackupHours=0-24")
+        f.schedule = "web01 * 3"
+        fixture = f
+        configuration = try Configuration.load(directory: f.materialize())
+    }
+
+    var store: BackupStore { BackupStore(storage: configuration.main.backupStorage) }
+
+    func tick(at now: Date) throws -> DueDecision? {
+        let messages = self.messages
+        let enqueuer = Enqueuer(
+            configuration: configuration, spool: Spool(root: configuration.main.spoolDir),
+            planner: DuePlanner(timeZone: TimeZone(identifier: "UTC")!),
+            logger: Logger(label: "tick-test") { _ in CapturingLogHandler(messages: messages) })
+        return try enqueuer.tick(now: now, dryRun: true).decisions.first
+    }
+
+    /// A committed backup of web01 with this start time and commit sequence.
+    func commit(started: Date, sequence: Int) throws {
+        let id = Timestamps.compact(started)
+        let manifest = Manifest(
+            vm: "web01", id: id, host: "kvm1", mode: .cold, requestedMode: .cold, modeNote: nil,
+            priorState: .running, compression: .lzop, started: Timestamps.iso(started),
+            finished: Timestamps.iso(started), durationSeconds: 1, downtimeSeconds: 1, disks: [], excluded: [],
+            ramState: nil, domainXML: "<domain/>", keptOnHost: false, sequence: sequence)
+        let partial = try store.beginBackup(vm: "web01", id: id)
+        _ = try store.commit(manifest, partial: partial)
+    }
+
+    @Test("the tick plans the VM once and warns; the backup it makes then counts, though its ID is older")
+    func futureDatedNewestBackup() throws {
+        let now = try #require(Timestamps.parseISO("2026-11-30T12:00:00Z"))
+        let future = now.addingTimeInterval(3 * 86400)
+        try commit(started: future, sequence: 1)
+        let first = try #require(try tick(at: now))
+        #expect(first.due, "\(first)")
+        let futureID = Timestamps.compact(future)
+        #expect(messages.contains("warning web01: its newest backup \(futureID) is dated"), "\(messages.all)")
+        // The backup that tick asked for: made now, committed after the future-dated one.
+        try commit(started: now.addingTimeInterval(60), sequence: 2)
+        let next = try #require(try tick(at: now.addingTimeInterval(600)))
+        #expect(!next.due && next.reason.contains("backed up in this window"), "\(next)")
+        #expect(next.warning == nil)
     }
 }

@@ -23,7 +23,7 @@ struct FollowedFileTests {
             stdin: nil, stdout: file.writeFD)
         var sha = SHA256()
         var total = 0
-        try file.follow(writer, abort: AbortFlag()) { chunk in
+        try file.follow(writer, limits: .none) { chunk in
             sha.update(bufferPointer: chunk)
             total += chunk.count
         }
@@ -42,7 +42,7 @@ struct FollowedFileTests {
         let writer = try SpawnedProcess(["/bin/sh", "-c", "exec sleep 30"], stdin: nil, stdout: file.writeFD)
         let abort = AbortFlag()
         DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) { abort.raise() }
-        #expect(throws: PipelineError.self) { try file.follow(writer, abort: abort) { _ in } }
+        #expect(throws: ProcessError.self) { try file.follow(writer, limits: CommandLimits(abort: abort)) { _ in } }
         #expect(writer.poll() == 128 + SIGTERM, "the writer was terminated (not waited for) and reaped")
     }
 }

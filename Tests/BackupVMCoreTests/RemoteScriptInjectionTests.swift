@@ -93,7 +93,7 @@ struct RemoteScriptInjectionTests {
             // A file disk beside a hostile file, swapped in and back, and a hostile block device that
             // does not exist (refused by the script that would write it in place).
             let disk = FileRestore(host: host, image: image, path: root + "/disk " + name, id: id)
-            try disk.write(from: stored)
+            try disk.write(from: stored, abort: nil)
             try disk.swapIn()
             #expect((try? String(contentsOfFile: disk.path, encoding: .utf8)) == content, "\(name)")
             try disk.swapBack()
@@ -102,7 +102,8 @@ struct RemoteScriptInjectionTests {
             var block = image
             block.kind = .block
             #expect(throws: RemoteError.self) {
-                try DeviceRestore(host: host, image: block, path: root + "/" + name + ".dev").write(from: stored)
+                try DeviceRestore(host: host, image: block, path: root + "/" + name + ".dev").write(
+                    from: stored, abort: nil)
             }
         }
         #expect(pwned.isEmpty, "commands ran: \(pwned)")
@@ -132,7 +133,7 @@ struct RemoteScriptInjectionTests {
             let disk = VolumeRestore(
                 host: sandbox.host, image: image, volume: volume, path: volume.path, existing: existing,
                 bytes: existing.sizeBytes, id: "20261127T000000Z")
-            try disk.write(from: stored)
+            try disk.write(from: stored, abort: nil)
             try disk.swapIn()
             try disk.swapBack()
             try disk.swapIn()

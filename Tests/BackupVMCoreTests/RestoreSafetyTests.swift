@@ -37,7 +37,7 @@ struct RestoreSafetyTests {
     }
 
     @Test(
-        "a stored image with a flipped byte, or cut short: refused (--force too) before any command runs on kvm1"
+        "a stored image with a flipped byte, or cut short: refused (--force too); kvm1 asked only its state"
     )
     func damagedImageTouchesNothing() throws {
         for cut in [false, true] {
@@ -53,7 +53,7 @@ struct RestoreSafetyTests {
                 return f == file && detail.contains(cut ? "bytes, the manifest says" : "sha256")
                     && "\(error)".contains("nothing on a hypervisor was touched")
             }
-            #expect(s.commands.isEmpty, "nothing ran on kvm1: \(s.commands)")
+            #expect(s.commands == ["virsh -q domstate web01"], "only the question whether it runs: \(s.commands)")
             expectUntouched(s)
         }
     }
@@ -75,6 +75,18 @@ struct RestoreSafetyTests {
         }
         #expect(s.commands.contains { $0.hasPrefix("lvcreate") }, "the new LV was made")
         #expect(!s.commands.contains { $0.hasPrefix("virsh destroy") || $0.hasPrefix("lvrename") })
+        expectUntouched(s)
+    }
+
+    @Test("SIGTERM while the new LV is written: the stream is cut at once, the new LV removed, all as it was")
+    func abortCutsTheStream() throws {
+        let s = try sandbox()
+        try SandboxHost.executable(s.dir.path + "/stubs/lzop", "#!/bin/bash\nsleep 20\nexec /usr/bin/lzop \"$@\"\n")
+        let abort = AbortFlag()
+        DispatchQueue.global().asyncAfter(deadline: .now() + 1) { abort.raise() }
+        let t0 = Date()
+        #expect(throws: RemoteError.self) { _ = try s.restorer.restore(.init(vm: s.vm, force: true, abort: abort)) }
+        #expect(Date().timeIntervalSince(t0) < 15, "cut at once, not after the stream")
         expectUntouched(s)
     }
 

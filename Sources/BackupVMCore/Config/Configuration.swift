@@ -15,6 +15,20 @@ public struct Configuration: Sendable {
     public static func scheduleFile(in dir: String) -> String { dir + "/backup_vm.d/sheduler.conf" }
     public static func profileDir(in dir: String) -> String { dir + "/vmsnapshot.d" }
 
+    /// Findings that do not stop the configuration from loading but that an operator must hear of:
+    /// `config check` prints them, the cron tick logs them.
+    public var warnings: [ConfigDiagnostic] {
+        guard schedule.entries.isEmpty else { return [] }
+        // A VM needs a line here to be backed up at all, also by hand; an empty schedule is almost
+        // always a mistake (a file that did not parse the way it looks, e.g. with stray line breaks).
+        return [
+            ConfigDiagnostic(
+                file: Configuration.scheduleFile(in: directory), line: 0,
+                message: "schedules no VM, so nothing is backed up (not even by hand); "
+                    + ScheduleConfig.lineExpectation + ", one line per VM")
+        ]
+    }
+
     /// The profile a VM's backup uses: its own file over `default`.
     public func profile(for vm: String) -> SnapshotProfile { profiles[vm] ?? defaultProfile }
 

@@ -42,6 +42,8 @@ public struct MainConfig: Sendable {
     /// common case for servers); "default" leaves the choice to ssh and ssh_config.
     public var sshCiphers: String?
     public var shutdownTimeout: Int
+    /// Limits of remote steps: CommandTimeout, SaveTimeout, StallTimeout.
+    public var timeouts: RemoteTimeouts
     public var forceOff: Bool
     public var syslogFacility: SyslogFacility
     public var syslogSocket: String
@@ -56,7 +58,7 @@ public struct MainConfig: Sendable {
     public static let knownKeys = [
         "HostServers", "BackupStorage", "BackupHours", "MaxBackupThreads", "MaxBackupThreadsForHost",
         "Compression", "CompressionLevel", "SpoolDir", "SshConfig", "SshConnectTimeout", "SshCiphers",
-        "ShutdownTimeout",
+        "ShutdownTimeout", "CommandTimeout", "SaveTimeout", "StallTimeout",
         "ForceOff", "SyslogFacility", "SyslogSocket", "SpoolRescanSeconds", "TmpMaxAgeHours", "SpoolKeepDays",
         "RetryFailedAfterMinutes", "MaxRecoveries",
     ]
@@ -87,6 +89,10 @@ public struct MainConfig: Sendable {
         let connectTimeout = r.integer("SshConnectTimeout", in: 1...600, default: 10)
         let ciphers = parseCiphers(&r)
         let shutdownTimeout = r.integer("ShutdownTimeout", in: 1...86400, default: 300)
+        let timeouts = RemoteTimeouts(
+            command: r.integer("CommandTimeout", in: 5...86400, default: RemoteTimeouts.defaults.command),
+            save: r.integer("SaveTimeout", in: 5...86400, default: RemoteTimeouts.defaults.save),
+            stall: r.integer("StallTimeout", in: 5...86400, default: RemoteTimeouts.defaults.stall))
         let forceOff = r.bool("ForceOff", default: false)
         let facility: SyslogFacility = r.choice("SyslogFacility", default: .daemon)
         let socket = r.path("SyslogSocket", default: "/dev/log")!
@@ -103,7 +109,7 @@ public struct MainConfig: Sendable {
                 hostServers: hosts, backupStorage: storage, backupHours: hours, maxBackupThreads: maxThreads,
                 maxBackupThreadsForHost: maxPerHost, compression: compression, compressionLevel: level,
                 spoolDir: spool, sshConfig: sshConfig, sshConnectTimeout: connectTimeout, sshCiphers: ciphers,
-                shutdownTimeout: shutdownTimeout, forceOff: forceOff, syslogFacility: facility,
+                shutdownTimeout: shutdownTimeout, timeouts: timeouts, forceOff: forceOff, syslogFacility: facility,
                 syslogSocket: socket, spoolRescanSeconds: rescan, tmpMaxAgeHours: tmpAge,
                 spoolKeepDays: keepDays, retryFailedAfterMinutes: retry, maxRecoveries: recoveries), []
         )

@@ -21,53 +21,58 @@ public struct ScheduleConfig: Sendable {
         var entries: [ScheduleEntry] = []
         var diagnostics: [ConfigDiagnostic] = []
         var firstLine: [String: Int] = [:]
-        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (index, raw) in TextLines.split(text).enumerated() {
             let lineNumber = index + 1
-            let content = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-            let fields = content.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
-            if fields.isEmpty { continue }
-            func problem(_ key: String?, _ value: String?, _ message: String) {
+            let problem = { (key: String?, value: String?, message: String) in
                 diagnostics.append(
                     ConfigDiagnostic(file: file, line: lineNumber, key: key, value: value, message: message))
             }
+            // Before the comment is cut off: a file with old Mac line endings is one line, and when
+            // that starts with '#' it would otherwise schedule nothing without a word.
+            if let stray = TextLines.strayBreakProblem(in: raw) {
+                problem(nil, nil, stray)
+                continue
+            }
+            let content = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let fields = content.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+            if fields.isEmpty { continue }
             guard (3...4).contains(fields.count) else {
                 problem(nil, fields.joined(separator: " "), "\(fields.count) fields; " + lineExpectation)
                 continue
             }
-            let vm = fields[0]
-            var ok = true
-            if !SafeName.isValidVMName(vm) {
-                problem("VM_NAME", vm, "expected \(SafeName.vmExpectation)")
-                ok = false
-            } else if let first = firstLine[vm] {
-                problem("VM_NAME", vm, "duplicate VM line (first on line \(first)); expected one line per VM")
-                ok = false
-            }
-            let days = Weekdays.parse(fields[1])
-            if days == nil {
-                problem("DAYS", fields[1], "expected \(Weekdays.expectation)")
-                ok = false
-            }
-            let keep = Int(fields[2])
-            if keep == nil || keep! < 1 || keep! > 10000 {
-                problem("KEEP", fields[2], "expected a whole number of backups to keep, from 1 to 10000")
-                ok = false
-            }
-            var keepOnHost = false
-            if fields.count == 4 {
-                if let b = BoolWord.parse(fields[3]) {
-                    keepOnHost = b
-                } else {
-                    problem("KEEP_ON_HOST", fields[3], "expected yes or no")
-                    ok = false
-                }
-            }
-            if firstLine[vm] == nil { firstLine[vm] = lineNumber }
-            if ok {
-                entries.append(
-                    ScheduleEntry(vm: vm, weekdays: days!, keep: keep!, keepOnHost: keepOnHost, line: lineNumber))
+            let duplicateOf = firstLine[fields[0]]
+            if duplicateOf == nil { firstLine[fields[0]] = lineNumber }
+            if let entry = entry(fields, line: lineNumber, duplicateOf: duplicateOf, problem) {
+                entries.append(entry)
             }
         }
         return (ScheduleConfig(entries: entries), diagnostics)
+    }
+
+    /// One line's 3 or 4 fields as an entry; nil after reporting every bad field through `problem`.
+    static func entry(
+        _ fields: [String], line: Int, duplicateOf: Int?,
+        _ problem: (_ key: String?, _ value: String?, _ message: String) -> Void
+    ) -> ScheduleEntry? {
+        let vm = fields[0]
+        var ok = true
+        if !SafeName.isValidVMName(vm) {
+            problem("VM_NAME", vm, "expected \(SafeName.vmExpectation)")
+            ok = false
+        } else if let duplicateOf {
+            problem("VM_NAME", vm, "duplicate VM line (first on line \(duplicateOf)); expected one line per VM")
+            ok = false
+        }
+        let days = Weekdays.parse(fields[1])
+        if days == nil { problem("DAYS", fields[1], "expected \(Weekdays.expectation)") }
+        let keep = Int(fields[2]).flatMap { (1...10000).contains($0) ? $0 : nil }
+        if keep == nil { problem("KEEP", fields[2], "expected a whole number of backups to keep, from 1 to 10000") }
+        var keepOnHost: Bool? = false
+        if fields.count == 4 {
+            keepOnHost = BoolWord.parse(fields[3])
+            if keepOnHost == nil { problem("KEEP_ON_HOST", fields[3], "expected yes or no") }
+        }
+        guard ok, let days, let keep, let keepOnHost else { return nil }
+        return ScheduleEntry(vm: vm, weekdays: days, keep: keep, keepOnHost: keepOnHost, line: line)
     }
 }

@@ -15,11 +15,15 @@ public enum ShellAssignments {
     ) {
         var assignments: [ShellAssignment] = []
         var diagnostics: [ConfigDiagnostic] = []
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (index, rawLine) in TextLines.split(text).enumerated() {
             let lineNumber = index + 1
-            var line = Substring(rawLine)
-            if line.hasSuffix("\r") { line = line.dropLast() }
-            line = line.drop(while: { $0 == " " || $0 == "\t" })
+            // Before the comment check: a file with old Mac line endings is one line, and when that
+            // starts with '#' it would otherwise be a comment and set nothing.
+            if let problem = TextLines.strayBreakProblem(in: rawLine) {
+                diagnostics.append(ConfigDiagnostic(file: file, line: lineNumber, message: problem))
+                continue
+            }
+            var line = rawLine.drop(while: { $0 == " " || $0 == "\t" })
             if line.isEmpty || line.hasPrefix("#") { continue }
             if line.hasPrefix("export ") { line = line.dropFirst("export ".count).drop(while: { $0 == " " }) }
             guard let eq = line.firstIndex(of: "=") else {

@@ -79,7 +79,7 @@ extension BackupRun {
     private func transfer(_ source: String, file: String, stage: Bool) throws -> TransferredImage {
         if abort.isRaised { throw PipelineError.aborted }
         return try hypervisor.copyImage(
-            source, work: plan.work, stageFile: stage ? plan.work.stagedImage(plan.id, file: file) : nil,
+            source, scratch: plan.stagingDirectory, stageFile: stage ? plan.work.stagedImage(plan.id, file: file) : nil,
             to: partial + "/" + file, abort: abort)
     }
 }

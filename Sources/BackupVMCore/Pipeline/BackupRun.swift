@@ -79,7 +79,13 @@ final class BackupRun {
     /// the staged RAM state stays on the hypervisor, since it is what brings the VM back.
     func keepingPriorState(_ body: () throws -> Void) throws {
         var failure: Error?
-        do { try body() } catch { failure = error }
+        do {
+            try body()
+        } catch {
+            failure = error
+            // Said at once: cleaning up and putting the VM back may take long (a host that hung).
+            log.warning("\(error); cleaning up and returning the VM to its prior state (\(plan.priorState.rawValue))")
+        }
         cleanUp(&failure)
         do {
             try thaw()

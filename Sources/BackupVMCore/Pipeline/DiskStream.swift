@@ -30,20 +30,24 @@ public struct DiskStream: Sendable {
     ///
     /// The uncompressed data is not hashed separately: the compressed formats carry their own
     /// checksums of it (lzop: Adler-32 per block; zstd: a frame checksum), which every decompression
-    /// checks. Hashing it here as well cost a third of the throughput on the measured machines.
+    /// checks. Hashing it here as well cost a third of the throughput on the measured machines. What
+    /// dd read is counted by dd itself (its summary line, in the C locale), at no cost: a read that
+    /// ends early with exit 0 (a device or file that shrank, a short read) would otherwise store a
+    /// short image under the disk's full size. dd's error lines go to stderr when the script fails.
     func script(source: String, workDir: String, stageFile: String?) -> String {
         let src = ShellQuote.quote(source)
         let work = ShellQuote.quote(workDir)
         let stage = stageFile.map { " | tee \(ShellQuote.quote($0))" } ?? ""
         return """
             mkdir -p \(work); t=$(mktemp -d \(work)/.bvm-fifo.XXXXXX); \
-            trap 'rm -rf "$t"' EXIT; \
+            trap 'r=$?; [ "$r" = 0 ] || grep -v " records \\(in\\|out\\)$" "$t/dd" >&2 2>/dev/null; rm -rf "$t"' EXIT; \
             if [ -b \(src) ]; then size=$(blockdev --getsize64 \(src)); else size=$(stat -L -c %s \(src)); fi; \
             mkfifo "$t/z"; \
             cksum < "$t/z" > "$t/z.sum" & b=$!; \
-            dd if=\(src) bs=1M status=none | \(compressor) | tee "$t/z"\(stage); \
+            LC_ALL=C dd if=\(src) bs=1M 2>"$t/dd" | \(compressor) | tee "$t/z"\(stage); \
             wait $b; \
-            echo "BACKUP_VM_TRAILER $size $(cat "$t/z.sum")" >&2
+            n=$(sed -n 's/^\\([0-9][0-9]*\\) bytes.*/\\1/p' "$t/dd"); \
+            echo "BACKUP_VM_TRAILER $size $(cat "$t/z.sum") ${n:-unknown}" >&2
             """
     }
 
@@ -63,6 +67,9 @@ public struct DiskStream: Sendable {
             // "exit 141 (no message)" would not tell the operator what happened.
             throw TransferError.storageFull(
                 directory: (destination as NSString).deletingLastPathComponent, cause: "\(error)")
+        } catch RemoteError.command(_, _, _, let stderr) where stderr.contains("No space left on device") {
+            // The hypervisor's side: the staged copy (keep-on-host) or our scratch in WorkPath.
+            throw TransferError.workPathFull(host: host.name, directory: workDir, cause: RemoteError.trim(stderr))
         }
     }
 
@@ -76,15 +83,24 @@ public struct DiskStream: Sendable {
             stdin: nil, stdout: file.writeFD)
         var sha = SHA256()
         var crc = POSIXChecksum()
-        try file.follow(child, abort: abort) { chunk in
-            sha.update(bufferPointer: chunk)
-            crc.update(chunk)
+        do {
+            try file.follow(child, limits: CommandLimits(stall: host.timeouts.stall, abort: abort)) { chunk in
+                sha.update(bufferPointer: chunk)
+                crc.update(chunk)
+            }
+        } catch ProcessError.cut(_, .aborted, _) {
+            throw PipelineError.aborted
+        } catch ProcessError.cut(_, let cut, _) {
+            throw RemoteError.timedOut(host: host.name, what: what, cut: cut)
         }
         let status = child.wait()
         let stderr = child.stderr
         try host.check(status, stderr: stderr, what: what)
         try file.finish()
         let trailer = try Trailer(stderr: stderr, host: host.name, source: source)
+        guard trailer.readBytes == trailer.rawBytes else {
+            throw TransferError.shortRead(source: source, size: trailer.rawBytes, read: trailer.readBytes)
+        }
         let count = file.readOffset
         guard trailer.streamBytes == count else {
             throw TransferError.lengthMismatch(source: source, sent: trailer.streamBytes, received: count)
@@ -98,11 +114,13 @@ public struct DiskStream: Sendable {
             storedSHA256: sha.finalize().map { String(format: "%02x", $0) }.joined())
     }
 
-    /// The script's last stderr line: `BACKUP_VM_TRAILER RAW_BYTES CKSUM STREAM_BYTES`.
+    /// The script's last stderr line: `BACKUP_VM_TRAILER RAW_BYTES CKSUM STREAM_BYTES READ_BYTES`:
+    /// the source's size, the compressed stream's cksum and length, and what dd read.
     struct Trailer {
         var rawBytes: Int64
         var streamCksum: UInt32
         var streamBytes: Int64
+        var readBytes: Int64
 
         init(stderr: String, host: String, source: String) throws(RemoteError) {
             let what = "reading \(source)"
@@ -111,10 +129,12 @@ public struct DiskStream: Sendable {
                     host: host, what: what, detail: "no checksum trailer; stderr: \(RemoteError.trim(stderr))")
             }
             let f = line.split(separator: " ").map(String.init)
-            guard f.count == 4, let raw = Int64(f[1]), let cksum = UInt32(f[2]), let bytes = Int64(f[3]) else {
+            guard f.count == 5, let raw = Int64(f[1]), let cksum = UInt32(f[2]), let bytes = Int64(f[3]),
+                let read = Int64(f[4])
+            else {
                 throw .protocolViolation(host: host, what: what, detail: String(line))
             }
-            (rawBytes, streamCksum, streamBytes) = (raw, cksum, bytes)
+            (rawBytes, streamCksum, streamBytes, readBytes) = (raw, cksum, bytes, read)
         }
     }
 }
@@ -125,6 +145,10 @@ public enum TransferError: Error, CustomStringConvertible, Sendable, Equatable {
     case checksumMismatch(source: String, hypervisor: UInt32, server: UInt32)
     /// The file system of BackupStorage filled up during the copy.
     case storageFull(directory: String, cause: String)
+    /// The hypervisor's working path filled up (the staged copy kept on the host, or scratch files).
+    case workPathFull(host: String, directory: String, cause: String)
+    /// dd read a different number of bytes than the disk has (it ended early, or the disk changed).
+    case shortRead(source: String, size: Int64, read: Int64)
 
     public var description: String {
         switch self {
@@ -133,6 +157,12 @@ public enum TransferError: Error, CustomStringConvertible, Sendable, Equatable {
         case .storageFull(let directory, let cause):
             return "no space left on BackupStorage (\(directory)); the partial backup was removed and older backups"
                 + " are kept: free space or lower the number kept (\(cause))"
+        case .workPathFull(let host, let directory, let cause):
+            return "no space left in the working path \(directory) on \(host); the partial backup was removed and"
+                + " older backups are kept: free space there or set WorkPath elsewhere (\(cause))"
+        case .shortRead(let source, let size, let read):
+            return "\(source): read \(read) bytes of \(size) (the read ended early or the disk changed size);"
+                + " the partial backup was removed"
         case .checksumMismatch(let source, let hypervisor, let server):
             return "\(source): cksum of the compressed stream differs between the hypervisor (\(hypervisor))"
                 + " and this server (\(server))"

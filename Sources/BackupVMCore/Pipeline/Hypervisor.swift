@@ -50,8 +50,10 @@ public protocol Hypervisor: Sendable {
 
     /// Streams `source` (a file or block device), compressed, into `destination` on this server;
     /// with `stageFile`, the compressed stream is also kept on the hypervisor. Byte counts and
-    /// checksums of both ends are compared; a mismatch or any remote failure throws.
-    func copyImage(_ source: String, work: WorkLayout, stageFile: String?, to destination: String, abort: AbortFlag)
+    /// checksums of both ends are compared; a mismatch or any remote failure throws. Scratch files
+    /// go into `scratch`, the job's staging directory: a stream cut off by a lost connection cannot
+    /// clean up after itself there, and the job's cleanup removes that directory whole.
+    func copyImage(_ source: String, scratch: String, stageFile: String?, to destination: String, abort: AbortFlag)
         throws -> TransferredImage
 
     /// Keeps the staged copy of backup `id` as the VM's only kept copy (its RAM state file removed),

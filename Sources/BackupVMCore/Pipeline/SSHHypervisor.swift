@@ -85,9 +85,9 @@ public final class SSHHypervisor: Hypervisor, @unchecked Sendable {
     }
 
     public func copyImage(
-        _ source: String, work: WorkLayout, stageFile: String?, to destination: String, abort: AbortFlag
+        _ source: String, scratch: String, stageFile: String?, to destination: String, abort: AbortFlag
     ) throws -> TransferredImage {
-        try stream.copy(source: source, workDir: work.directory, stageFile: stageFile, to: destination, abort: abort)
+        try stream.copy(source: source, workDir: scratch, stageFile: stageFile, to: destination, abort: abort)
     }
 
     public func keepStagedCopy(_ work: WorkLayout, id: String) throws {

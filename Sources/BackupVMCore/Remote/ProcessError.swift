@@ -7,12 +7,16 @@ public enum ProcessError: Error, CustomStringConvertible, Sendable, Equatable {
     case spawn(program: String, reason: String)
     /// The consumer of the program's output failed (a full disk on this server, say).
     case output(program: String, reason: String)
+    /// The program was ended by its CommandLimits (timeout, no progress, abort); `stderr` is what it
+    /// had said by then.
+    case cut(program: String, CommandCut, stderr: String)
 
     public var description: String {
         switch self {
         case .pipe(let reason): return "cannot create a pipe: \(reason)"
         case .spawn(let program, let reason): return "cannot run \(program): \(reason)"
         case .output(let program, let reason): return "handling the output of \(program) failed: \(reason)"
+        case .cut(let program, let cut, _): return "\(program) was ended: \(cut)"
         }
     }
 }

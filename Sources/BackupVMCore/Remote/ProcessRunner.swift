@@ -17,9 +17,11 @@ public struct ProcessOutcome: Sendable {
 /// thread of its own, so a chatty stderr cannot dead-lock a full stdout pipe).
 public enum ProcessRunner {
     /// Runs to completion, collecting stdout (bounded to `limit` bytes).
-    public static func run(_ argv: [String], limit: Int = 16 << 20) throws(ProcessError) -> ProcessOutcome {
+    public static func run(_ argv: [String], limits: CommandLimits = .none, limit: Int = 16 << 20) throws(ProcessError)
+        -> ProcessOutcome
+    {
         var collected = [UInt8]()
-        let (status, stderr) = try stream(argv, stdin: nil) { chunk in
+        let (status, stderr) = try stream(argv, stdin: nil, limits: limits) { chunk in
             if collected.count < limit { collected.append(contentsOf: chunk.prefix(limit - collected.count)) }
             return true
         }
@@ -29,8 +31,12 @@ public enum ProcessRunner {
     /// Runs `argv`, handing every chunk of its stdout to `sink` through one reused buffer; `sink`
     /// returns false to stop (the process is then killed). `stdin`, when given, is a file descriptor
     /// the child reads (e.g. a compressed image being restored). Returns the exit status and stderr.
+    ///
+    /// `limits` end the child (SIGTERM, then SIGKILL) and throw `.cut`: on its total time, on no
+    /// progress (no stdout byte and, with `stdin`, no byte read from it: the child shares the
+    /// descriptor's file offset) or on abort.
     public static func stream(
-        _ argv: [String], stdin: Int32?, bufferSize: Int = 1 << 20,
+        _ argv: [String], stdin: Int32?, limits: CommandLimits = .none, bufferSize: Int = 1 << 20,
         sink: (UnsafeRawBufferPointer) throws -> Bool
     ) throws(ProcessError) -> (Int32, String) {
         var outPipe: [Int32] = [0, 0]
@@ -46,18 +52,25 @@ public enum ProcessRunner {
             throw error
         }
         close(outPipe[1])
-
+        defer { close(outPipe[0]) }
+        var watch = LimitWatch(limits, stdin: stdin)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 16)
         defer { buffer.deallocate() }
         var sinkError: Error?
         var stopped = false
         while true {
+            if let cut = watch.check() {
+                child.stop()
+                throw .cut(program: argv[0], cut, stderr: child.stderr)
+            }
+            guard waitReadable(outPipe[0], milliseconds: watch.isUnlimited ? -1 : 250) else { continue }
             let n = read(outPipe[0], buffer.baseAddress, bufferSize)
             if n < 0 {
                 if errno == EINTR { continue }
                 break
             }
             if n == 0 { break }
+            watch.progressed()
             do {
                 if try !sink(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) {
                     stopped = true
@@ -65,17 +78,73 @@ public enum ProcessRunner {
                 }
             } catch {
                 sinkError = error
-                stopped = true
                 break
             }
         }
-        if stopped { child.terminate() }
-        close(outPipe[0])
-        let exit = child.wait()
         if let sinkError {
+            child.stop()
             throw .output(program: argv[0], reason: "\(sinkError)")
         }
-        return (exit, child.stderr)
+        if stopped { child.terminate() }
+        // stdout is closed: the child has exited or is about to; one that holds on (it closed stdout
+        // early, or a shared ssh master keeps its stderr) is still under the limits.
+        if let cut = watch.waitForExit(of: child) {
+            child.stop()
+            throw .cut(program: argv[0], cut, stderr: child.stderr)
+        }
+        return (child.wait(), child.stderr)
+    }
+
+    /// poll(2) for input on `fd`; false when the time ran out first.
+    static func waitReadable(_ fd: Int32, milliseconds: Int32) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let r = poll(&p, 1, milliseconds)
+        return r != 0
+    }
+}
+
+/// Applies CommandLimits to one running child: when it started, when it last made progress.
+struct LimitWatch {
+    let limits: CommandLimits
+    let stdin: Int32?
+    let started = Date()
+    private var lastProgress = Date()
+    private var stdinOffset: Int64 = -1
+
+    init(_ limits: CommandLimits, stdin: Int32?) {
+        self.limits = limits
+        self.stdin = stdin
+    }
+
+    var isUnlimited: Bool { limits.total == nil && limits.stall == nil && limits.abort == nil }
+
+    mutating func progressed() { lastProgress = Date() }
+
+    /// Why the child must be ended now, if it must.
+    mutating func check() -> CommandCut? {
+        if let abort = limits.abort, abort.isRaised { return .aborted }
+        if let total = limits.total, Date().timeIntervalSince(started) >= Double(total) {
+            return .timedOut(seconds: total)
+        }
+        guard let stall = limits.stall else { return nil }
+        if let stdin {
+            let offset = Int64(lseek(stdin, 0, SEEK_CUR))
+            if offset != stdinOffset {
+                stdinOffset = offset
+                lastProgress = Date()
+            }
+        }
+        return Date().timeIntervalSince(lastProgress) >= Double(stall) ? .stalled(seconds: stall) : nil
+    }
+
+    /// Waits for the child to exit (its stdout is already closed), still under the limits.
+    mutating func waitForExit(of child: SpawnedProcess) -> CommandCut? {
+        if isUnlimited { return nil }
+        while !child.hasFinished() {
+            if let cut = check() { return cut }
+            usleep(20_000)
+        }
+        return nil
     }
 }
 
@@ -136,6 +205,20 @@ public final class SpawnedProcess: @unchecked Sendable {
 
     public func terminate() { if exitStatus == nil { kill(pid, SIGTERM) } }
 
+    /// Ends the child: SIGTERM, SIGKILL after `grace` seconds if it is still there, then reaps it.
+    /// Its stderr is waited for at most `stderrGrace` seconds more: with a shared ssh connection the
+    /// master holds the descriptor until the remote side lets go, and a hung remote never does.
+    public func stop(grace: TimeInterval = 5, stderrGrace: TimeInterval = 5) {
+        terminate()
+        let deadline = Date().addingTimeInterval(grace)
+        while poll() == nil && Date() < deadline { usleep(20_000) }
+        if poll() == nil {
+            kill(pid, SIGKILL)
+            _ = waitExit()
+        }
+        if errCollector.done.wait(timeout: .now() + stderrGrace) == .success { errCollector.done.signal() }
+    }
+
     /// The exit status if the child has ended (it is reaped then), nil while it runs.
     public func poll() -> Int32? {
         if let exitStatus { return exitStatus }
@@ -154,14 +237,20 @@ public final class SpawnedProcess: @unchecked Sendable {
     /// Waits for the child and for the end of its stderr; returns its exit status (128+N for signal N).
     @discardableResult
     public func wait() -> Int32 {
-        if exitStatus == nil {
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            exitStatus = Self.decode(status)
-        }
+        let status = waitExit()
         errCollector.done.wait()
         errCollector.done.signal()  // later waits return at once
-        return exitStatus!
+        return status
+    }
+
+    /// Reaps the child (blocking) without waiting for its stderr.
+    private func waitExit() -> Int32 {
+        if let exitStatus { return exitStatus }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let decoded = Self.decode(status)
+        exitStatus = decoded
+        return decoded
     }
 
     /// stderr's text (its tail when long); complete after `wait()`.
@@ -187,8 +276,10 @@ private final class ErrorCollector: @unchecked Sendable {
             }
             if n == 0 { break }
             // Keep the tail: stderr of a long stream may be large, the end says what failed.
-            bytes.append(contentsOf: buf[0..<n])
-            if bytes.count > 256 * 1024 { bytes.removeFirst(bytes.count - 128 * 1024) }
+            lock.withLock {
+                bytes.append(contentsOf: buf[0..<n])
+                if bytes.count > 256 * 1024 { bytes.removeFirst(bytes.count - 128 * 1024) }
+            }
         }
         close(fd)
         lock.withLock { finished = true }
@@ -199,5 +290,5 @@ private final class ErrorCollector: @unchecked Sendable {
     private var finished = false
     var isDone: Bool { lock.withLock { finished } }
 
-    var text: String { String(decoding: bytes, as: UTF8.self) }
+    var text: String { lock.withLock { String(decoding: bytes, as: UTF8.self) } }
 }

@@ -9,6 +9,8 @@ public enum RemoteError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The remote command's output was not what the protocol expects.
     case protocolViolation(host: String, what: String, detail: String)
     case launch(String)
+    /// The command was ended by its limits: too long, no progress, or an abort.
+    case timedOut(host: String, what: String, cut: CommandCut)
 
     /// Why ssh could not connect, read from ssh's own messages (its stderr). The one place that
     /// interprets them: hints in descriptions and `backup_vm doctor` switch on this.
@@ -57,13 +59,20 @@ public enum RemoteError: Error, CustomStringConvertible, Sendable, Equatable {
             if connectionFailure == .hostKeyUnknown || connectionFailure == .hostKeyChanged {
                 hint = " (add the host's key to known_hosts: `backup_vm doctor` prints the command)"
             }
-            return "cannot reach \(host) over ssh: \(Self.trim(detail))\(hint)"
+            // A shared connection's client learns nothing when the master loses the host (the master
+            // reports "server not responding" to itself): say what that means.
+            let text = Self.trim(detail) == "(no message)" ? "the connection was lost (no answer)" : Self.trim(detail)
+            return "cannot reach \(host) over ssh: \(text)\(hint)"
         case .command(let host, let what, let status, let stderr):
             return "\(what) failed on \(host) (exit \(status)): \(Self.trim(stderr))"
         case .protocolViolation(let host, let what, let detail):
             return "\(what) on \(host): unexpected output: \(detail)"
         case .launch(let detail):
             return "cannot start ssh: \(detail)"
+        case .timedOut(let host, let what, .aborted):
+            return "\(what) on \(host) was ended: aborted on request"
+        case .timedOut(let host, let what, let cut):
+            return "\(what) on \(host) was ended: \(cut); the host or its libvirtd/LVM may be hung"
         }
     }
 

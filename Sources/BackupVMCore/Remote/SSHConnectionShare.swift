@@ -40,7 +40,8 @@ public final class SSHConnectionShare: @unchecked Sendable {
             var argv = ["ssh"]
             if let config = host.sshConfig { argv += ["-F", config] }
             argv += ["-o", "ControlPath=\(directory)/%C", "-O", "exit", "-l", "root", host.name]
-            _ = try? ProcessRunner.run(argv)
+            // `-O exit` talks to the local master only; the limit is for a master stuck on a dead host.
+            _ = try? ProcessRunner.run(argv, limits: CommandLimits(total: 30))
         }
         try? FileManager.default.removeItem(atPath: directory)
     }

@@ -75,13 +75,14 @@ public struct Virsh: Sendable {
     /// Saves the RAM state to `file` and stops the domain.
     public func save(_ vm: String, to file: String) throws(RemoteError) {
         try host.run(
-            "virsh save \(ShellQuote.quote(vm)) \(ShellQuote.quote(file)) >/dev/null", what: "virsh save \(vm)")
+            "virsh save \(ShellQuote.quote(vm)) \(ShellQuote.quote(file)) >/dev/null", what: "virsh save \(vm)",
+            step: .save)
     }
 
     public func restore(from file: String, paused: Bool) throws(RemoteError) {
         try host.run(
             "virsh restore \(ShellQuote.quote(file))\(paused ? " --paused" : "") >/dev/null",
-            what: "virsh restore \(file)")
+            what: "virsh restore \(file)", step: .save)
     }
 
     /// The sysrq emergency sync (Alt+SysRq+S), then a second for the guest to write its buffers.

@@ -14,18 +14,26 @@ import Logging
 public struct BackupRestorer: Sendable {
     public let configuration: Configuration
     public let logger: Logger
-    /// The connection to a configured host (tests put a stand-in ssh there).
-    let connect: @Sendable (String) -> RemoteHost
+    /// How the hypervisors are reached: the locator's question (is a domain of this name defined
+    /// there?) and the ssh client that every write and virsh command goes through. Tests put
+    /// stand-ins here to see what a restore asks and whether it sends anything at all.
+    let locatorQuery: VMLocator.Query
+    let sshProgram: String
 
     public init(configuration: Configuration, logger: Logger) {
-        let main = configuration.main
-        self.init(configuration: configuration, logger: logger, connect: { RemoteHost($0, main: main) })
+        self.init(configuration: configuration, logger: logger, locatorQuery: VMLocator.virshQuery, sshProgram: "ssh")
     }
 
-    init(configuration: Configuration, logger: Logger, connect: @escaping @Sendable (String) -> RemoteHost) {
+    init(configuration: Configuration, logger: Logger, locatorQuery: @escaping VMLocator.Query, sshProgram: String) {
         self.configuration = configuration
         self.logger = logger
-        self.connect = connect
+        self.locatorQuery = locatorQuery
+        self.sshProgram = sshProgram
+    }
+
+    /// A hypervisor of HostServers, reached through `sshProgram`.
+    func remoteHost(_ name: String) -> RemoteHost {
+        RemoteHost(name, main: configuration.main, sshProgram: sshProgram)
     }
 
     public struct Request: Sendable {
@@ -36,8 +44,8 @@ public struct BackupRestorer: Sendable {
         public var force: Bool
         public var start: Bool
         public var withRAM: Bool
-        /// Raised by SIGINT/SIGTERM/SIGHUP: the restore stops before the VM is stopped, removing what it
-        /// wrote (a stream under way ends with the ssh that Ctrl-C stops).
+        /// Raised by SIGINT/SIGTERM/SIGHUP: a disk being written beside its own is cut off, and the restore
+        /// stops before the VM is stopped, removing what it wrote.
         public var abort: AbortFlag
 
         public init(
@@ -70,12 +78,13 @@ public struct BackupRestorer: Sendable {
         defer { lock.release() }
         let (backup, manifest) = try selectBackup(request)
         let hostName = try check(request, backup: backup, manifest: manifest)
+        let name = request.newName ?? request.vm
+        let host = remoteHost(hostName)
+        let log = logger.with(["vm": "\(name)", "host": "\(hostName)", "backup": "\(backup.id)"])
+        // The quick refusals (only questions to virsh) come before the images are read in full.
+        _ = try liveCopies(of: name, isNew: request.newName != nil, force: request.force)
         let ram = request.withRAM ? manifest.ramState.map { [$0] } ?? [] : []
         try StoredImageCheck(backup: backup).check(manifest.disks + ram)
-        let name = request.newName ?? request.vm
-        let host = connect(hostName)
-        let log = logger.with(["vm": "\(name)", "host": "\(hostName)", "backup": "\(backup.id)"])
-        _ = try liveCopies(of: name, isNew: request.newName != nil, force: request.force)
         let id = Timestamps.compact(Date())
         let disks = try RestorePreflight(host: host, id: id).plan(
             manifest, rename: request.newName.map { (from: request.vm, to: $0) })
@@ -141,8 +150,8 @@ public struct BackupRestorer: Sendable {
     /// domain's (the name mapping reuses them) before `define` failed. Returns the hosts on which the
     /// VM runs or is paused (only with `force`: without, that is a refusal).
     func liveCopies(of name: String, isNew: Bool, force: Bool) throws -> [String] {
-        let main = configuration.main
-        let locator = VMLocator(hosts: main.hostServers.map(connect), logger: logger)
+        let locator = VMLocator(
+            hosts: configuration.main.hostServers.map(remoteHost), logger: logger, query: locatorQuery)
         let sightings = locator.look(for: name)
         if isNew {
             if let existing = sightings.first(where: { $0.state != nil }) {
@@ -167,7 +176,7 @@ public struct BackupRestorer: Sendable {
     func stopLiveCopies(of name: String, isNew: Bool, force: Bool, log: Logger) throws {
         for host in try liveCopies(of: name, isNew: isNew, force: force) {
             log.warning("--force: stopping \(name) on \(host): its new disks are written and checked")
-            try Virsh(host: connect(host)).destroy(name)
+            try Virsh(host: remoteHost(host)).destroy(name)
         }
     }
 

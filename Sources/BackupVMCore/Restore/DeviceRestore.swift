@@ -11,7 +11,8 @@ struct DeviceRestore: DiskRestore {
     var target: String { image.target }
     var writesAside: Bool { false }
 
-    func write(from stored: String) throws {
+    /// Once started, it is not aborted: a device half written is worse than one written to the end.
+    func write(from stored: String, abort: AbortFlag?) throws {
         let d = ShellQuote.quote(path)
         let raw = image.rawBytes
         let script = """

@@ -15,7 +15,8 @@ protocol DiskRestore: Sendable {
     var writesAside: Bool { get }
 
     /// Streams the stored image and checks it; on any failure it leaves nothing of its own behind.
-    func write(from stored: String) throws
+    /// `abort` ends the stream at once (nil: it runs to its end).
+    func write(from stored: String, abort: AbortFlag?) throws
     /// Puts what `write` made in place of the disk, keeping the disk it replaces.
     func swapIn() throws
     /// Undoes `swapIn`.

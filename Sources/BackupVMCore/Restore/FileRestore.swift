@@ -15,10 +15,10 @@ struct FileRestore: DiskRestore {
         (ShellQuote.quote(path), ShellQuote.quote(temporary), ShellQuote.quote(replaced))
     }
 
-    func write(from stored: String) throws {
+    func write(from stored: String, abort: AbortFlag?) throws {
         try ImageWriter(host: host).send(
             stored, script: ImageWriter.fileScript(image, to: path, temporary: temporary),
-            what: "writing \(image.target) to \(temporary) (\(path) is untouched until it is complete)")
+            what: "writing \(image.target) to \(temporary) (\(path) is untouched until it is complete)", abort: abort)
     }
 
     func swapIn() throws {

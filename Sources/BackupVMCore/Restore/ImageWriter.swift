@@ -12,12 +12,12 @@ import Foundation
 struct ImageWriter {
     let host: RemoteHost
 
-    /// Runs `script` with the stored file on its stdin.
-    func send(_ stored: String, script: String, what: String) throws {
+    /// Runs `script` with the stored file on its stdin; `abort` ends it at once.
+    func send(_ stored: String, script: String, what: String, abort: AbortFlag? = nil) throws {
         let fd = open(stored, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SystemError("open", path: stored) }
         defer { close(fd) }
-        _ = try host.stream(script, what: what, stdin: fd) { _ in true }
+        _ = try host.stream(script, what: what, stdin: fd, abort: abort) { _ in true }
     }
 
     /// A file (the RAM state): written beside `destination`, checked, synced, renamed into place.

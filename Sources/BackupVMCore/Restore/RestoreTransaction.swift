@@ -18,11 +18,11 @@ struct RestoreTransaction {
         do {
             for disk in disks where disk.writesAside {
                 guard !abort.isRaised else { throw RestoreError.aborted }
-                try write(disk, from: stored(disk))
+                try write(disk, from: stored(disk), abort: abort)
             }
             guard !abort.isRaised else { throw RestoreError.aborted }
             try stop()
-            for disk in disks where !disk.writesAside { try write(disk, from: stored(disk)) }
+            for disk in disks where !disk.writesAside { try write(disk, from: stored(disk), abort: nil) }
             for disk in disks {
                 try disk.swapIn()
                 swapped.append(disk)
@@ -37,9 +37,9 @@ struct RestoreTransaction {
         }
     }
 
-    private func write(_ disk: any DiskRestore, from stored: String) throws {
+    private func write(_ disk: any DiskRestore, from stored: String, abort: AbortFlag?) throws {
         let t0 = Date()
-        try disk.write(from: stored)
+        try disk.write(from: stored, abort: abort)
         log.info(
             "disk written and checked",
             metadata: [

@@ -22,7 +22,7 @@ struct VolumeRestore: DiskRestore {
     }
     private var lvm: LVM { LVM(host: host) }
 
-    func write(from stored: String) throws {
+    func write(from stored: String, abort: AbortFlag?) throws {
         let q = ShellQuote.quote(new.fullName)
         let script = """
             \(ImageWriter.scratch(onFailure: Self.removeQuietly(q))); \
@@ -34,7 +34,8 @@ struct VolumeRestore: DiskRestore {
             """
         try ImageWriter(host: host).send(
             stored, script: script,
-            what: "writing \(image.target) into the new LV \(new) (\(volume) is untouched until it is complete)")
+            what: "writing \(image.target) into the new LV \(new) (\(volume) is untouched until it is complete)",
+            abort: abort)
     }
 
     /// LVM rounds the size up to whole extents, and a new LV holds whatever its extents held before:

@@ -5,6 +5,8 @@ public struct DueDecision: Sendable, Equatable, CustomStringConvertible {
     public let vm: String
     public let due: Bool
     public let reason: String
+    /// Something the operator must hear of whatever the decision (the tick logs it as a warning).
+    public var warning: String? = nil
 
     public var description: String { "\(vm): \(due ? "due" : "not due") (\(reason))" }
 }
@@ -46,12 +48,20 @@ public struct DuePlanner: Sendable {
     }
 
     public struct VMState: Sendable {
+        /// When the newest good backup started (its ID): the newest by commit order, which after the
+        /// clock was set back is not the one with the latest ID.
         public var newestGoodBackup: Date?
+        /// That backup's ID, for the warning about a backup dated in the future.
+        public var newestBackupID: String?
         public var hasOpenJob: Bool
         public var lastFailure: Date?
 
-        public init(newestGoodBackup: Date? = nil, hasOpenJob: Bool = false, lastFailure: Date? = nil) {
+        public init(
+            newestGoodBackup: Date? = nil, newestBackupID: String? = nil, hasOpenJob: Bool = false,
+            lastFailure: Date? = nil
+        ) {
             self.newestGoodBackup = newestGoodBackup
+            self.newestBackupID = newestBackupID
             self.hasOpenJob = hasOpenJob
             self.lastFailure = lastFailure
         }
@@ -70,13 +80,42 @@ public struct DuePlanner: Sendable {
                 reason:
                     "window of \(Weekdays.names[window.isoWeekday - 1].capitalized) not in its days \(entry.weekdays)")
         }
-        if let newest = state.newestGoodBackup, newest >= window.start {
+        guard let newest = state.newestGoodBackup, newest > now else {
+            return decideInWindow(
+                entry, opened: window.start, now: now, state: state, retryFailedAfter: retryFailedAfter)
+        }
+        // Dated after now: the clock was set back since that backup. It was made at some unknown
+        // earlier time, so it cannot show that this window has its backup; counting it would skip the
+        // VM until the clock caught up (days, perhaps). The backup made now is newer by commit order
+        // and decides the next ticks, so this happens once per window, not at every tick.
+        var unknown = state
+        unknown.newestGoodBackup = nil
+        let decision = decideInWindow(
+            entry, opened: window.start, now: now, state: unknown, retryFailedAfter: retryFailedAfter)
+        let id = state.newestBackupID ?? Timestamps.compact(newest)
+        let reason = decision.due ? "scheduled; its newest backup \(id) is dated in the future" : decision.reason
+        return DueDecision(
+            vm: entry.vm, due: decision.due, reason: reason,
+            warning: "\(entry.vm): its newest backup \(id) is dated \(Timestamps.iso(newest)), after now"
+                + " (\(Timestamps.iso(now))): the clock was set back since. It does not count as this window's"
+                + " backup; check this server's clock (NTP)")
+    }
+
+    /// The rules that apply once `now` is inside a window (opened at `opened`) on one of the VM's days.
+    func decideInWindow(
+        _ entry: ScheduleEntry, opened: Date, now: Date, state: VMState, retryFailedAfter: TimeInterval
+    ) -> DueDecision {
+        if let newest = state.newestGoodBackup, newest >= opened {
             return DueDecision(vm: entry.vm, due: false, reason: "backed up in this window (\(Timestamps.iso(newest)))")
         }
         if state.hasOpenJob {
             return DueDecision(vm: entry.vm, due: false, reason: "a job for it is queued or running")
         }
-        if let failed = state.lastFailure, failed >= window.start, now.timeIntervalSince(failed) < retryFailedAfter {
+        // A failure dated after now (the clock was set back) would hold the retry off until the clock
+        // caught up; it counts as long ago instead.
+        if let failed = state.lastFailure, failed >= opened, failed <= now,
+            now.timeIntervalSince(failed) < retryFailedAfter
+        {
             return DueDecision(
                 vm: entry.vm, due: false,
                 reason: "failed at \(Timestamps.iso(failed)); retried \(Int(retryFailedAfter / 60)) min after a failure"

@@ -30,18 +30,21 @@ public struct Enqueuer: Sendable {
             return TickResult(decisions: [], enqueued: [:])
         }
         defer { lock.release() }
-        let catalog = BackupCatalog(storage: configuration.main.backupStorage)
-        let failures = lastFailures()
+        for warning in configuration.warnings { logger.warning("\(warning)") }
+        let store = BackupStore(storage: configuration.main.backupStorage)
+        let failures = lastFailures(notAfter: now)
         var result = TickResult(decisions: [], enqueued: [:])
         for entry in configuration.schedule.entries {
+            let newest = newestBackup(of: entry.vm, in: store, now: now)
             let state = DuePlanner.VMState(
-                newestGoodBackup: catalog.newestBackup(of: entry.vm)?.started,
+                newestGoodBackup: newest?.started, newestBackupID: newest?.id,
                 hasOpenJob: spool.hasOpenJob(for: entry.vm),
                 lastFailure: failures[entry.vm])
             let decision = planner.decide(
                 entry, now: now, hours: configuration.main.backupHours, state: state,
                 retryFailedAfter: TimeInterval(configuration.main.retryFailedAfterMinutes * 60))
             result.decisions.append(decision)
+            if let warning = decision.warning { logger.warning("\(warning)", metadata: ["vm": "\(entry.vm)"]) }
             guard decision.due, !dryRun else { continue }
             let name = try spool.enqueue(
                 JobRequest(vm: entry.vm, requestedBy: "vm_backup_sheduler", created: Timestamps.iso(now)))
@@ -51,12 +54,21 @@ public struct Enqueuer: Sendable {
         return result
     }
 
-    /// The newest failure time per VM, from the result records in failed/.
-    func lastFailures() -> [String: Date] {
+    /// The newest backup of a VM as the planner must see it. IDs are start times, so the newest ID is
+    /// the newest backup unless the clock was set back since: then the newest ID lies after `now`, and
+    /// the newest by commit order (read from the manifests only in that case) is the one made last.
+    func newestBackup(of vm: String, in store: BackupStore, now: Date) -> BackupRef? {
+        guard let byID = store.catalog.newestBackup(of: vm) else { return nil }
+        return byID.started <= now ? byID : store.inCommitOrder(vm).last
+    }
+
+    /// The newest failure time per VM, from the result records in failed/. Records dated after `now`
+    /// (the clock was set back) are left out: they would hide the failures made since.
+    func lastFailures(notAfter now: Date) -> [String: Date] {
         var newest: [String: Date] = [:]
         for name in spool.names(in: .failed) {
             guard case .success(let job)? = spool.read(name, in: .failed),
-                let finished = job.resultFields["finished"].flatMap(Timestamps.parseISO)
+                let finished = job.resultFields["finished"].flatMap(Timestamps.parseISO), finished <= now
             else { continue }
             if newest[job.request.vm].map({ finished > $0 }) ?? true { newest[job.request.vm] = finished }
         }

@@ -104,7 +104,11 @@ public struct JobFile: Sendable {
         var recoveries = 0
         // The result keys are ours: they are accepted only inside the result block we append.
         var inResult = false
-        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (i, raw) in TextLines.split(text).enumerated() {
+            // A job written on Windows (CRLF) is the same job; a lone CR would hide lines from this parser.
+            if let problem = TextLines.strayBreakProblem(in: raw) {
+                throw ParseError(description: "line \(i + 1): \(problem)")
+            }
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line == "# result" {
                 inResult = true

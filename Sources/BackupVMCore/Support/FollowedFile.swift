@@ -61,21 +61,26 @@ public final class FollowedFile {
     }
 
     /// Reads the file behind `writer` until the writer has finished and everything it wrote has been
-    /// read, handing each chunk (through one reused 1 MiB buffer) to `body`. On abort or a read error
-    /// the writer is stopped (and reaped) before the error is thrown; otherwise the caller `wait()`s
-    /// for it and judges its exit status.
-    public func follow(_ writer: SpawnedProcess, abort: AbortFlag, _ body: (UnsafeRawBufferPointer) -> Void) throws {
+    /// read, handing each chunk (through one reused 1 MiB buffer) to `body`. On abort, on no new byte
+    /// for `limits.stall` seconds, or on a read error the writer is stopped (and reaped) before the
+    /// error is thrown (`ProcessError.cut` for the limits); otherwise the caller `wait()`s for it and
+    /// judges its exit status.
+    public func follow(_ writer: SpawnedProcess, limits: CommandLimits, _ body: (UnsafeRawBufferPointer) -> Void)
+        throws
+    {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
         defer { buffer.deallocate() }
+        var watch = LimitWatch(limits, stdin: nil)
         do {
             while true {
-                if abort.isRaised { throw PipelineError.aborted }
+                if let cut = watch.check() { throw ProcessError.cut(program: "writer", cut, stderr: writer.stderr) }
                 // Whether the writer had finished is taken before the read: a read that then finds
                 // nothing new has seen everything written. (Finished = exited and its stderr closed:
                 // with a shared ssh connection the master process writes the file and closes both.)
                 let finished = writer.hasFinished()
                 let n = try readNew(into: buffer)
                 if n > 0 {
+                    watch.progressed()
                     body(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
                 } else if finished {
                     return
@@ -84,8 +89,7 @@ public final class FollowedFile {
                 }
             }
         } catch {
-            writer.terminate()
-            writer.wait()
+            writer.stop()
             throw error
         }
     }

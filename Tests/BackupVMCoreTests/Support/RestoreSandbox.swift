@@ -34,11 +34,10 @@ final class RestoreSandbox: @unchecked Sendable {
 
     var restorer: BackupRestorer {
         let messages = self.messages
-        let host = sandbox.host
         return BackupRestorer(
             configuration: configuration,
             logger: Logger(label: "restore-test") { _ in CapturingLogHandler(messages: messages) },
-            connect: { _ in host })
+            locatorQuery: VMLocator.virshQuery, sshProgram: dir.path + "/ssh")
     }
 
     var backupDirectory: String { dir.path + "/storage/\(vm)/\(backupID)" }

@@ -17,7 +17,7 @@ struct SandboxHost {
         "lvs": "echo '  swi-a-s--- 3.00'", "blockdev": "echo 1048576",
     ]
 
-    init(_ dir: TempDir, stubs: [String: String] = [:]) throws {
+    init(_ dir: TempDir, stubs: [String: String] = [:], timeouts: RemoteTimeouts = .defaults) throws {
         self.dir = dir
         let stubDir = dir.path + "/stubs"
         let fm = FileManager.default
@@ -33,7 +33,8 @@ struct SandboxHost {
             dir.path + "/ssh",
             "#!/bin/bash\ncd '\(dir.path)/sandbox' || exit 255\nexport PATH='\(stubDir)':\"$PATH\"\n"
                 + "exec bash -c \"${@: -1}\"\n")
-        host = RemoteHost(name: "kvm1", sshConfig: nil, connectTimeout: 5, sshProgram: dir.path + "/ssh")
+        host = RemoteHost(
+            name: "kvm1", sshConfig: nil, connectTimeout: 5, sshProgram: dir.path + "/ssh", timeouts: timeouts)
     }
 
     static func executable(_ path: String, _ text: String) throws {

@@ -239,7 +239,7 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
         lock.withLock { _paths = _paths.filter { $0 != path && !$0.hasPrefix(path + "/") } }
     }
 
-    func copyImage(_ source: String, work: WorkLayout, stageFile: String?, to destination: String, abort: AbortFlag)
+    func copyImage(_ source: String, scratch: String, stageFile: String?, to destination: String, abort: AbortFlag)
         throws -> TransferredImage
     {
         try enter(.copyImage)
@@ -251,8 +251,9 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
         if let stageFile { addPath(stageFile) }
         var crc = POSIXChecksum()
         crc.update(bytes)
-        // Not a real digest: nothing in these tests reads the image back (the lab tiers verify real ones).
-        let sha = String(repeating: "0", count: 64)
+        // The file's real digest: a restore checks it before it touches anything (the content is no
+        // real image; the lab tiers restore real ones).
+        let sha = try FileDigest.sha256(ofFile: destination).digest
         return TransferredImage(
             rawBytes: 1 << 20, storedBytes: Int64(bytes.count), storedCksum: crc.finalize(), storedSHA256: sha)
     }
