@@ -8,7 +8,7 @@ struct RestoreCommand: ParsableCommand {
         commandName: "restore",
         abstract: "Restore a VM from a backup: write every disk back, define the domain.",
         discussion:
-            "Refuses to overwrite the disks of a running or paused VM unless --force (which stops it first). With --as NEW, the copy gets new disk file names, no UUID and no MAC addresses (libvirt makes new ones), so it can run beside the original."
+            "Checks every stored image against the manifest before anything is touched, writes each disk beside its own (a new LV, a file beside the file) and swaps the new disks in only when all are complete and checked. Refuses to overwrite the disks of a running or paused VM unless --force (which stops it once the new disks are written). With --as NEW, the copy gets new disk file and LV names, no UUID and no MAC addresses (libvirt makes new ones), so it can run beside the original."
     )
 
     @OptionGroup var global: GlobalOptions
@@ -25,7 +25,7 @@ struct RestoreCommand: ParsableCommand {
     @Option(name: .customLong("as"), help: "Restore under this new VM name.")
     var newName: String?
 
-    @Flag(help: "Stop the VM first if it is running or paused (its disks are overwritten).")
+    @Flag(help: "Stop the VM if it is running or paused, once its new disks are written (they replace its disks).")
     var force = false
 
     @Flag(help: "Start the restored VM.")
@@ -45,11 +45,22 @@ struct RestoreCommand: ParsableCommand {
         let logger = CommandSupport.setUpLogging(
             configuration, label: "backup_vm", console: true, verbose: global.verbose)
         let restorer = BackupRestorer(configuration: configuration, logger: logger)
+        // Ctrl-C, SIGTERM or a dropped terminal before the VM is stopped: what was written beside the
+        // disks is removed and nothing else is touched (Ctrl-C also ends the stream's ssh at once).
+        let abort = AbortFlag()
+        let sources = [SIGINT, SIGTERM, SIGHUP].map { sig -> DispatchSourceSignal in
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { abort.raise() }
+            s.resume()
+            return s
+        }
+        defer { for s in sources { s.cancel() } }
         do {
             let outcome = try restorer.restore(
                 .init(
                     vm: vm, backupID: backup, toHost: toHost, newName: newName, force: force, start: start,
-                    withRAM: withRAM))
+                    withRAM: withRAM, abort: abort))
             print("restored \(vm) backup \(outcome.backupID) as \(outcome.name) on \(outcome.host)")
             for (target, path) in outcome.disks.sorted(by: { $0.key < $1.key }) { print("  \(target) -> \(path)") }
         } catch {

@@ -362,10 +362,60 @@ struct LabLVMTests {
         #expect(r.status == 1)
         #expect(
             r.err.contains(
-                "/dev/vg0/\(small) has 4194304 bytes, the backup needs 16777216; refusing to restore into a smaller LV"),
+                "/dev/vg0/\(small) on lvmhost has 4194304 bytes, the backup needs 16777216; refusing to restore into a"
+                    + " smaller LV"),
             "\(r.err)")
         #expect(try lab.ssh("cmp -n 4194304 /dev/vg0/\(small) /dev/zero && echo untouched") == "untouched\n")
         #expect(try lab.ssh("virsh -q domstate \(small) >/dev/null 2>&1 && echo defined || echo absent") == "absent\n")
+        try restoreThroughANewLV(lab, g, config)
+    }
+
+    /// Issue #9, finding 6, on real LVM with the backup above: a damaged stored image is refused before
+    /// the VM or its LV is touched (--force or not); a stream that does not check out on the
+    /// hypervisor leaves the LV it was to replace as it was; a good restore swaps a new LV in over an
+    /// existing one. Also: LVM names the LV the same by /dev/mapper/VG-LV and /dev/VG/LV (finding 18).
+    func restoreThroughANewLV(_ lab: LVMLab, _ g: String, _ config: String) throws {
+        let backup = try #require(BackupCatalog(storage: tmp.path + "/storage").newestBackup(of: g))
+        let image = backup.path + "/vda.raw.lzo"
+        let good = try Data(contentsOf: URL(fileURLWithPath: image))
+        var flipped = good
+        flipped[good.count / 2] ^= 0x40
+        try flipped.write(to: URL(fileURLWithPath: image))
+        let disk = try lab.ssh("sha256sum < /dev/vg0/\(g)")
+        let ready = lab.count("LAB-GUEST-READY")
+        let refused = try backupVM(config, ["restore", g, "--force"], timeout: 900)
+        #expect(refused.status == 1 && refused.err.contains("is damaged: \(image): sha256"), "\(refused.err)")
+        #expect(try lab.state() == "running" && lab.count("LAB-GUEST-READY") == ready, "the VM untouched")
+        #expect(try lab.ssh("sha256sum < /dev/vg0/\(g)") == disk, "its LV untouched")
+        try good.write(to: URL(fileURLWithPath: image))
+
+        // An existing LV to restore a copy into; first with a manifest that says 1 MiB less than what
+        // arrives, so the new LV is written in full and then does not check out.
+        let copy = "\(g)copy"
+        try lab.ssh(
+            "lvcreate -q -y -L 16M -n \(copy) vg0 >/dev/null && { blkdiscard -z /dev/vg0/\(copy) 2>/dev/null"
+                + " || dd if=/dev/zero of=/dev/vg0/\(copy) bs=1M count=16 oflag=direct status=none; }")
+        defer { _ = try? lab.ssh("virsh undefine \(copy) >/dev/null 2>&1; lvremove -q -f vg0/\(copy)") }
+        let ours = "lvs --noheadings -o lv_name vg0 | grep -c -e bvmrestore -e bvmreplaced || true"
+        let manifestFile = backup.path + "/" + BackupNames.manifest
+        let manifest = try Data(contentsOf: URL(fileURLWithPath: manifestFile))
+        var short = try Manifest.decode(manifest)
+        short.disks[0].rawBytes -= 1 << 20
+        try short.encoded().write(to: URL(fileURLWithPath: manifestFile))
+        let failed = try backupVM(config, ["restore", g, "--as", copy], timeout: 900)
+        try manifest.write(to: URL(fileURLWithPath: manifestFile))
+        #expect(failed.status == 1 && failed.err.contains("expected 15728640"), "\(failed.err)")
+        #expect(try lab.ssh("cmp -n 16777216 /dev/vg0/\(copy) /dev/zero && echo zeros") == "zeros\n", "untouched")
+        #expect(try lab.ssh(ours) == "0\n", "no LV of ours left")
+
+        let r = try backupVM(config, ["restore", g, "--as", copy], timeout: 900)
+        #expect(r.status == 0, "\(r.err)")
+        #expect(try lab.ssh("cmp /dev/vg0/\(g) /dev/vg0/\(copy) && echo same") == "same\n", "swapped in whole")
+        #expect(try lab.ssh(ours) == "0\n", "the replaced LV removed")
+        let host = RemoteHost(name: "lvmhost", sshConfig: lab.sshConfig, connectTimeout: 30)
+        let seen = try LVM(host: host).resolve(["/dev/mapper/vg0-\(copy)", "/dev/vg0/\(copy)"]).values
+        #expect(seen.count == 2 && Set(seen.map(\.volume?.fullName)) == ["vg0/\(copy)"], "\(seen)")
+        #expect(Set(seen.map(\.canonical)).count == 1, "\(seen)")
     }
 
     @Test("a leftover snapshot of ours goes before the next snapshot; someone else's snapshot of the same LV stays")

@@ -88,25 +88,61 @@ struct RemoteScriptInjectionTests {
                 rawBytes: Int64(content.utf8.count), storedBytes: Int64(cksum[1]) ?? 0,
                 storedCksum: UInt32(cksum[0]) ?? 0, storedSHA256: "")
             let destination = root + "/" + name + ".raw"
-            try ImageWriter(host: host).write(image, from: stored, to: destination)
+            try ImageWriter(host: host).write(image, from: stored, to: destination, id: id)
             #expect((try? String(contentsOfFile: destination, encoding: .utf8)) == content, "\(name)")
+            // A file disk beside a hostile file, swapped in and back, and a hostile block device that
+            // does not exist (refused by the script that would write it in place).
+            let disk = FileRestore(host: host, image: image, path: root + "/disk " + name, id: id)
+            try disk.write(from: stored, abort: nil)
+            try disk.swapIn()
+            #expect((try? String(contentsOfFile: disk.path, encoding: .utf8)) == content, "\(name)")
+            try disk.swapBack()
+            #expect(!FileManager.default.fileExists(atPath: disk.path), "\(name)")
+            try disk.discard()
             var block = image
             block.kind = .block
             #expect(throws: RemoteError.self) {
-                try ImageWriter(host: host).write(block, from: stored, to: root + "/" + name + ".dev")
+                try DeviceRestore(host: host, image: block, path: root + "/" + name + ".dev").write(
+                    from: stored, abort: nil)
             }
         }
         #expect(pwned.isEmpty, "commands ran: \(pwned)")
     }
 
-    @Test("LV restore target with a hostile name: ensureVolume passes it literally")
-    func ensureVolume() throws {
-        let host = sandbox.host
-        for name in Self.hostile where !name.contains("/") {
-            try LVM(host: host).ensureVolume(path: "/dev/vg0/" + name, bytes: 1 << 20)
-            #expect(loggedArguments.contains(name), "\(name)")
+    @Test("LV restores with hostile VG and LV names: lvs, vgs, lvcreate, lvrename, lvremove get them literally")
+    func volumeRestore() throws {
+        let lvm = try FakeLVM(dir)
+        let sandbox = try SandboxHost(dir, stubs: lvm.stubs)
+        let content = Data("restored into an LV\n".utf8)
+        dir.write("image", String(decoding: content, as: UTF8.self))
+        let stored = dir.path + "/image.lzo"
+        _ = try runTool("/usr/bin/lzop", ["-1", "-f", "-o", stored, dir.path + "/image"])
+        let cksum = try runTool("/usr/bin/cksum", [stored]).out.split(separator: " ")
+        let image = Manifest.StoredImage(
+            target: "vda", source: "/x", kind: .block, format: .raw, file: "vda.raw.lzo",
+            rawBytes: Int64(content.count), storedBytes: Int64(cksum[1]) ?? 0, storedCksum: UInt32(cksum[0]) ?? 0,
+            storedSHA256: "")
+        for name in Self.hostile {
+            let volume = VolumeName(vg: name, lv: name)
+            try lvm.addGroup(name, freeBytes: 8 << 20)
+            try lvm.addVolume(volume, content: Data("old".utf8))
+            let facts = try LVM(host: sandbox.host).restoreFacts(volumes: [volume], groups: [name])
+            let existing = try #require(facts.volumes[volume], "\(name)")
+            #expect(facts.groups[name]?.freeBytes == 8 << 20, "\(name)")
+            _ = try LVM(host: sandbox.host).poolFacts([volume])
+            let disk = VolumeRestore(
+                host: sandbox.host, image: image, volume: volume, path: volume.path, existing: existing,
+                bytes: existing.sizeBytes, id: "20261127T000000Z")
+            try disk.write(from: stored, abort: nil)
+            try disk.swapIn()
+            try disk.swapBack()
+            try disk.swapIn()
+            #expect(disk.finish() == nil, "\(name)")
+            #expect(lvm.content(volume)?.prefix(content.count) == content, "\(name)")
+            #expect(lvm.volumes(in: name) == [name], "\(name)")
+            #expect(sandbox.loggedArguments.contains(name) && sandbox.loggedArguments.contains(disk.new.fullName))
         }
-        #expect(pwned.isEmpty, "commands ran: \(pwned)")
+        #expect(sandbox.pwned.isEmpty, "commands ran: \(sandbox.pwned)")
     }
 
     @Test("disk paths with shell metacharacters are refused when the domain XML is read (second fence)")

@@ -16,18 +16,6 @@ public struct DomainDisk: Sendable, Codable, Equatable {
         self.format = format
         self.source = source
     }
-
-    /// Is this disk named by an ExcludeLVs entry (`lv`, `vg/lv` or `/dev/vg/lv`)?
-    public func isExcluded(by references: [String]) -> Bool {
-        guard kind == .block else { return false }
-        let parts = source.split(separator: "/").map(String.init)
-        // /dev/VG/LV or /dev/mapper/VG-LV: compare on VG/LV and LV.
-        let lv = parts.last ?? ""
-        let vgLV = parts.count >= 2 ? parts[parts.count - 2] + "/" + lv : lv
-        return references.contains { ref in
-            ref == source || ref == vgLV || ref == lv || "/dev/" + ref == source
-        }
-    }
 }
 
 /// The state virsh reports for a domain.

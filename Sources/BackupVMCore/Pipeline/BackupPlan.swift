@@ -54,26 +54,30 @@ struct BackupPlanner {
         let profile = configuration.profile(for: vm)
         let all = try DomainXML.disks(of: inspection.liveXML, vm: vm)
         try DomainXML.checkSafe(inspection.inactiveXML, what: "persistent domain XML of \(vm)")
-        let disks = all.filter { !$0.isExcluded(by: profile.excludeLVs) }
+        // Every block disk is resolved, excluded or not: ExcludeLVs may name it by another of its paths.
+        let exclusion = DiskExclusion(profile.excludeLVs)
+        let blockPaths = all.filter { $0.kind == .block }.map(\.source)
+        let devices = try hypervisor.blockDevices(blockPaths + (blockPaths.isEmpty ? [] : exclusion.devicePaths))
+        let excluded = all.filter { exclusion.excludes($0, devices: devices) }
+        let disks = all.filter { !excluded.contains($0) }
         guard !disks.isEmpty else { throw PipelineError.everyDiskExcluded(vm: vm) }
         try refuseOverlays(disks, vm: vm, on: hypervisor)
-        let volumes = try hypervisor.logicalVolumes(disks.filter { $0.kind == .block }.map(\.source))
         let snapshots = disks.compactMap { disk in
-            volumes[disk.source].map { origin in
+            devices[disk.source]?.volume.map { origin in
                 PlannedSnapshot(
                     disk: disk, origin: origin,
                     snapshot: LogicalVolume(
                         vg: origin.vg, lv: BackupNames.snapshotLV(of: origin.lv, id: id), sizeBytes: origin.sizeBytes))
             }
         }
-        let stopped = disks.filter { volumes[$0.source] == nil }
+        let stopped = disks.filter { devices[$0.source]?.volume == nil }
         let (mode, note) = Self.mode(requested: profile.mode, prior: inspection.state, stoppedDisks: stopped)
         let work = WorkLayout(workPath: profile.workPath, vm: vm)
         let entry = configuration.schedule.entry(for: vm)
         return BackupPlan(
             vm: vm, host: hypervisor.name, id: id, priorState: inspection.state, requestedMode: profile.mode,
             mode: mode, modeNote: note, definition: inspection.inactiveXML, disks: disks, snapshots: snapshots,
-            stoppedDisks: stopped, excluded: all.filter { $0.isExcluded(by: profile.excludeLVs) }, work: work,
+            stoppedDisks: stopped, excluded: excluded, work: work,
             ramFile: mode == .hot || inspection.state == .paused ? work.ramFile(id) : nil,
             keepOnHost: entry?.keepOnHost ?? false, keep: entry?.keep, snapshotSize: profile.snapshotSize,
             shutdownTimeout: profile.shutdownTimeout ?? configuration.main.shutdownTimeout,

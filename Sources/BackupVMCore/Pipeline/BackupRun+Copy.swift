@@ -27,7 +27,7 @@ extension BackupRun {
         for planned in plan.snapshots {
             let snapshot = planned.snapshot
             do {
-                try copy(planned.disk, from: snapshot.path)
+                try copy(planned.disk, from: snapshot.path, volume: planned.origin)
             } catch {
                 // An invalidated snapshot fails reads with EIO: say why.
                 if let status = try? hypervisor.snapshotStatus(snapshot), !status.valid {
@@ -58,7 +58,7 @@ extension BackupRun {
             storedBytes: r.storedBytes, storedCksum: r.storedCksum, storedSHA256: r.storedSHA256)
     }
 
-    func copy(_ disk: DomainDisk, from source: String) throws {
+    func copy(_ disk: DomainDisk, from source: String, volume: LogicalVolume? = nil) throws {
         let file = BackupNames.image(target: disk.target, format: disk.format, compression: compression)
         let t0 = Date()
         let r = try transfer(source, file: file, stage: plan.keepOnHost)
@@ -72,7 +72,7 @@ extension BackupRun {
         images[disk.target] = Manifest.StoredImage(
             target: disk.target, source: disk.source, kind: disk.kind, format: disk.format, file: file,
             rawBytes: r.rawBytes, storedBytes: r.storedBytes, storedCksum: r.storedCksum,
-            storedSHA256: r.storedSHA256)
+            storedSHA256: r.storedSHA256, volume: volume?.fullName)
     }
 
     /// One image into the partial directory (and, with keep-on-host, into the staging directory).

@@ -14,8 +14,9 @@ public protocol Hypervisor: Sendable {
     /// The domain's state; nil when it is not defined here.
     func state(_ vm: String) throws -> DomainState?
 
-    /// Which of these block devices are LVs (a device missing from the answer is a plain block device).
-    func logicalVolumes(_ devices: [String]) throws -> [String: LogicalVolume]
+    /// Where each of these block device paths leads and which are LVs (a device missing from the
+    /// answer, or without a volume, is a plain block device).
+    func blockDevices(_ devices: [String]) throws -> [String: BlockDevice]
 
     /// The backing file named in the header of each of these qcow2 images that has one (an overlay);
     /// images without a backing file are missing from the answer.

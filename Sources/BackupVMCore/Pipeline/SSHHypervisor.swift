@@ -35,7 +35,7 @@ public final class SSHHypervisor: Hypervisor, @unchecked Sendable {
 
     public func state(_ vm: String) throws -> DomainState? { try virsh.state(vm) }
 
-    public func logicalVolumes(_ devices: [String]) throws -> [String: LogicalVolume] { try lvm.resolve(devices) }
+    public func blockDevices(_ devices: [String]) throws -> [String: BlockDevice] { try lvm.resolve(devices) }
 
     /// Reads the qcow2 header (backing_file_offset at byte 8, backing_file_size at byte 16, both
     /// big-endian) with od, which every hypervisor has, also while the image is in use.

@@ -8,6 +8,7 @@ public struct LogicalVolume: Sendable, Equatable, Codable {
 
     public var path: String { "/dev/\(vg)/\(lv)" }
     public var fullName: String { "\(vg)/\(lv)" }
+    public var name: VolumeName { VolumeName(vg: vg, lv: lv) }
 }
 
 /// LVM on one hypervisor, over ssh. Snapshots this tool makes are named `LV-bvmsnap-ID` so it can
@@ -17,21 +18,26 @@ public struct LVM: Sendable {
 
     public init(host: RemoteHost) { self.host = host }
 
-    /// Which of these block devices are LVs (nil: a plain block device, copied with the VM off).
-    public func resolve(_ devices: [String]) throws(RemoteError) -> [String: LogicalVolume] {
+    /// Where each of these block device paths leads and which are LVs (LVM itself reads /dev/VG/LV and
+    /// /dev/mapper/VG-LV alike). One line per path, by its index: paths never split the answer.
+    public func resolve(_ devices: [String]) throws(RemoteError) -> [String: BlockDevice] {
         guard !devices.isEmpty else { return [:] }
-        let script = devices.map { d in
-            "printf '%s\\t' \(ShellQuote.quote(d)); lvs --noheadings --nosuffix --units b --separator ' ' -o vg_name,lv_name,lv_size \(ShellQuote.quote(d)) 2>/dev/null | head -n 1 || echo; echo"
+        let script = devices.enumerated().map { i, d in
+            let q = ShellQuote.quote(d)
+            return """
+                c=$(readlink -f -- \(q) 2>/dev/null || true); \
+                l=$(lvs --noheadings --nosuffix --units b --separator ' ' -o vg_name,lv_name,lv_size \(q) 2>/dev/null \
+                | head -n 1 || true); printf '%d\\t%s\\t%s\\n' \(i) "$c" "$l"
+                """
         }.joined(separator: "; ")
-        let out = try host.run(script + "; true", what: "lvs")
-        var result: [String: LogicalVolume] = [:]
+        let out = try host.run(script, what: "lvs")
+        var result: [String: BlockDevice] = [:]
         for line in out.split(separator: "\n") {
-            let parts = line.split(separator: "\t", maxSplits: 1).map(String.init)
-            guard parts.count == 2 else { continue }
-            let f = parts[1].split(separator: " ").map(String.init)
-            if f.count == 3, let size = Int64(f[2]) {
-                result[parts[0]] = LogicalVolume(vg: f[0], lv: f[1], sizeBytes: size)
-            }
+            let parts = line.split(separator: "\t", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 3, let i = Int(parts[0]), devices.indices.contains(i) else { continue }
+            let f = parts[2].split(separator: " ").map(String.init)
+            let volume = f.count == 3 ? Int64(f[2]).map { LogicalVolume(vg: f[0], lv: f[1], sizeBytes: $0) } : nil
+            result[devices[i]] = BlockDevice(canonical: parts[1].isEmpty ? nil : parts[1], volume: volume)
         }
         return result
     }
@@ -64,14 +70,7 @@ public struct LVM: Sendable {
     /// Removes a snapshot of ours, retrying while it is briefly "in use" (udev, a reader closing).
     public func removeSnapshot(_ snapshot: LogicalVolume) throws(RemoteError) {
         precondition(BackupNames.isOurSnapshot(snapshot.lv), "only our own snapshots are removed")
-        let q = ShellQuote.quote(snapshot.fullName)
-        try host.run(
-            """
-            e=$(mktemp); trap 'rm -f "$e"' EXIT; \
-            for i in 1 2 3 4 5 6 7 8 9 10; do lvs \(q) >/dev/null 2>&1 || exit 0; \
-            lvremove -q -f \(q) >/dev/null 2>"$e" && exit 0; sleep 1; done; \
-            cat "$e" >&2; exit 1
-            """, what: "lvremove \(snapshot.fullName)")
+        try host.run(Self.removeLoop(snapshot.name), what: "lvremove \(snapshot.fullName)")
     }
 
     /// Our snapshots (by name) of these origin LVs that are still there: leftovers of a killed job.
@@ -88,23 +87,5 @@ public struct LVM: Sendable {
             }
             return LogicalVolume(vg: f[0], lv: f[1], sizeBytes: Int64(f[3]) ?? 0)
         }
-    }
-
-    /// Creates an LV of at least `bytes` for a restore (nothing when it exists and is large enough).
-    public func ensureVolume(path: String, bytes: Int64) throws(RemoteError) {
-        let parts = path.split(separator: "/").map(String.init)
-        guard parts.count == 3, parts[0] == "dev" else {
-            throw .protocolViolation(host: host.name, what: "restore to \(path)", detail: "expected /dev/VG/LV")
-        }
-        let vg = ShellQuote.quote(parts[1])
-        let lv = ShellQuote.quote(parts[2])
-        let p = ShellQuote.quote(path)
-        try host.run(
-            """
-            if [ -b \(p) ]; then size=$(blockdev --getsize64 \(p)); \
-            [ "$size" -ge \(bytes) ] || { printf '%s has %s bytes, the backup needs %s; refusing to restore into a smaller LV\\n' \
-            \(p) "$size" \(bytes) >&2; exit 4; }; \
-            else lvcreate -q -y -L \(bytes)b -n \(lv) \(vg) >/dev/null; fi
-            """, what: "preparing \(path)")
     }
 }

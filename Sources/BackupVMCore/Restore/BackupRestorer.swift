@@ -1,12 +1,16 @@
 import Foundation
 import Logging
 
-/// Writes a backup back onto a hypervisor: every disk to its file or block device (decompressed on the
-/// hypervisor, the compressed stream's cksum and the decompressed size checked against the manifest
-/// before a file is renamed into place), then defines the domain from the stored XML. Refuses to touch the disks of a VM that is running or
-/// paused unless `force` (then it is stopped first). With `withRAM`, a hot (or paused) backup's RAM
-/// state is written to the VM's working path and `virsh restore`d, so the guest continues from the
-/// saved moment instead of booting: the disks were snapshotted right after that save, so they match.
+/// Writes a backup back onto a hypervisor and defines the domain from the stored XML. Nothing on a
+/// hypervisor is touched before every stored image checks out against the manifest (size, SHA-256)
+/// and the hypervisor has been asked whether every disk can go where it goes (RestorePreflight). Then
+/// every disk is written beside its own (a new LV, a file beside the file) and checked as it is
+/// decompressed, and only once all are complete is the VM stopped (`force`; without it a running or
+/// paused VM is refused) and are the new disks swapped in (RestoreTransaction): a stream that breaks
+/// off or does not check out leaves every disk and the VM as they were. With `withRAM`, a hot (or
+/// paused) backup's RAM state is written to the VM's working path and `virsh restore`d, so the guest
+/// continues from the saved moment instead of booting: the disks were snapshotted right after that
+/// save, so they match.
 public struct BackupRestorer: Sendable {
     public let configuration: Configuration
     public let logger: Logger
@@ -40,10 +44,13 @@ public struct BackupRestorer: Sendable {
         public var force: Bool
         public var start: Bool
         public var withRAM: Bool
+        /// Raised by SIGINT/SIGTERM/SIGHUP: a disk being written beside its own is cut off, and the restore
+        /// stops before the VM is stopped, removing what it wrote.
+        public var abort: AbortFlag
 
         public init(
             vm: String, backupID: String? = nil, toHost: String? = nil, newName: String? = nil, force: Bool = false,
-            start: Bool = false, withRAM: Bool = false
+            start: Bool = false, withRAM: Bool = false, abort: AbortFlag = AbortFlag()
         ) {
             self.vm = vm
             self.backupID = backupID
@@ -52,6 +59,7 @@ public struct BackupRestorer: Sendable {
             self.force = force
             self.start = start
             self.withRAM = withRAM
+            self.abort = abort
         }
     }
 
@@ -62,7 +70,7 @@ public struct BackupRestorer: Sendable {
         public var disks: [String: String]  // target -> path written
     }
 
-    /// The steps, in order; every refusal comes before anything is written.
+    /// The steps, in order; every refusal comes before anything is touched.
     public func restore(_ request: Request) throws -> Outcome {
         // The VM's lock, as a backup job takes it: no job shuts down or snapshots the VM while its
         // disks are written, and no restore starts while a job of it runs.
@@ -73,12 +81,21 @@ public struct BackupRestorer: Sendable {
         let name = request.newName ?? request.vm
         let host = remoteHost(hostName)
         let log = logger.with(["vm": "\(name)", "host": "\(hostName)", "backup": "\(backup.id)"])
-        try stopLiveCopies(of: name, isNew: request.newName != nil, force: request.force, log: log)
-        let paths = diskPaths(manifest, request: request)
-        try writeDisks(manifest, backup: backup, to: paths, host: host, log: log)
-        try define(manifest, request: request, paths: paths, host: host, log: log)
+        // The quick refusals (only questions to virsh) come before the images are read in full.
+        _ = try liveCopies(of: name, isNew: request.newName != nil, force: request.force)
+        let ram = request.withRAM ? manifest.ramState.map { [$0] } ?? [] : []
+        try StoredImageCheck(backup: backup).check(manifest.disks + ram)
+        let id = Timestamps.compact(Date())
+        let disks = try RestorePreflight(host: host, id: id).plan(
+            manifest, rename: request.newName.map { (from: request.vm, to: $0) })
+        let paths = Dictionary(disks.map { ($0.target, $0.path) }, uniquingKeysWith: { first, _ in first })
+        try RestoreTransaction(disks: disks, abort: request.abort, log: log).run(
+            from: { backup.path + "/" + $0.image.file },
+            stop: { try stopLiveCopies(of: name, isNew: request.newName != nil, force: request.force, log: log) },
+            define: { try define(manifest, request: request, paths: paths, host: host, log: log) })
+        log.info("disks restored: \(disks.map { "\($0.target) -> \($0.path)" }.joined(separator: ", "))")
         if request.withRAM, let ram = manifest.ramState {
-            try resumeFromRAM(ram, backup: backup, manifest: manifest, host: host, log: log)
+            try resumeFromRAM(ram, backup: backup, manifest: manifest, host: host, id: id, log: log)
         } else if request.start {
             try Virsh(host: host).start(name)
             log.info("started")
@@ -130,8 +147,9 @@ public struct BackupRestorer: Sendable {
 
     /// Never write under a running VM, nor create a second running copy elsewhere, unless told. A copy
     /// under a new name must not exist anywhere yet: its disks would be written over the existing
-    /// domain's (the name mapping reuses them) before `define` failed.
-    func stopLiveCopies(of name: String, isNew: Bool, force: Bool, log: Logger) throws {
+    /// domain's (the name mapping reuses them) before `define` failed. Returns the hosts on which the
+    /// VM runs or is paused (only with `force`: without, that is a refusal).
+    func liveCopies(of name: String, isNew: Bool, force: Bool) throws -> [String] {
         let locator = VMLocator(
             hosts: configuration.main.hostServers.map(remoteHost), logger: logger, query: locatorQuery)
         let sightings = locator.look(for: name)
@@ -144,41 +162,21 @@ public struct BackupRestorer: Sendable {
                     name: name, host: unknown.host, detail: "\(unknown.error.map { "\($0)" } ?? "")")
             }
         }
+        var live: [String] = []
         for s in sightings {
             guard let state = s.state, state == .running || state == .paused else { continue }
             guard force else { throw RestoreError.liveVM(name: name, state: state, host: s.host) }
-            log.warning("--force: stopping \(name) on \(s.host) before the restore")
-            try Virsh(host: remoteHost(s.host)).destroy(name)
+            live.append(s.host)
         }
+        return live
     }
 
-    /// Where each disk goes: where it was, or renamed for a copy under a new name.
-    func diskPaths(_ manifest: Manifest, request: Request) -> [String: String] {
-        var paths: [String: String] = [:]
-        for image in manifest.disks {
-            paths[image.target] =
-                request.newName.map { renamedPath(image.source, from: request.vm, to: $0) } ?? image.source
-        }
-        return paths
-    }
-
-    func writeDisks(
-        _ manifest: Manifest, backup: BackupRef, to paths: [String: String], host: RemoteHost, log: Logger
-    ) throws {
-        for image in manifest.disks {
-            guard let destination = paths[image.target] else { continue }
-            if image.kind == .block {
-                // An LV is created with the recorded size when missing; a smaller one is refused.
-                try LVM(host: host).ensureVolume(path: destination, bytes: image.rawBytes)
-            }
-            let t0 = Date()
-            try ImageWriter(host: host).write(image, from: backup.path + "/" + image.file, to: destination)
-            log.info(
-                "disk restored",
-                metadata: [
-                    "disk": "\(image.target)", "path": "\(destination)",
-                    "seconds": "\(String(format: "%.1f", Date().timeIntervalSince(t0)))",
-                ])
+    /// Once every disk is written beside its own: asks again (the VM may have been started meanwhile)
+    /// and, with `force`, stops it wherever it runs.
+    func stopLiveCopies(of name: String, isNew: Bool, force: Bool, log: Logger) throws {
+        for host in try liveCopies(of: name, isNew: isNew, force: force) {
+            log.warning("--force: stopping \(name) on \(host): its new disks are written and checked")
+            try Virsh(host: remoteHost(host)).destroy(name)
         }
     }
 
@@ -207,26 +205,17 @@ public struct BackupRestorer: Sendable {
     /// VM was paused when it was backed up). The file is a copy of what the backup holds, so it is
     /// removed afterwards whatever happened.
     func resumeFromRAM(
-        _ ram: Manifest.StoredImage, backup: BackupRef, manifest: Manifest, host: RemoteHost, log: Logger
+        _ ram: Manifest.StoredImage, backup: BackupRef, manifest: Manifest, host: RemoteHost, id: String, log: Logger
     ) throws {
         let work = WorkLayout(workPath: configuration.profile(for: manifest.vm).workPath, vm: manifest.vm)
         let file = work.restoreRAMFile(backup.id)
         let q = ShellQuote.quote(file)
-        try ImageWriter(host: host).write(ram, from: backup.path + "/" + ram.file, to: file)
+        try ImageWriter(host: host).write(ram, from: backup.path + "/" + ram.file, to: file, id: id)
         let paused = manifest.priorState == .paused
         try host.run(
             "rc=0; virsh restore \(q)\(paused ? " --paused" : "") >/dev/null || rc=$?; rm -f \(q); exit $rc",
             what: "virsh restore of the RAM state of backup \(backup.id) (from \(file))")
         let how = paused ? ", paused as it was" : ""
         log.info("RAM state restored: \(manifest.vm) continues from the moment of backup \(backup.id)\(how)")
-    }
-
-    /// The path a disk gets when restored under a new name: the old name in the file name (or LV name)
-    /// replaced, else the new name prefixed.
-    func renamedPath(_ path: String, from old: String, to new: String) -> String {
-        let dir = (path as NSString).deletingLastPathComponent
-        let base = (path as NSString).lastPathComponent
-        let renamed = base.contains(old) ? base.replacingOccurrences(of: old, with: new) : new + "-" + base
-        return dir + "/" + renamed
     }
 }

@@ -15,6 +15,28 @@ public enum RestoreError: Error, CustomStringConvertible, Sendable, Equatable {
     case cannotCheckName(name: String, host: String, detail: String)
     /// A backup (or another restore) of the VM holds its lock.
     case vmBusy(name: String, holder: String)
+    /// A stored image is missing or differs from the manifest (size, SHA-256): found before anything
+    /// on a hypervisor is touched.
+    case damagedImage(vm: String, id: String, file: String, detail: String)
+    /// Where a disk goes cannot take it; `what` says why and what to do.
+    case unfitDestination(disk: String, path: String, host: String, what: String)
+    /// Not enough room for the new LVs, written before the old ones are replaced.
+    case noSpace(NoSpace)
+    /// SIGINT/SIGTERM/SIGHUP before the VM was stopped: what was written aside is removed.
+    case aborted
+
+    /// A volume group (or thin pool) without room for the new LVs of a restore.
+    public struct NoSpace: Sendable, Equatable {
+        /// "volume group vg0" or "thin pool vg0/pool".
+        public var place: String
+        public var host: String
+        public var freeBytes: Int64
+        public var neededBytes: Int64
+        /// The disks and the size of the new LV each needs.
+        public var disks: [String]
+        /// LVs of interrupted restores of ours in that volume group.
+        public var leftovers: [String]
+    }
 
     public var description: String {
         switch self {
@@ -40,6 +62,24 @@ public enum RestoreError: Error, CustomStringConvertible, Sendable, Equatable {
                 + " name that exists nowhere"
         case .vmBusy(let name, let holder):
             return "a backup or restore of \(name) is running (\(holder)); wait for it to finish"
+        case .damagedImage(let vm, let id, let file, let detail):
+            return "backup \(id) of \(vm) is damaged: \(file): \(detail); nothing was restored and nothing on a"
+                + " hypervisor was touched. Restore another backup (--backup ID; backup_vm list \(vm))"
+        case .unfitDestination(let disk, let path, let host, let what):
+            return "\(disk): \(path) on \(host) \(what); nothing was touched"
+        case .noSpace(let n):
+            let leftovers =
+                n.leftovers.isEmpty
+                ? ""
+                : "; LVs left by interrupted restores hold space there: \(n.leftovers.joined(separator: ", "))"
+                    + " (lvremove them if no restore runs)"
+            return "\(n.place) on \(n.host) has \(ByteCount(n.freeBytes)) free; the restore needs"
+                + " \(ByteCount(n.neededBytes)) for new LVs (\(n.disks.joined(separator: ", "))), written and"
+                + " checked before the old ones are replaced\(leftovers). Make room, or restore elsewhere (--to-host,"
+                + " --as); nothing was touched"
+        case .aborted:
+            return "aborted on request (SIGINT/SIGTERM/SIGHUP) before the VM was stopped; what was written beside"
+                + " the disks is removed, the disks and the VM are as they were"
         case .liveVM(let name, let state, let host):
             return "\(name) is \(state.rawValue) on \(host); restoring would overwrite the disks of a live VM. Shut it"
                 + " down first, restore under another name (--as), or pass --force to stop it"

@@ -37,6 +37,26 @@ public enum BackupNames {
     /// Our snapshot of `lv` for backup `id` (LVM names are case-sensitive; IDs are lowered).
     public static func snapshotLV(of lv: String, id: String) -> String { lv + snapshotMarker + id.lowercased() }
     public static func isOurSnapshot(_ lv: String) -> Bool { lv.contains(snapshotMarker) }
+
+    /// A restore writes each LV into a new LV beside it, `LV-bvmrestore-ID` (ID: the restore's start),
+    /// and swaps it in only once it is complete and checked. A leftover of an interrupted restore
+    /// holds nothing but a copy of a backup.
+    public static let restoringMarker = "-bvmrestore-"
+    /// The LV a restore swapped out, `LV-bvmreplaced-ID`: kept until every disk of the restore is in
+    /// place and the domain is defined, then removed. A leftover holds the disk as it was before.
+    public static let replacedMarker = "-bvmreplaced-"
+
+    public static func restoringLV(of lv: String, id: String) -> String { lv + restoringMarker + id.lowercased() }
+    public static func replacedLV(of lv: String, id: String) -> String { lv + replacedMarker + id.lowercased() }
+    /// A new or replaced LV of a restore, never anyone else's: only these are ever removed by one.
+    public static func isOurRestoreLV(_ lv: String) -> Bool {
+        lv.contains(restoringMarker) || lv.contains(replacedMarker)
+    }
+
+    /// The same for a file disk: `PATH.bvmrestore-ID` is written and checked, then renamed over the
+    /// disk; `PATH.bvmreplaced-ID` is a second link to the file it replaced, until the restore is through.
+    public static func restoringFile(_ path: String, id: String) -> String { path + ".bvmrestore-" + id.lowercased() }
+    public static func replacedFile(_ path: String, id: String) -> String { path + ".bvmreplaced-" + id.lowercased() }
 }
 
 /// The storage folder on this server: `BackupStorage/VM/ID/` per committed backup.

@@ -21,6 +21,13 @@ public struct Manifest: Codable, Sendable, Equatable {
         public var storedBytes: Int64
         public var storedCksum: UInt32
         public var storedSHA256: String
+        /// An LV disk's volume as LVM named it at the backup (`vg/lv`), whichever path the domain
+        /// used for it (/dev/vg/lv or /dev/mapper/vg-lv). Absent for other disks; in manifests of
+        /// format 1 also for LVs (a restore then asks the hypervisor what the path is).
+        public var volume: String? = nil
+
+        /// The LV this image was taken from; nil for files and block devices that are not LVs.
+        public var volumeName: VolumeName? { volume.flatMap(VolumeName.init(fullName:)) }
     }
 
     public struct ExcludedDisk: Codable, Sendable, Equatable {
@@ -28,7 +35,8 @@ public struct Manifest: Codable, Sendable, Equatable {
         public var source: String
     }
 
-    public var formatVersion = 1
+    /// 2: disk images record their LV (`volume`); 1 did not.
+    public var formatVersion = 2
     public var vm: String
     public var id: String
     public var host: String

@@ -7,7 +7,9 @@ public enum SafeName {
     public static let vmExpectation = "a VM name of 1-64 characters from A-Z a-z 0-9 . _ + - not starting with . or -"
     public static let hostExpectation =
         "a host name of 1-253 characters from A-Z a-z 0-9 . _ - not starting with . or -"
-    public static let lvExpectation = "a logical volume as LV, VG/LV or /dev/VG/LV with names from A-Z a-z 0-9 . _ + -"
+    public static let lvExpectation =
+        "a logical volume as LV, VG/LV, /dev/VG/LV or /dev/mapper/VG-LV, or a block device by its path under /dev/,"
+        + " with names from A-Z a-z 0-9 . _ + - (and : in device paths)"
 
     public static func isValidVMName(_ name: String) -> Bool {
         isToken(name, maxLength: 64, extra: "._+-")
@@ -17,15 +19,25 @@ public enum SafeName {
         isToken(name, maxLength: 253, extra: "._-")
     }
 
-    /// LV references as an operator writes them in ExcludeLVs: `lv`, `vg/lv` or `/dev/vg/lv`.
+    /// A volume group or logical volume name.
+    public static func isValidLVName(_ name: String) -> Bool { isToken(name, maxLength: 127, extra: "._+-") }
+
+    /// Disk references as an operator writes them in ExcludeLVs: an LV as `lv`, `vg/lv`, `/dev/vg/lv`
+    /// or `/dev/mapper/vg-lv`, or any block device by a path under /dev/ (`/dev/sdb`,
+    /// `/dev/disk/by-id/...`).
     public static func isValidLVReference(_ reference: String) -> Bool {
-        var parts = reference.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        if reference.hasPrefix("/dev/") {
-            parts.removeFirst(2)
-            guard parts.count == 2 else { return false }
-        }
+        if reference.hasPrefix("/dev/") { return isDevicePath(reference) }
+        let parts = reference.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         guard (1...2).contains(parts.count) else { return false }
-        return parts.allSatisfy { isToken($0, maxLength: 127, extra: "._+-") }
+        return parts.allSatisfy(isValidLVName)
+    }
+
+    /// A path under /dev/ made of names (`:` allowed too: /dev/disk/by-path names have it); no `.`
+    /// or `..` component, nothing a shell would read.
+    public static func isDevicePath(_ path: String) -> Bool {
+        guard path.hasPrefix("/dev/"), path.utf8.count <= 4096 else { return false }
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst(2)
+        return !parts.isEmpty && parts.allSatisfy { isToken(String($0), maxLength: 255, extra: "._+-:") }
     }
 
     private static func isToken(_ s: String, maxLength: Int, extra: String) -> Bool {

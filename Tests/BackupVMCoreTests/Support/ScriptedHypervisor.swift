@@ -9,7 +9,7 @@ import Foundation
 /// written into the destination, so the storage side of the pipeline runs for real.
 final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
     enum Call: String, CaseIterable, Sendable {
-        case inspect, state, logicalVolumes, qcow2BackingFiles, shutdown, destroy, start, save, restore,
+        case inspect, state, blockDevices, qcow2BackingFiles, shutdown, destroy, start, save, restore,
             sendEmergencySync
         case createSnapshot, snapshotStatus, removeSnapshot, leftoverSnapshots, makeDirectory, removeDirectory
         case copyImage, keepStagedCopy, removeStagedCopies
@@ -40,6 +40,8 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
     private var shutdownRequestedAt: Date?
     /// Snapshots (full names) that LVM reports as overflowed.
     var overflowed: Set<String> = []
+    /// Device paths that are links (path -> the device it leads to).
+    var links: [String: String] = [:]
     /// qcow2 images (path -> backing file) that are overlays.
     var backingFiles: [String: String] = [:]
 
@@ -137,9 +139,16 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
         shutdownRequestedAt = nil
     }
 
-    func logicalVolumes(_ devices: [String]) throws -> [String: LogicalVolume] {
-        try enter(.logicalVolumes)
-        return volumes.filter { devices.contains($0.key) }
+    /// Like LVM, it knows an LV by /dev/VG/LV and /dev/mapper/VG-LV; `links` lead other paths to a device.
+    func blockDevices(_ devices: [String]) throws -> [String: BlockDevice] {
+        try enter(.blockDevices)
+        var answer: [String: BlockDevice] = [:]
+        for path in devices {
+            let volume =
+                volumes[path] ?? VolumeName(path: path).flatMap { name in volumes.values.first { $0.name == name } }
+            answer[path] = BlockDevice(canonical: links[path] ?? volume?.path ?? path, volume: volume)
+        }
+        return answer
     }
 
     func qcow2BackingFiles(_ images: [String]) throws -> [String: String] {
@@ -242,8 +251,9 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
         if let stageFile { addPath(stageFile) }
         var crc = POSIXChecksum()
         crc.update(bytes)
-        // Not a real digest: nothing in these tests reads the image back (the lab tiers verify real ones).
-        let sha = String(repeating: "0", count: 64)
+        // The file's real digest: a restore checks it before it touches anything (the content is no
+        // real image; the lab tiers restore real ones).
+        let sha = try FileDigest.sha256(ofFile: destination).digest
         return TransferredImage(
             rawBytes: 1 << 20, storedBytes: Int64(bytes.count), storedCksum: crc.finalize(), storedSHA256: sha)
     }
