@@ -51,14 +51,16 @@ extension WorkerPoolTests {
             logger: logger)
         let run = PoolRun(pool)
 
-        #expect(await eventuallyAsync { executor.hanging == ["hung01"] })
+        // Generous waits: under a parallel `swift test` other suites' blocking tests can hold the few
+        // threads of the concurrency pool that the pool's loop runs on (CI runs the tiers serially).
+        #expect(await eventuallyAsync(timeout: 120) { executor.hanging == ["hung01"] })
         #expect(
-            await eventuallyAsync { Set(spool.names(in: .done)) == Set(others) },
+            await eventuallyAsync(timeout: 120) { Set(spool.names(in: .done)) == Set(others) },
             "kvm2's jobs all ran while kvm1's hung")
         #expect(executor.hanging == ["hung01"] && spool.names(in: .active) == [hung], "still hung meanwhile")
 
         executor.release()
-        #expect(await run.finish())
+        #expect(await run.finish(timeout: 120))
         #expect(spool.names(in: .failed) == [hung])
         let reason = record(spool, hung, in: .failed).split(separator: "\n").first { $0.hasPrefix("reason=") }.map(
             String.init)

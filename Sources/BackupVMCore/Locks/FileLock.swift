@@ -42,6 +42,11 @@ public final class FileLock: @unchecked Sendable {
         guard fd >= 0 else { return }
         // Clear the holder text first so a reader never sees a stale holder of a free slot.
         _ = ftruncate(fd, 0)
+        // Unlock explicitly before closing: a flock belongs to the open file description, and a child
+        // that another thread is spawning right now holds a copy of every descriptor until its exec
+        // closes them; close alone would leave the slot taken for that moment (a job then put back or
+        // refused as "already running" for nothing).
+        _ = flock(fd, LOCK_UN)
         close(fd)
         fd = -1
     }
