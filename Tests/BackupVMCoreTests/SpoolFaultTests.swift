@@ -1,0 +1,192 @@
+import Foundation
+import Logging
+import Testing
+
+@testable import BackupVMCore
+
+/// Issue #9's fault suite, spool part: the real `backup_vmd` (one or two) on a stand-in fleet
+/// (StandInFleet: the whole pipeline runs, the hypervisors are this machine). Each test asserts that
+/// nothing is lost (every job ends exactly once in done/, none left in new/ or active/), that the
+/// limits hold, that the daemons go on serving, and what an operator reads.
+@Suite("spool faults: two daemons", .tags(.spool), .serialized)
+struct SpoolFaultTests {
+    static func vms(_ prefix: String, _ count: Int) -> [(vm: String, host: String)] {
+        (0..<count).map { (vm: String(format: "\(prefix)%02d", $0), host: $0 % 2 == 0 ? "kvm1" : "kvm2") }
+    }
+
+    /// Waits until the daemon's inotify watches are in place (it logs that before its first pass).
+    func awaitWatching(_ daemon: ChildProcess) throws {
+        try #require(
+            eventually(timeout: 60) { daemon.standardError.contains("inotify watches new/, done/ and failed/") },
+            "the daemon did not start: \(daemon.standardError)")
+    }
+
+    func stop(_ daemon: ChildProcess, _ name: String) {
+        daemon.signal(SIGTERM)
+        #expect(daemon.wait(timeout: 60), "the \(name) daemon stops on SIGTERM")
+        #expect(daemon.process.terminationStatus == 0, "\(name): \(daemon.standardError.suffix(2000))")
+    }
+
+    /// Every job in done/ and in no other folder; each VM's copy ran once and left one backup.
+    func expectEachJobDoneOnce(_ fleet: StandInFleet, _ names: [String], vms: [String]) {
+        let location = fleet.folders()
+        #expect(Set(location.keys) == Set(names), "lost: \(Set(names).subtracting(location.keys))")
+        let misplaced = location.filter { $0.value != [.done] }
+        let failed = fleet.spool.names(in: .failed).prefix(3).map { fleet.record($0, in: .failed) }
+        #expect(misplaced.isEmpty, "not (only) in done/: \(misplaced); failed: \(failed)")
+        var starts: [String: Int] = [:]
+        for e in fleet.events where e.kind == "start" { starts[e.vm, default: 0] += 1 }
+        #expect(starts == Dictionary(uniqueKeysWithValues: vms.map { ($0, 1) }), "copies per VM: \(starts)")
+        let backups = vms.filter { fleet.backups(of: $0).count != 1 }
+        #expect(backups.isEmpty, "VMs without exactly one committed backup: \(backups)")
+    }
+
+    @Test("two daemons on one spool: each job runs once, the limits hold across both, both stop on SIGTERM")
+    func twoDaemonsOnOneSpool() throws {
+        let vms = Self.vms("vm", 12)
+        let fleet = try StandInFleet(vms: vms, maxGlobal: 3, maxPerHost: 2, copyPauseMs: 200)
+        let first = try fleet.daemon(tag: 1)
+        defer { first.stop() }
+        try awaitWatching(first)
+        let second = try fleet.daemon(tag: 2)
+        defer { second.stop() }
+        try awaitWatching(second)
+        // What the operator reads: the second names the spool and the first's pid; the first was alone.
+        let notice = "another backup_vmd serves spool \(fleet.spool.layout.root) too (pid \(first.pid))"
+        #expect(second.standardError.contains(notice), "\(second.standardError)")
+        #expect(!first.standardError.contains("another backup_vmd"))
+
+        let names = try vms.map { try fleet.spool.enqueue(JobRequest(vm: $0.vm)) }
+        // The first stops while jobs remain: it finishes its running ones, the second serves the rest.
+        #expect(eventually(timeout: 60) { fleet.spool.names(in: .done).count >= 3 })
+        stop(first, "first")
+        let doneByTheFirst = fleet.spool.names(in: .done).count
+        #expect(doneByTheFirst < names.count, "jobs were left for the second daemon")
+        #expect(
+            eventually(timeout: 60) { fleet.spool.names(in: .done).count == names.count },
+            "done: \(fleet.spool.names(in: .done).count) of \(names.count); \(second.standardError.suffix(2000))")
+        stop(second, "second")
+
+        expectEachJobDoneOnce(fleet, names, vms: vms.map(\.vm))
+        let starts = fleet.events.filter { $0.kind == "start" }
+        #expect(Set(starts.map(\.pid)) == [1, 2], "both daemons ran jobs")
+        let (global, perHost) = WorkerEvents.maxConcurrency(fleet.events)
+        #expect(global <= 3, "global concurrency across both daemons: \(global)")
+        #expect(perHost.values.allSatisfy { $0 <= 2 }, "per-host concurrency across both daemons: \(perHost)")
+        #expect(global >= 2, "the test really ran jobs in parallel (\(global))")
+    }
+
+    @Test("a job running in one daemon is never taken for abandoned by another; real orphans are recovered once")
+    func liveJobIsNotAnOrphan() throws {
+        let orphanVMs = Self.vms("orphan", 4)
+        let fleet = try StandInFleet(vms: [("busy01", "kvm1")] + orphanVMs)
+        fleet.hold("busy01")
+        defer { fleet.release("busy01") }
+        let first = try fleet.daemon(tag: 1)
+        defer { first.stop() }
+        try awaitWatching(first)
+        let busy = try fleet.spool.enqueue(JobRequest(vm: "busy01"))
+        try #require(eventually(timeout: 60) { fleet.events.contains { $0.kind == "start" && $0.vm == "busy01" } })
+
+        // Left by workers that died: in active/, their locks free. The second daemon's start-up
+        // recovery looks at every job in active/, the first's live one included, and requeues each
+        // orphan after its cleanup, which the first daemon may claim at once: it must not find the VM
+        // still locked by that recovery. (Several orphans: each is one chance for that race.)
+        let orphans = orphanVMs.map { "20261127T000000Z.1.dead.\($0.vm)" }
+        for (name, vm) in zip(orphans, orphanVMs) { fleet.dir.write("spool/active/" + name, "vm=\(vm.vm)\n") }
+        let second = try fleet.daemon(tag: 2)
+        defer { second.stop() }
+        #expect(
+            eventually(timeout: 20) { orphans.allSatisfy { fleet.folders()[$0] == [.done] } },
+            "\(fleet.folders()); \(fleet.spool.names(in: .failed).map { fleet.record($0, in: .failed) })")
+        for name in orphans {
+            #expect(fleet.record(name, in: .done).contains("recovered="), "\(name) was cleaned up, then retried")
+        }
+        #expect(fleet.folders()[busy] == [.active], "the first daemon's job is still running, untouched")
+        #expect(!second.standardError.contains(busy), "the second daemon never touched it")
+
+        fleet.release("busy01")
+        #expect(eventually(timeout: 60) { fleet.folders()[busy] == [.done] })
+        let record = fleet.record(busy, in: .done)
+        #expect(record.contains("status=done") && !record.contains("recovered="), "\(record)")
+        stop(first, "first")
+        stop(second, "second")
+        expectEachJobDoneOnce(fleet, [busy] + orphans, vms: ["busy01"] + orphanVMs.map(\.vm))
+    }
+}
+
+/// The daemon's mark in the spool, with real files and flock.
+@Suite("daemon presence", .tags(.spool))
+struct DaemonPresenceTests {
+    let dir = TempDir("presence")
+
+    @Test("a daemon finds the others that hold their mark; a mark left by a killed daemon goes")
+    func findsLiveOthers() throws {
+        let spool = Spool(root: dir.path + "/spool")
+        try spool.prepare()
+        let locks = spool.locks.directory
+        let live = try #require(try FileLock.tryAcquire(locks + "/daemon.424242"))
+        FileManager.default.createFile(atPath: locks + "/daemon.434343", contents: nil)  // nobody holds it
+
+        let presence = try DaemonPresence.announce(in: spool)
+        #expect(presence.others == [424242])
+        #expect(!FileManager.default.fileExists(atPath: locks + "/daemon.434343"), "the stale mark was removed")
+        #expect(presence.path == locks + "/daemon.\(getpid())")
+        #expect(!FileLock.isFree(presence.path), "its own mark is held")
+        let message = try #require(presence.othersMessage(spool: spool.layout.root))
+        #expect(message.hasPrefix("another backup_vmd serves spool \(spool.layout.root) too (pid 424242)"))
+        #expect(!message.contains("\n"))
+
+        presence.release()
+        #expect(!FileManager.default.fileExists(atPath: presence.path), "a daemon that stops takes its mark away")
+        withExtendedLifetime(live) {}
+    }
+}
+
+/// What the two-daemon test relies on, shown without a race: at every moment a recovered job is back
+/// in new/, its VM is free, so a daemon in another process that claims it at once can run it. The
+/// probe looks whenever the recovery logs (it reports the requeue while it still runs).
+@Suite("recovery hands a requeued job over", .tags(.spool))
+struct RequeueHandOverTests {
+    let dir = TempDir("handover")
+
+    /// A log handler that, at each message, notes whether the job is in new/ and its VM lock free.
+    struct Probe: LogHandler {
+        final class Seen: @unchecked Sendable {
+            let lock = NSLock()
+            var vmFreeWhileInNew: [Bool] = []
+        }
+        let spool: Spool
+        let job: String
+        let vm: String
+        let seen = Seen()
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .debug
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            guard spool.names(in: .new).contains(job) else { return }
+            let free = FileLock.isFree(spool.locks.vmLockPath(vm))
+            seen.lock.withLock { seen.vmFreeWhileInNew.append(free) }
+        }
+    }
+
+    @Test("the VM lock is let go before the job is back in new/")
+    func vmIsFreeWhenTheJobIsBackInNew() throws {
+        let spool = Spool(root: dir.path + "/spool")
+        try spool.prepare()
+        let name = try spool.enqueue(JobRequest(vm: "web01"))
+        try #require(try spool.claim(name)).closeDescriptor()  // its worker died
+        let probe = Probe(spool: spool, job: name, vm: "web01")
+        let recovery = OrphanRecovery(
+            spool: spool, executor: FakeExecutor(), maxRecoveries: 3, logger: Logger(label: "test") { _ in probe })
+        #expect(recovery.run() == [.requeued(name)])
+        let seen = probe.seen.lock.withLock { probe.seen.vmFreeWhileInNew }
+        #expect(!seen.isEmpty, "the recovery reported the requeue")
+        #expect(seen.allSatisfy { $0 }, "the VM was still locked by the recovery while its job was in new/: \(seen)")
+    }
+}
