@@ -1,3 +1,4 @@
+import CInotifyTools
 import Foundation
 import Logging
 import Testing
@@ -8,7 +9,7 @@ import Testing
 /// (StandInFleet: the whole pipeline runs, the hypervisors are this machine). Each test asserts that
 /// nothing is lost (every job ends exactly once in done/, none left in new/ or active/), that the
 /// limits hold, that the daemons go on serving, and what an operator reads.
-@Suite("spool faults: two daemons", .tags(.spool), .serialized)
+@Suite("spool faults: two daemons, inotify overflow", .tags(.spool), .serialized)
 struct SpoolFaultTests {
     static func vms(_ prefix: String, _ count: Int) -> [(vm: String, host: String)] {
         (0..<count).map { (vm: String(format: "\(prefix)%02d", $0), host: $0 % 2 == 0 ? "kvm1" : "kvm2") }
@@ -112,6 +113,109 @@ struct SpoolFaultTests {
         stop(first, "first")
         stop(second, "second")
         expectEachJobDoneOnce(fleet, [busy] + orphans, vms: ["busy01"] + orphanVMs.map(\.vm))
+    }
+
+    @Test("inotify queue overflow: jobs whose events were all dropped are done at once, the rescan timer an hour off")
+    func inotifyQueueOverflow() throws {
+        let vms = Self.vms("ov", 17)
+        let fleet = try StandInFleet(vms: vms)
+        let daemon = try fleet.daemon(tag: 1, verbose: true)
+        defer { daemon.stop() }
+        try awaitWatching(daemon)
+        let queue = try InotifyQueue.maxQueuedEvents()
+        var names: [String] = []
+        // Twice: the daemon is stopped (SIGSTOP), its inotify queue is filled to overflowing with
+        // events in done/, then jobs are dropped: the kernel drops every one of their events.
+        for batch in [vms[0..<8], vms[8..<16]] {
+            try InotifyQueue.whileStopped(daemon) {
+                InotifyQueue.fill(fleet.spool.layout.done, events: queue + 16)
+                names += try batch.map { try fleet.spool.enqueue(JobRequest(vm: $0.vm)) }
+            }
+            #expect(
+                eventually(timeout: 60) { Set(fleet.spool.names(in: .done)).isSuperset(of: names) },
+                "done: \(fleet.spool.names(in: .done).count) of \(names.count)")
+        }
+        // A job after the overflows is found through its own event: the watcher still serves.
+        names.append(try fleet.spool.enqueue(JobRequest(vm: vms[16].vm)))
+        #expect(eventually(timeout: 60) { fleet.spool.names(in: .done).count == names.count })
+
+        let log = daemon.standardError.split(separator: "\n")
+        let warnings = log.filter { $0.contains("warning: inotify queue overflowed") }
+        #expect(warnings.count == 1, "one warning for two overflows: \(warnings)")
+        #expect(warnings.first?.contains(InotifyEvents.overflowWarning) == true, "\(warnings)")
+        #expect(log.contains { $0.contains("inotify queue overflowed again (2 times so far)") }, "the second overflow")
+        #expect(daemon.isRunning)
+        stop(daemon, "overflowed")
+        expectEachJobDoneOnce(fleet, names, vms: vms.map(\.vm))
+    }
+}
+
+/// The kernel's inotify queue of a daemon, filled to overflowing while the daemon cannot read it.
+enum InotifyQueue {
+    /// Events one inotify instance queues before it drops them (fs.inotify.max_queued_events).
+    static func maxQueuedEvents() throws -> Int {
+        let text = try String(contentsOfFile: "/proc/sys/fs/inotify/max_queued_events", encoding: .utf8)
+        let n = try #require(Int(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+        try #require(n <= 1 << 20, "max_queued_events is \(n): filling it would take too long")
+        return n
+    }
+
+    /// `events` IN_CLOSE_WRITE events in a watched folder, on two hidden files in turn (the kernel
+    /// merges an event identical to the one queued just before it).
+    static func fill(_ directory: String, events: Int) {
+        for i in 0..<events {
+            let fd = open(directory + "/.filler.\(i % 2)", O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+            if fd >= 0 { close(fd) }
+        }
+    }
+
+    /// Runs `body` while `child` is stopped (SIGSTOP, confirmed in /proc), then lets it go on.
+    static func whileStopped(_ child: ChildProcess, _ body: () throws -> Void) throws {
+        child.signal(SIGSTOP)
+        defer { child.signal(SIGCONT) }
+        try #require(eventually(timeout: 10) { state(of: child.pid) == "T" }, "the daemon did not stop")
+        try body()
+    }
+
+    /// The state letter of a process (/proc/PID/stat, after the command's closing parenthesis).
+    static func state(of pid: Int32) -> Character? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        return stat[stat.index(after: close)...].first { $0 != " " }
+    }
+}
+
+/// The watcher's handling of one event, with events injected (no inotify instance: the library's
+/// state is process-wide and the pool tests use it).
+@Suite("inotify events", .tags(.unit))
+struct InotifyEventsTests {
+    let messages = CapturedMessages()
+    var logger: Logger { Logger(label: "test") { [messages] _ in CapturingLogHandler(messages: messages) } }
+
+    @Test("IN_Q_OVERFLOW asks the pool for a full pass at once and is warned about once")
+    func overflowAsksForAFullPass() {
+        let channel = WakeChannel()
+        let events = InotifyEvents(channel: channel, logger: logger)
+        events.handle(mask: UInt32(IN_MOVED_TO))
+        #expect(!channel.drain().overflow, "an ordinary event only wakes the pool")
+        for _ in 0..<3 { events.handle(mask: UInt32(IN_Q_OVERFLOW)) }
+        #expect(channel.drain().overflow, "the pool is told to rescan everything")
+        #expect(events.overflowCount == 3)
+        let warnings = messages.all.filter { $0.hasPrefix("warning ") }
+        #expect(warnings == ["warning " + InotifyEvents.overflowWarning], "\(messages.all)")
+        #expect(messages.all.filter { $0.hasPrefix("debug ") && $0.contains("overflowed again") }.count == 2)
+    }
+
+    @Test("every event wakes the pool", .timeLimit(.minutes(1)))
+    func everyEventWakes() async {
+        for mask in [IN_MOVED_TO, IN_CLOSE_WRITE, IN_Q_OVERFLOW] {
+            let channel = WakeChannel()
+            InotifyEvents(channel: channel, logger: logger).handle(mask: UInt32(mask))
+            var wakes = channel.stream.makeAsyncIterator()
+            // The wake-up is buffered by then: next() returns at once (or the time limit fails it).
+            #expect(await wakes.next() != nil, "mask \(mask)")
+        }
     }
 }
 
