@@ -44,11 +44,23 @@ struct SpoolFaultTests {
 
     @Test("two daemons on one spool: each job runs once, the limits hold across both, both stop on SIGTERM")
     func twoDaemonsOnOneSpool() throws {
-        let vms = Self.vms("vm", 12)
-        let fleet = try StandInFleet(vms: vms, maxGlobal: 3, maxPerHost: 2, copyPauseMs: 200)
+        let vms = Self.vms("vm", 12).map(\.vm)
+        let fleet = try StandInFleet(vms: Self.vms("vm", 12), maxGlobal: 3, maxPerHost: 2, copyPauseMs: 50)
+        func enqueue(_ range: Range<Int>) throws -> [String] {
+            try vms[range].map { try fleet.spool.enqueue(JobRequest(vm: $0)) }
+        }
+        func done(_ names: [String]) -> Bool { Set(fleet.spool.names(in: .done)).isSuperset(of: names) }
+        // Who claims a job is a race between the daemons; the test leaves each only one possible winner
+        // where it matters. The first, alone, takes two jobs whose copies wait (one per host).
         let first = try fleet.daemon(tag: 1)
         defer { first.stop() }
         try awaitWatching(first)
+        fleet.hold(vms[0])
+        fleet.hold(vms[1])
+        defer { fleet.release(vms[0]) }
+        defer { fleet.release(vms[1]) }
+        var names = try enqueue(0..<2)
+        try #require(eventually(timeout: 60) { fleet.events.filter { $0.kind == "start" }.count == 2 })
         let second = try fleet.daemon(tag: 2)
         defer { second.stop() }
         try awaitWatching(second)
@@ -57,24 +69,33 @@ struct SpoolFaultTests {
         #expect(second.standardError.contains(notice), "\(second.standardError)")
         #expect(!first.standardError.contains("another backup_vmd"))
 
-        let names = try vms.map { try fleet.spool.enqueue(JobRequest(vm: $0.vm)) }
-        // The first stops while jobs remain: it finishes its running ones, the second serves the rest.
-        #expect(eventually(timeout: 60) { fleet.spool.names(in: .done).count >= 3 })
-        stop(first, "first")
-        let doneByTheFirst = fleet.spool.names(in: .done).count
-        #expect(doneByTheFirst < names.count, "jobs were left for the second daemon")
-        #expect(
-            eventually(timeout: 60) { fleet.spool.names(in: .done).count == names.count },
-            "done: \(fleet.spool.names(in: .done).count) of \(names.count); \(second.standardError.suffix(2000))")
+        // Both daemons compete for the one global slot left, one per host free.
+        names += try enqueue(2..<6)
+        #expect(eventually(timeout: 60) { done(Array(names[2...])) }, "\(fleet.folders())")
+        // The first is asked to stop while its two jobs still run: it claims nothing more, so the
+        // second serves the rest, one job at a time next to the first's two (the global limit across
+        // both), then with every slot once they end and the first exits.
+        first.signal(SIGTERM)
+        try #require(eventually(timeout: 60) { first.standardError.contains("claiming no new jobs, 2 running") })
+        names += try enqueue(6..<12)
+        #expect(eventually(timeout: 60) { fleet.events.contains { $0.kind == "start" && $0.pid == 2 } })
+        fleet.release(vms[0])
+        fleet.release(vms[1])
+        #expect(first.wait(timeout: 60), "the first daemon stops on SIGTERM once its jobs are done")
+        #expect(first.process.terminationStatus == 0, "\(first.standardError.suffix(2000))")
+        #expect(eventually(timeout: 60) { done(names) }, "\(fleet.folders()); \(second.standardError.suffix(2000))")
         stop(second, "second")
 
-        expectEachJobDoneOnce(fleet, names, vms: vms.map(\.vm))
-        let starts = fleet.events.filter { $0.kind == "start" }
-        #expect(Set(starts.map(\.pid)) == [1, 2], "both daemons ran jobs")
+        expectEachJobDoneOnce(fleet, names, vms: vms)
+        let ranBy = Dictionary(grouping: fleet.events.filter { $0.kind == "start" }, by: \.pid).mapValues {
+            Set($0.map(\.vm))
+        }
+        let byFirst = ranBy[1] ?? []
+        #expect(byFirst.isSuperset(of: vms[0..<2]) && byFirst.isDisjoint(with: vms[6..<12]), "\(byFirst)")
+        #expect(ranBy[2]?.isSuperset(of: vms[6..<12]) == true, "the second served what came after")
         let (global, perHost) = WorkerEvents.maxConcurrency(fleet.events)
-        #expect(global <= 3, "global concurrency across both daemons: \(global)")
-        #expect(perHost.values.allSatisfy { $0 <= 2 }, "per-host concurrency across both daemons: \(perHost)")
-        #expect(global >= 2, "the test really ran jobs in parallel (\(global))")
+        #expect(global == 3, "at most MaxBackupThreads=3 across both daemons, and reached: \(global)")
+        #expect(perHost.values.allSatisfy { $0 <= 2 }, "MaxBackupThreadsForHost=2 across both daemons: \(perHost)")
     }
 
     @Test("a job running in one daemon is never taken for abandoned by another; real orphans are recovered once")

@@ -7,8 +7,9 @@ import Foundation
 /// knows on which host each VM is defined (shut off, one raw file disk in `disks/`) and a `dd` wrapper
 /// that records each disk copy, the one step of a job that runs under all its slots, as `start` and
 /// `end` lines in `events` (WorkerEvents reads them; the pid field carries the daemon's tag, the job
-/// field the VM, one job per VM). While `gates/VM` exists, that VM's copy waits. Everything else is
-/// real: the daemon, its pool, locks and pipeline, lzop, cksum, the commit into `storage/`.
+/// field the VM, one job per VM). A VM's copy waits at its gate (`gates/VM`, a FIFO it reads) until
+/// the test releases it (opens it for writing; no polling). Everything else is real: the daemon, its
+/// pool, locks and pipeline, lzop, cksum, the commit into `storage/`.
 final class StandInFleet: @unchecked Sendable {
     let dir = TempDir("fleet")
     let vms: [(vm: String, host: String)]
@@ -86,7 +87,7 @@ final class StandInFleet: @unchecked Sendable {
             vm=$(basename "$src" .raw)
             now() { echo "${EPOCHREALTIME//[!0-9]/}"; }
             echo "start $(now) ${BVM_TAG:-0} $vm $vm $STANDIN_HOST" >> '\(d)/events'
-            while [ -e '\(d)/gates/'"$vm" ]; do sleep 0.05; done
+            gate='\(d)/gates/'"$vm"; if [ -p "$gate" ]; then cat "$gate" > /dev/null 2>&1; fi
             sleep \(pause)
             /bin/dd "$@"; rc=$?
             echo "end $(now) ${BVM_TAG:-0} $vm $vm $STANDIN_HOST" >> '\(d)/events'
@@ -104,8 +105,16 @@ final class StandInFleet: @unchecked Sendable {
     }
 
     /// Makes the copy of `vm` wait until `release(vm)`.
-    func hold(_ vm: String) { dir.write("gates/\(vm)", "") }
-    func release(_ vm: String) { dir.remove("gates/\(vm)") }
+    func hold(_ vm: String) { mkfifo(dir.path + "/gates/" + vm, 0o600) }
+
+    /// Lets a held copy go on: a copy waiting at the gate reads EOF once a writer came and went; one
+    /// that has not reached it yet finds no gate. Releasing twice is harmless.
+    func release(_ vm: String) {
+        let gate = dir.path + "/gates/" + vm
+        let fd = open(gate, O_WRONLY | O_NONBLOCK | O_CLOEXEC)  // ENXIO: nobody waits there yet
+        unlink(gate)
+        if fd >= 0 { close(fd) }
+    }
 
     var events: [WorkerEvent] { WorkerEvents.read(eventsPath) }
 
