@@ -35,6 +35,23 @@ struct LockTableTests {
         lock.release()
         #expect(LockTable.current()?.holder(of: path) == nil)
     }
+
+    /// /proc/locks reports no size; Foundation's FileManager.contents(atPath:) read only its first
+    /// page (about 70 locks). Beyond it every lock looked free, and the reliability probe could fail
+    /// for good, so status and dispatch fell back to taking slots (a busy machine, or two daemons).
+    @Test func locksBeyondTheFirstPageAreSeen() throws {
+        let held = try (0..<200).map { try #require(try FileLock.tryAcquire(dir.path + "/slot.\($0)")) }
+        let text = try #require(Files.readProcFile("/proc/locks"))
+        #expect(text.count > 8192, "enough locks to fill pages: \(text.count) bytes")
+        // Up to three reads: a line can be skipped when other tests' locks change between pages.
+        var unseen = Set(held.map(\.path))
+        for _ in 0..<3 where !unseen.isEmpty {
+            let table = try #require(LockTable.current())
+            unseen = unseen.filter { table.holder(of: $0) != getpid() }
+        }
+        #expect(unseen.isEmpty, "\(unseen.count) of 200 held locks not seen")
+        for lock in held { lock.release() }
+    }
 }
 
 @Suite("status and dispatch never take a slot", .tags(.spool))
