@@ -27,6 +27,7 @@ struct DaemonCommand: AsyncParsableCommand {
         let logger = CommandSupport.setUpLogging(configuration, label: "backup_vmd", console: console, verbose: verbose)
         let services = Services(configuration: configuration, logger: logger)
         try services.spool.prepare()
+        let presence = try DaemonPresence.announce(in: services.spool)
         let pool = services.workerPool()
         let signals = SignalWatcher(channel: pool.channel)
         logger.notice(
@@ -36,8 +37,10 @@ struct DaemonCommand: AsyncParsableCommand {
                 "MaxBackupThreads": "\(configuration.main.maxBackupThreads)",
                 "MaxBackupThreadsForHost": "\(configuration.main.maxBackupThreadsForHost)",
             ])
+        if let others = presence.othersMessage(spool: services.spool.layout.root) { logger.notice("\(others)") }
         await pool.run()
         withExtendedLifetime(signals) {}
+        presence.release()
         logger.notice("backup_vmd stopped")
     }
 }

@@ -5,8 +5,8 @@ import Logging
 /// Watches spool folders with libinotifytools and wakes the worker pool. The library keeps
 /// process-global state and `inotifytools_next_event` blocks, so one dedicated thread owns it for
 /// its whole life. inotify only wakes: the pool always re-reads the directory listing, and it also
-/// rescans on a timer, so a missed event delays a job, never loses it. IN_Q_OVERFLOW (events were
-/// dropped) is reported separately and forces a full rescan.
+/// rescans on a timer, so a missed event delays a job, never loses it. What an event means (a wake-up,
+/// or after IN_Q_OVERFLOW a full pass at once) is InotifyEvents' business.
 public final class InotifyWatcher: @unchecked Sendable {
     private let stopLock = NSLock()
     private var stopRequested = false
@@ -24,6 +24,7 @@ public final class InotifyWatcher: @unchecked Sendable {
         let watcher = InotifyWatcher()
         let ready = DispatchSemaphore(value: 0)
         let box = ErrorBox()
+        let events = InotifyEvents(channel: channel, logger: logger)
         let thread = Thread {
             guard inotifytools_initialize() != 0 else {
                 box.message = "inotifytools_initialize failed: \(String(cString: strerror(inotifytools_error())))"
@@ -43,12 +44,7 @@ public final class InotifyWatcher: @unchecked Sendable {
             while !watcher.isStopRequested {
                 // Timeout in seconds: the loop checks for a stop request at least once a second.
                 guard let event = inotifytools_next_event(1) else { continue }
-                if event.pointee.mask & UInt32(IN_Q_OVERFLOW) != 0 {
-                    logger.warning("inotify queue overflowed; rescanning the spool")
-                    channel.queueOverflowed()
-                } else {
-                    channel.wake()
-                }
+                events.handle(mask: event.pointee.mask)
             }
             inotifytools_cleanup()
             watcher.stopped.signal()

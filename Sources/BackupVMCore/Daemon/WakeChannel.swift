@@ -7,6 +7,8 @@ public final class WakeChannel: @unchecked Sendable {
     public struct Pending: Sendable {
         public var finished: [(name: String, outcome: JobOutcome)] = []
         public var timerDue = false
+        /// inotify dropped events (IN_Q_OVERFLOW): any job's arrival may have been among them, so the
+        /// pool makes a full pass at once, housekeeping included, instead of waiting for the timer.
         public var overflow = false
         public var shutdown = false
         public var abort = false

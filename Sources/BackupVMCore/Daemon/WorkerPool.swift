@@ -85,9 +85,11 @@ public final class WorkerPool: @unchecked Sendable {
 
     private func startWatcher() -> InotifyWatcher? {
         do {
-            return try InotifyWatcher.start(
+            let watcher = try InotifyWatcher.start(
                 directories: [spool.layout.new, spool.layout.done, spool.layout.failed],
                 channel: channel, logger: logger)
+            logger.info("inotify watches new/, done/ and failed/ of the spool")
+            return watcher
         } catch {
             logger.error(
                 "inotify unavailable (\(error)); falling back to rescanning every \(Int(settings.rescanInterval)) s")
@@ -112,6 +114,7 @@ public final class WorkerPool: @unchecked Sendable {
             for flag in running.values { flag.raise() }
         }
         if stopClaiming { return !(running.isEmpty && !housekeepingRunning) }
+        // Every pass lists new/ afresh; the timer and an inotify overflow also look at active/.
         if pending.timerDue || pending.overflow { startHousekeeping() }
         return !dispatch()
     }

@@ -11,6 +11,10 @@ import Foundation
 /// A line: `3: FLOCK  ADVISORY  WRITE 1234 fe:00:5333031 0 EOF` (major and minor device numbers in
 /// hex, the inode in decimal). Waiters (`3: -> FLOCK ...`) hold nothing and are skipped, as are
 /// POSIX, OFD and lease entries (the slots are flock locks only).
+///
+/// The kernel hands /proc/locks out one page (some 70 locks) per read, each page a consistent
+/// snapshot; a lock released between two pages can make a later line be skipped. So an answer is a
+/// hint (a slot seen free may be taken a moment later anyway), and the probe asks more than once.
 public struct LockTable: Sendable {
     public struct FileID: Hashable, Sendable {
         public let major: UInt64
@@ -40,10 +44,12 @@ public struct LockTable: Sendable {
 
     public init(holders: [FileID: Int32]) { self.holders = holders }
 
-    /// The table now; nil when /proc/locks cannot be read.
+    /// The table now; nil when /proc/locks cannot be read. Read to its end with read(2): it reports no
+    /// size, and Foundation's FileManager.contents(atPath:) returned only its first page (some 70
+    /// locks), so on a busy machine held slots looked free and the probe below could fail for good.
     public static func current(path: String = "/proc/locks") -> LockTable? {
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        return parse(String(decoding: data, as: UTF8.self))
+        guard let bytes = Files.readProcFile(path) else { return nil }
+        return parse(String(decoding: bytes, as: UTF8.self))
     }
 
     public static func parse(_ text: String) -> LockTable {
@@ -94,7 +100,13 @@ public struct LockTable: Sendable {
             unlink(path)
             close(fd)
         }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0, let table = current() else { return true }
-        return table.holder(of: path) != nil
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { return true }
+        // Seen once is enough; a line skipped because other locks changed between pages must not
+        // make this directory untrusted for the rest of the process's life.
+        for _ in 0..<3 {
+            guard let table = current() else { return true }
+            if table.holder(of: path) != nil { return true }
+        }
+        return false
     }
 }

@@ -92,13 +92,17 @@ public struct OrphanRecovery: Sendable {
             job.closeDescriptor()
             return nil
         }
-        defer { vmLock.release() }
         vmLock.describeHolder("pid=\(getpid()) recovering job=\(job.name)")
         logger.warning("recovering a job abandoned by a dead worker", metadata: ["job": "\(job.name)", "vm": "\(vm)"])
+        let cleanup = Result { try executor.recover(vm: vm, jobName: job.name) }
+        // The VM is let go before the job is back in new/: a daemon in another process may claim it at
+        // once and must not find the VM still locked by this recovery (it would fail the job as
+        // "already running"). In this process VMActivity holds the VM's jobs until `recover` returns.
+        vmLock.release()
         let note: String
-        do {
-            note = try executor.recover(vm: vm, jobName: job.name)
-        } catch {
+        switch cleanup {
+        case .success(let n): note = n
+        case .failure(let error):
             let reason = "worker died during the backup and the cleanup failed: \(error)"
             return failJob(job, reason + "; check the VM and its snapshots by hand")
         }

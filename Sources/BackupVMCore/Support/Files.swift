@@ -90,6 +90,26 @@ enum Files {
         return result
     }
 
+    /// A file that reports no size (procfs), read with read(2) to its end; nil when it cannot be opened
+    /// or read. Foundation's FileManager.contents(atPath:) returns only the first page of such a file.
+    static func readProcFile(_ path: String, limit: Int = 16 << 20) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var result: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while result.count <= limit {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return nil
+            }
+            if n == 0 { break }
+            result.append(contentsOf: buffer[0..<n])
+        }
+        return result
+    }
+
     /// The first `limit + 1` bytes of a regular file (one more than allowed, so the caller can tell
     /// "too big"), or nil when it is missing or not a regular file. Links are not followed, and a FIFO
     /// or device is never read (O_NONBLOCK for the open, fstat before the read).
