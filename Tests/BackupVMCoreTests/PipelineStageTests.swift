@@ -77,7 +77,10 @@ struct PipelineStageTests {
         #expect(try h.backup().result["status"] == "done")
         let manifest = try Manifest.read(backupDirectory: try #require(h.store.catalog.newestBackup(of: h.vm)).path)
         #expect(manifest.mode == .cold && manifest.requestedMode == .hot)
-        #expect(manifest.modeNote == "hot needs every disk on LVM; vda, vdb are not LVs: cold backup")
+        #expect(
+            manifest.modeNote
+                == "hot needs every disk on LVM; vda, vdb are not LVs: cold backup (Mode=live backs them up without stopping the VM)"
+        )
         #expect(h.hypervisor.count(.save) == 0 && h.hypervisor.count(.shutdown) == 1)
     }
 

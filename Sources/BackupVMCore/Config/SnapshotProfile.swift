@@ -4,6 +4,9 @@ public enum SnapshotMode: String, CaseIterable, Sendable {
     case cold
     /// Save the RAM state (`virsh save`), snapshot the LVs, `virsh restore`. Needs every disk on LVM.
     case hot
+    /// The VM keeps running: libvirt's backup API (a pull-mode job) exports each disk's content as it
+    /// was when the job started; file disks and LVs alike, no snapshot LV, no save.
+    case live
 }
 
 /// vmsnapshot.d/VM_NAME, over vmsnapshot.d/default: a VM's file sets what it needs and inherits every
@@ -17,8 +20,13 @@ public struct SnapshotProfile: Sendable, Equatable {
     public var forceOff: Bool?
     /// LVM snapshot size: `N%` of the origin LV or an absolute size like `2G`.
     public var snapshotSize: String
+    /// Mode=live on a host that cannot do it (no backup API, no nbdcopy): the mode to use instead
+    /// (cold or hot, said in the log and the manifest); nil: the backup fails naming what is missing.
+    public var liveFallback: SnapshotMode? = nil
 
-    public static let knownKeys = ["Mode", "WorkPath", "ExcludeLVs", "ShutdownTimeout", "ForceOff", "SnapshotSize"]
+    public static let knownKeys = [
+        "Mode", "WorkPath", "ExcludeLVs", "ShutdownTimeout", "ForceOff", "SnapshotSize", "LiveFallback",
+    ]
 
     /// Parses one profile file; `base` supplies the keys it does not set (nil for `default` itself).
     public static func parse(_ text: String, displayName file: String, base: SnapshotProfile?) -> (
@@ -57,6 +65,11 @@ public struct SnapshotProfile: Sendable, Equatable {
             } else {
                 r.fail("SnapshotSize", "expected a percentage of the origin LV (1%-100%) or a size like 512M, 2G")
             }
+        }
+        if r.has("LiveFallback") {
+            let fallback = r.choice("LiveFallback", default: SnapshotMode.cold)
+            if fallback == .live { r.fail("LiveFallback", "expected cold or hot (the mode used when live cannot be)") }
+            profile.liveFallback = fallback == .live ? nil : fallback
         }
         let diagnostics = syntax + r.diagnostics
         return (diagnostics.isEmpty ? profile : nil, diagnostics)

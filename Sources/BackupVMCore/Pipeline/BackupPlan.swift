@@ -10,7 +10,8 @@ public struct BackupPlan: Sendable {
     /// The state before the backup: the state every path returns the VM to.
     public var priorState: DomainState
     public var requestedMode: SnapshotMode
-    /// The mode used: hot only when the VM runs and every disk backed up is an LV.
+    /// The mode used: hot only when the VM runs and every disk backed up is an LV; live only when the
+    /// VM runs and its host can (else LiveFallback's mode).
     public var mode: SnapshotMode
     /// Why the mode differs from the requested one.
     public var modeNote: String?
@@ -20,6 +21,8 @@ public struct BackupPlan: Sendable {
     public var disks: [DomainDisk]
     /// LV disks: snapshotted while the VM is frozen, copied from the snapshot after it is back.
     public var snapshots: [PlannedSnapshot]
+    /// The LV of each LV disk, by target (recorded in the manifest).
+    public var volumes: [String: LogicalVolume]
     /// Disks that are not LVs: copied while the VM is stopped.
     public var stoppedDisks: [DomainDisk]
     public var excluded: [DomainDisk]
@@ -34,6 +37,8 @@ public struct BackupPlan: Sendable {
     public var forceOff: Bool
 
     public var stagingDirectory: String { work.stagingDirectory(id) }
+    /// The live backup job's directory (socket, scratch files); nil unless the mode is live.
+    public var liveDirectory: String? { mode == .live ? work.liveDirectory(id) : nil }
 }
 
 /// An LV disk and our snapshot of it.
@@ -70,13 +75,21 @@ struct BackupPlanner {
                         vg: origin.vg, lv: BackupNames.snapshotLV(of: origin.lv, id: id), sizeBytes: origin.sizeBytes))
             }
         }
-        let stopped = disks.filter { devices[$0.source]?.volume == nil }
-        let (mode, note) = Self.mode(requested: profile.mode, prior: inspection.state, stoppedDisks: stopped)
+        var stopped = disks.filter { devices[$0.source]?.volume == nil }
+        var (mode, note) = Self.mode(requested: profile.mode, prior: inspection.state, stoppedDisks: stopped)
+        if mode == .live {
+            (mode, note) = try liveOrFallback(
+                vm: vm, profile: profile, prior: inspection.state, stopped, on: hypervisor)
+        }
+        // A live job reads every disk, LVs included, from its exports: no snapshot, nothing stopped.
+        let snapshotted = mode == .live ? [] : snapshots
+        if mode == .live { stopped = [] }
         let work = WorkLayout(workPath: profile.workPath, vm: vm)
         let entry = configuration.schedule.entry(for: vm)
         return BackupPlan(
             vm: vm, host: hypervisor.name, id: id, priorState: inspection.state, requestedMode: profile.mode,
-            mode: mode, modeNote: note, definition: inspection.inactiveXML, disks: disks, snapshots: snapshots,
+            mode: mode, modeNote: note, definition: inspection.inactiveXML, disks: disks, snapshots: snapshotted,
+            volumes: Dictionary(uniqueKeysWithValues: snapshots.map { ($0.disk.target, $0.origin) }),
             stoppedDisks: stopped, excluded: excluded, work: work,
             ramFile: mode == .hot || inspection.state == .paused ? work.ramFile(id) : nil,
             keepOnHost: entry?.keepOnHost ?? false, keep: entry?.keep, snapshotSize: profile.snapshotSize,
@@ -95,17 +108,46 @@ struct BackupPlanner {
         }
     }
 
-    /// Hot needs a running VM and every disk on LVM; otherwise cold, with the reason.
+    /// Live needs a running VM (a paused or shut-off one is backed up cold: nothing is written to its
+    /// disks meanwhile); its host's support is asked by `liveOrFallback`. Hot needs a running VM and
+    /// every disk on LVM; otherwise cold, with the reason.
     static func mode(requested: SnapshotMode, prior: DomainState, stoppedDisks: [DomainDisk]) -> (
         SnapshotMode, String?
     ) {
+        if requested == .live {
+            guard prior == .running else {
+                return (.cold, "the VM is \(prior.rawValue): no live job needed, cold backup")
+            }
+            return (.live, nil)
+        }
         guard requested == .hot else { return (.cold, nil) }
         if !stoppedDisks.isEmpty {
             let names = stoppedDisks.map(\.target)
             let verb = names.count == 1 ? "is not an LV" : "are not LVs"
-            return (.cold, "hot needs every disk on LVM; \(names.joined(separator: ", ")) \(verb): cold backup")
+            return (
+                .cold,
+                "hot needs every disk on LVM; \(names.joined(separator: ", ")) \(verb): cold backup"
+                    + " (Mode=live backs them up without stopping the VM)"
+            )
         }
         guard prior == .running else { return (.cold, "the VM is \(prior.rawValue): nothing to save hot, cold backup") }
         return (.hot, nil)
+    }
+
+    /// Live when the host can; else LiveFallback's mode (said in the note), or the backup fails
+    /// naming what the host lacks.
+    func liveOrFallback(
+        vm: String, profile: SnapshotProfile, prior: DomainState, _ stopped: [DomainDisk], on hypervisor: any Hypervisor
+    ) throws -> (SnapshotMode, String?) {
+        let support = try hypervisor.liveSupport()
+        if support.isAvailable { return (.live, nil) }
+        guard let fallback = profile.liveFallback else {
+            throw LiveBackupError.unsupported(vm: vm, host: hypervisor.name, missing: support.missing)
+        }
+        let (mode, note) = Self.mode(requested: fallback, prior: prior, stoppedDisks: stopped)
+        let why =
+            "live is not possible on \(hypervisor.name) (missing \(support.missing.joined(separator: "; "))):"
+            + " \(fallback.rawValue) backup (LiveFallback=\(fallback.rawValue))"
+        return (mode, note.map { why + "; " + $0 } ?? why)
     }
 }

@@ -37,12 +37,16 @@ struct BackupRecovery {
         let work = WorkLayout(workPath: configuration.profile(for: vm).workPath, vm: vm)
         guard Timestamps.parseCompact(Substring(crumb.id)) != nil,
             crumb.remoteStageDir == work.stagingDirectory(crumb.id),
-            crumb.remoteRAMFile == nil || crumb.remoteRAMFile == work.ramFile(crumb.id)
+            crumb.remoteRAMFile == nil || crumb.remoteRAMFile == work.ramFile(crumb.id),
+            crumb.liveDirectory == nil || crumb.liveDirectory == work.liveDirectory(crumb.id)
         else {
             throw RecoveryError.unexpectedPaths(vm: vm, stagingDirectory: crumb.remoteStageDir)
         }
         let hypervisor = try fleet.connect(crumb.host)
         defer { hypervisor.close() }
+        if let live = crumb.liveDirectory {
+            return try undoLive(crumb, vm: vm, directory: live, on: hypervisor)
+        }
         // Once the backup had returned the VM, its state now is not ours to change.
         if !crumb.hasThawed {
             let ramFile = crumb.restoreFromRAM ? crumb.remoteRAMFile : nil
@@ -55,6 +59,22 @@ struct BackupRecovery {
         let snapshots = crumb.snapshots.isEmpty ? "" : "snapshots removed, "
         let state = crumb.hasThawed ? "already back in" : "returned to"
         return "\(vm) \(state) \(prior.rawValue) on \(crumb.host), \(snapshots)staged copy removed"
+    }
+
+    /// A live backup never stopped the VM: its file systems are thawed (harmless when nothing is
+    /// frozen), the backup job whose socket is in its directory is ended and the directory removed.
+    private func undoLive(_ crumb: JobBreadcrumb, vm: String, directory: String, on hypervisor: any Hypervisor) throws
+        -> String
+    {
+        var thawNote = ""
+        do { try hypervisor.thawFilesystems(vm) } catch {
+            logger.warning("recovery of \(vm): thawing its file systems failed: \(error)")
+            thawNote = " (thawing its file systems failed: \(error))"
+        }
+        try hypervisor.endBackupJob(vm, directory: directory)
+        try hypervisor.removeDirectory(crumb.remoteStageDir)
+        return "\(vm) on \(crumb.host): live backup job ended, its scratch files and socket removed\(thawNote),"
+            + " staged copy removed"
     }
 }
 

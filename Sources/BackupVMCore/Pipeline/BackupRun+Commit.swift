@@ -13,7 +13,7 @@ extension BackupRun {
             disks: plan.disks.compactMap { images[$0.target] },
             excluded: plan.excluded.map { Manifest.ExcludedDisk(target: $0.target, source: $0.source) },
             ramState: ramImage, domainXML: plan.definition, keptOnHost: plan.keepOnHost,
-            sequence: store.nextSequence(plan.vm))
+            sequence: store.nextSequence(plan.vm), consistency: consistency, quiesceSeconds: quiesceSeconds)
         let future = store.futureDated(plan.vm, than: plan.id)
         if !future.isEmpty {
             let message =

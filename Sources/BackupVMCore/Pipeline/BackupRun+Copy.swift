@@ -62,6 +62,14 @@ extension BackupRun {
         let file = BackupNames.image(target: disk.target, format: disk.format, compression: compression)
         let t0 = Date()
         let r = try transfer(source, file: file, stage: plan.keepOnHost)
+        logCopied(disk, from: source, r, since: t0)
+        images[disk.target] = Manifest.StoredImage(
+            target: disk.target, source: disk.source, kind: disk.kind, format: disk.format, file: file,
+            rawBytes: r.rawBytes, storedBytes: r.storedBytes, storedCksum: r.storedCksum,
+            storedSHA256: r.storedSHA256, volume: volume?.fullName)
+    }
+
+    func logCopied(_ disk: DomainDisk, from source: String, _ r: TransferredImage, since t0: Date) {
         log.info(
             "disk copied",
             metadata: [
@@ -69,10 +77,6 @@ extension BackupRun {
                 "stored_bytes": "\(r.storedBytes)",
                 "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(t0)))",
             ])
-        images[disk.target] = Manifest.StoredImage(
-            target: disk.target, source: disk.source, kind: disk.kind, format: disk.format, file: file,
-            rawBytes: r.rawBytes, storedBytes: r.storedBytes, storedCksum: r.storedCksum,
-            storedSHA256: r.storedSHA256, volume: volume?.fullName)
     }
 
     /// One image into the partial directory (and, with keep-on-host, into the staging directory).

@@ -29,6 +29,15 @@ final class BackupRun {
     var frozenAt: Date?
     var downtime: TimeInterval = 0
     var thawed = false
+    /// Live mode: a backup job may run on the domain now (set before it is begun: a begin that timed
+    /// out may have started one); every path ends it.
+    var liveJobMayRun = false
+    /// Live mode: the guest's file systems may be frozen now (every path thaws them).
+    var filesystemsFrozen = false
+    /// Live mode: how consistent the disks are, and how long the file systems were frozen.
+    var consistency: Consistency?
+    var quiesceSeconds: Double?
+    var quiesceStarted: Date?
     /// What a recovery would need if this worker died now; rewritten as steps complete.
     var breadcrumb: JobBreadcrumb?
 
@@ -49,13 +58,24 @@ final class BackupRun {
     /// The stages, in order.
     func execute() throws -> BackupReport {
         try prepare()
-        try keepingPriorState {
-            try freeze()
-            try takeSnapshots()
-            try copyStoppedDisks()
-            try thaw()
-            try copySnapshots()
-            try copyRAMState()
+        if plan.mode == .live {
+            // The VM is never stopped: there is no prior state to return it to. A VM found off after
+            // the job was shut down by someone else, and starting it would be wrong.
+            thawed = true
+            try keepingPriorState {
+                let job = try startLiveJob()
+                try copyExports(of: job)
+                try endLiveJob(job)
+            }
+        } else {
+            try keepingPriorState {
+                try freeze()
+                try takeSnapshots()
+                try copyStoppedDisks()
+                try thaw()
+                try copySnapshots()
+                try copyRAMState()
+            }
         }
         let manifest = try commit()
         // The backup is good from here on: what fails now is told, and never costs it or the rotation.
@@ -109,7 +129,8 @@ final class BackupRun {
         partial = try store.beginBackup(vm: plan.vm, id: plan.id)
         let crumb = JobBreadcrumb(
             id: plan.id, host: plan.host, priorState: plan.priorState.rawValue, remoteStageDir: plan.stagingDirectory,
-            remoteRAMFile: plan.ramFile, snapshots: plan.snapshots.map(\.snapshot), restoreFromRAM: plan.ramFile != nil)
+            remoteRAMFile: plan.ramFile, snapshots: plan.snapshots.map(\.snapshot), restoreFromRAM: plan.ramFile != nil,
+            liveDirectory: plan.liveDirectory)
         try crumb.write(into: partial)
         breadcrumb = crumb
         do {
@@ -128,6 +149,7 @@ final class BackupRun {
     /// Removes our snapshots that still exist (they cost the VM write performance while they do).
     /// A failure to remove one becomes the backup's failure unless it had failed already.
     func cleanUp(_ failure: inout Error?) {
+        cleanUpLiveJob(&failure)
         for (target, snapshot) in liveSnapshots.sorted(by: { $0.key < $1.key }) {
             do {
                 try hypervisor.removeSnapshot(snapshot)

@@ -103,7 +103,8 @@ public struct Doctor: Sendable {
             virsh -q version --daemon 2>&1 | tail -n 1 | sed 's/^/libvirt /'; \
             for w in \(workPaths.map(ShellQuote.quote).joined(separator: " ")); do \
             mkdir -p "$w" && echo "work $w $(df -P "$w" | awk 'NR==2 {print $4}')" || echo "nowork $w"; done; \
-            command -v lvs >/dev/null && echo "lvm $(lvs --noheadings 2>/dev/null | wc -l)" || echo "lvm none"
+            command -v lvs >/dev/null && echo "lvm $(lvs --noheadings 2>/dev/null | wc -l)" || echo "lvm none"; \
+            \(LiveSupport.probeScript)
             """
     }
 
@@ -119,6 +120,21 @@ public struct Doctor: Sendable {
         }
         let findings = out.split(separator: "\n").compactMap { finding(forLine: String($0), subject: subject) }
         return [Finding(subject: subject, ok: true, detail: "ssh as root with a verified host key")] + findings
+            + [liveFinding(LiveSupport(probeOutput: out), subject: subject)]
+    }
+
+    /// Live backups on this host: a failure only when a profile asks for Mode=live without a fallback.
+    func liveFinding(_ support: LiveSupport, subject: String) -> Finding {
+        let versions = "libvirt \(support.libvirt ?? "?"), QEMU \(support.qemu ?? "?")"
+        if support.isAvailable {
+            return Finding(subject: subject, ok: true, detail: "live backups possible (\(versions), nbdcopy)")
+        }
+        let profiles = [configuration.defaultProfile] + Array(configuration.profiles.values)
+        let needed = profiles.contains { $0.mode == .live && $0.liveFallback == nil }
+        return Finding(
+            subject: subject, ok: !needed,
+            detail: "live backups not possible: missing \(support.missing.joined(separator: "; "))"
+                + (needed ? " (a profile sets Mode=live without LiveFallback)" : " (no profile needs them)"))
     }
 
     /// What to do when the preflight could not run on a host.

@@ -56,6 +56,26 @@ public protocol Hypervisor: Sendable {
     func copyImage(_ source: String, scratch: String, stageFile: String?, to destination: String, abort: AbortFlag)
         throws -> TransferredImage
 
+    /// What this host offers for live backups (libvirt's backup API, nbdcopy).
+    func liveSupport() throws -> LiveSupport
+    /// Freezes the guest's file systems through its agent; `.unavailable` when no agent answers.
+    func freezeFilesystems(_ vm: String) throws -> QuiesceResult
+    /// Thaws them; nothing when the guest has no agent configured.
+    func thawFilesystems(_ vm: String) throws
+    /// Begins a pull-mode backup job of the disks `targets` (every other disk of the domain is named in
+    /// `excluded`), its socket and scratch files in `directory` (made here, owned by the qemu user).
+    /// A job already running on the domain is reported, not begun over.
+    func beginBackupJob(_ vm: String, targets: [String], excluded: [String], in directory: String) throws
+        -> VirshBackupJob.BeginOutcome
+    /// Ends the backup job whose socket is in `directory`, if it runs, and removes the directory;
+    /// a job of anyone else is left alone.
+    func endBackupJob(_ vm: String, directory: String) throws
+    /// Streams one export of a running job, like `copyImage`.
+    func copyExport(
+        _ export: String, of job: LiveJob, scratch: String, stageFile: String?, to destination: String,
+        abort: AbortFlag
+    ) throws -> TransferredImage
+
     /// Keeps the staged copy of backup `id` as the VM's only kept copy (its RAM state file removed),
     /// removing older kept copies and staging directories of ours.
     func keepStagedCopy(_ work: WorkLayout, id: String) throws

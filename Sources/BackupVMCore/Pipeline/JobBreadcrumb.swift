@@ -13,6 +13,9 @@ struct JobBreadcrumb: Codable, Sendable {
     var snapshots: [LogicalVolume] = []
     /// The RAM state must be restored (hot backup or paused VM), not the VM started.
     var restoreFromRAM: Bool = false
+    /// A live backup's job directory: recovery thaws the guest's file systems, ends the backup job
+    /// whose socket is there and removes it. The VM itself was never stopped: its state is left alone.
+    var liveDirectory: String? = nil
     /// Steps completed so far, recorded as each completes (absent in breadcrumbs of older versions).
     /// Once `thawed` is here the VM was returned to its prior state: recovery must not act on the
     /// prior state again (whatever state the VM is in now is someone else's doing; a `virsh restore`

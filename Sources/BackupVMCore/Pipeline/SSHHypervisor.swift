@@ -9,6 +9,7 @@ public final class SSHHypervisor: Hypervisor, @unchecked Sendable {
     private let virsh: Virsh
     private let lvm: LVM
     private let stream: DiskStream
+    private let backupJob: VirshBackupJob
 
     public convenience init(_ name: String, main: MainConfig) throws {
         let share = try SSHConnectionShare()
@@ -23,6 +24,7 @@ public final class SSHHypervisor: Hypervisor, @unchecked Sendable {
         virsh = Virsh(host: host)
         lvm = LVM(host: host)
         stream = DiskStream(host: host, compression: compression, level: level)
+        backupJob = VirshBackupJob(host: host)
     }
 
     public var name: String { host.name }
@@ -88,6 +90,27 @@ public final class SSHHypervisor: Hypervisor, @unchecked Sendable {
         _ source: String, scratch: String, stageFile: String?, to destination: String, abort: AbortFlag
     ) throws -> TransferredImage {
         try stream.copy(source: source, workDir: scratch, stageFile: stageFile, to: destination, abort: abort)
+    }
+
+    public func liveSupport() throws -> LiveSupport { try backupJob.support() }
+    public func freezeFilesystems(_ vm: String) throws -> QuiesceResult { try backupJob.freeze(vm: vm) }
+    public func thawFilesystems(_ vm: String) throws { try backupJob.thaw(vm: vm) }
+
+    public func beginBackupJob(_ vm: String, targets: [String], excluded: [String], in directory: String) throws
+        -> VirshBackupJob.BeginOutcome
+    {
+        try backupJob.begin(vm: vm, directory: directory, targets: targets, excluded: excluded)
+    }
+
+    public func endBackupJob(_ vm: String, directory: String) throws { try backupJob.end(vm: vm, directory: directory) }
+
+    public func copyExport(
+        _ export: String, of job: LiveJob, scratch: String, stageFile: String?, to destination: String,
+        abort: AbortFlag
+    ) throws -> TransferredImage {
+        try stream.copy(
+            image: .export(uri: job.uri(export: export)), workDir: scratch, stageFile: stageFile, to: destination,
+            abort: abort)
     }
 
     public func keepStagedCopy(_ work: WorkLayout, id: String) throws {

@@ -32,12 +32,24 @@ struct ImageWriter {
     /// Writes the image into `$tmp` (set to `temporary`) beside `destination`, which it removes unless
     /// the image arrived whole. Directories made for a restored disk are searchable (qemu runs as
     /// another user and must reach the file; libvirt gives it the file when the domain starts).
+    ///
+    /// A qcow2 disk stored as its raw content (a live backup) is written as a sparse raw file first
+    /// and converted back to qcow2 (qemu-img cannot read a pipe), so the disk keeps its format.
     static func fileScript(_ image: Manifest.StoredImage, to destination: String, temporary: String) -> String {
-        """
-        (umask 022; mkdir -p "$(dirname \(ShellQuote.quote(destination)))"); tmp=\(ShellQuote.quote(temporary)); \
-        \(scratch(onFailure: "rm -f \"$tmp\"")); \
-        \(pipeline(image)) > "$tmp"; \(check(image)); sync "$tmp"; ok=1
-        """
+        let head =
+            "(umask 022; mkdir -p \"$(dirname \(ShellQuote.quote(destination)))\"); tmp=\(ShellQuote.quote(temporary)); "
+        guard image.storedContent == .raw, image.format == .qcow2 else {
+            return head + """
+                \(scratch(onFailure: "rm -f \"$tmp\"")); \
+                \(pipeline(image)) > "$tmp"; \(check(image)); sync "$tmp"; ok=1
+                """
+        }
+        return head + """
+            \(scratch(onFailure: "rm -f \"$tmp\" \"$tmp.raw\"")); \
+            \(pipeline(image)) | dd of="$tmp.raw" bs=1M iflag=fullblock conv=sparse status=none; \(check(image)); \
+            truncate -s \(image.rawBytes) "$tmp.raw"; \
+            qemu-img convert -f raw -O qcow2 "$tmp.raw" "$tmp"; rm -f "$tmp.raw"; sync "$tmp"; ok=1
+            """
     }
 
     /// A scratch directory `$t` for the counters, removed on exit, and `undo` run on exit unless the

@@ -87,6 +87,10 @@ public struct WorkLayout: Sendable, Equatable {
     public func ramFile(_ id: String) -> String { stagingDirectory(id) + "/" + BackupNames.ramState }
     public func stagedImage(_ id: String, file: String) -> String { stagingDirectory(id) + "/" + file }
     public func keptCopy(_ id: String) -> String { directory + "/" + id }
+    /// A live backup's job directory (`.ID.live/`): libvirt's NBD socket and the scratch files of the
+    /// copy-before-write blocks, owned by the qemu user while the job runs. Short on purpose: a unix
+    /// socket's path holds at most 107 bytes.
+    public func liveDirectory(_ id: String) -> String { directory + "/.\(id).live" }
     public func restoreRAMFile(_ id: String) -> String { directory + "/restore-\(id).\(BackupNames.ramState)" }
 
     /// Shell globs (unquoted, after the quoted directory) matching only names of ours: kept copies

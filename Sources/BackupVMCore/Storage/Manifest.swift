@@ -25,6 +25,13 @@ public struct Manifest: Codable, Sendable, Equatable {
         /// used for it (/dev/vg/lv or /dev/mapper/vg-lv). Absent for other disks; in manifests of
         /// format 1 also for LVs (a restore then asks the hypervisor what the path is).
         public var volume: String? = nil
+        /// The format of the stored stream when it is not the disk's own: a live backup stores every
+        /// disk's guest-visible content (raw), also of a qcow2 disk, which a restore converts back.
+        /// Absent: the stream is the disk as it is on the hypervisor (`format`).
+        public var content: DomainDisk.Format? = nil
+
+        /// What decompressing the stored file gives.
+        public var storedContent: DomainDisk.Format? { content ?? format }
 
         /// The LV this image was taken from; nil for files and block devices that are not LVs.
         public var volumeName: VolumeName? { volume.flatMap(VolumeName.init(fullName:)) }
@@ -35,8 +42,9 @@ public struct Manifest: Codable, Sendable, Equatable {
         public var source: String
     }
 
-    /// 2: disk images record their LV (`volume`); 1 did not.
-    public var formatVersion = 2
+    /// 3: live backups (images record their `content`, the backup its `consistency`); 2: disk images
+    /// record their LV (`volume`); 1 did not.
+    public var formatVersion = 3
     public var vm: String
     public var id: String
     public var host: String
@@ -49,7 +57,7 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var started: String
     public var finished: String
     public var durationSeconds: Double
-    /// How long the VM was not running because of this backup.
+    /// How long the VM was not running because of this backup (0 for live backups).
     public var downtimeSeconds: Double
     public var disks: [StoredImage]
     public var excluded: [ExcludedDisk]
@@ -60,6 +68,10 @@ public struct Manifest: Codable, Sendable, Equatable {
     /// are wall-clock times, and a clock set back would make the newest backup look oldest. Absent in
     /// manifests of older versions (those sort before every numbered one, by ID).
     public var sequence: Int?
+    /// Live backups: application (the guest agent froze the file systems as the job began, for
+    /// `quiesceSeconds`) or crash (no agent; the sysrq emergency sync was sent first).
+    public var consistency: Consistency? = nil
+    public var quiesceSeconds: Double? = nil
 
     public var storedBytes: Int64 { disks.reduce(0) { $0 + $1.storedBytes } + (ramState?.storedBytes ?? 0) }
 

@@ -32,6 +32,10 @@ public enum SafeName {
         return parts.allSatisfy(isValidLVName)
     }
 
+    /// An NBD export name as libvirt's backup job names it (after the disk's target, `vda`): it goes
+    /// into an nbd URI on a hypervisor's command line.
+    public static func isValidExportName(_ name: String) -> Bool { isToken(name, maxLength: 64, extra: "._-") }
+
     /// A path under /dev/ made of names (`:` allowed too: /dev/disk/by-path names have it); no `.`
     /// or `..` component, nothing a shell would read.
     public static func isDevicePath(_ path: String) -> Bool {

@@ -13,6 +13,7 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
             sendEmergencySync
         case createSnapshot, snapshotStatus, removeSnapshot, leftoverSnapshots, makeDirectory, removeDirectory
         case copyImage, keepStagedCopy, removeStagedCopies
+        case liveSupport, freezeFilesystems, thawFilesystems, beginBackupJob, endBackupJob, copyExport
     }
 
     struct Injected: Error, CustomStringConvertible {
@@ -44,6 +45,13 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
     var links: [String: String] = [:]
     /// qcow2 images (path -> backing file) that are overlays.
     var backingFiles: [String: String] = [:]
+    /// Live backups: what the host offers, whether the guest has an agent, and the state of both.
+    var live = LiveSupport(libvirt: "9.0.0", qemu: "7.2.0", missing: [])
+    var hasAgent = false
+    private var _frozen = false
+    /// The directory of the backup job running on the domain (a job of anyone else: its socket).
+    private var _jobDirectory: String?
+    private var _foreignJobSocket: String?
 
     init(name: String = "kvm1", vm: String, state: DomainState, disks: [DomainDisk], volumes: [LogicalVolume] = []) {
         self.name = name
@@ -91,6 +99,11 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
         set { lock.withLock { _state = newValue } }
     }
     var snapshots: [LogicalVolume] { lock.withLock { Array(_snapshots.values) } }
+    var frozen: Bool { lock.withLock { _frozen } }
+    var jobDirectory: String? { lock.withLock { _jobDirectory } }
+    /// Seeds a backup job left by a killed worker (our directory) or started by someone else.
+    func addJob(directory: String) { lock.withLock { _jobDirectory = directory } }
+    func addForeignJob(socket: String) { lock.withLock { _foreignJobSocket = socket } }
     var paths: Set<String> { lock.withLock { _paths } }
     var calls: [Call] { lock.withLock { _calls } }
     func count(_ call: Call) -> Int { calls.filter { $0 == call }.count }
@@ -256,6 +269,58 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
         let sha = try FileDigest.sha256(ofFile: destination).digest
         return TransferredImage(
             rawBytes: 1 << 20, storedBytes: Int64(bytes.count), storedCksum: crc.finalize(), storedSHA256: sha)
+    }
+
+    func liveSupport() throws -> LiveSupport {
+        try enter(.liveSupport)
+        return live
+    }
+
+    func freezeFilesystems(_ vm: String) throws -> QuiesceResult {
+        try enter(.freezeFilesystems)
+        guard hasAgent else { return .unavailable("error: argument unsupported: QEMU guest agent is not configured") }
+        lock.withLock { _frozen = true }
+        return .frozen(count: 1)
+    }
+
+    func thawFilesystems(_ vm: String) throws {
+        try enter(.thawFilesystems)
+        lock.withLock { _frozen = false }
+    }
+
+    func beginBackupJob(_ vm: String, targets: [String], excluded: [String], in directory: String) throws
+        -> VirshBackupJob.BeginOutcome
+    {
+        try enter(.beginBackupJob)
+        try requireVM(vm)
+        return lock.withLock {
+            if let socket = _foreignJobSocket { return .running(socket: socket) }
+            if let running = _jobDirectory { return .running(socket: LiveJob.socket(in: running)) }
+            _jobDirectory = directory
+            _paths.insert(directory)
+            return .begun(
+                LiveJob(directory: directory, exports: Dictionary(uniqueKeysWithValues: targets.map { ($0, $0) })))
+        }
+    }
+
+    func endBackupJob(_ vm: String, directory: String) throws {
+        try enter(.endBackupJob)
+        lock.withLock {
+            if _jobDirectory == directory { _jobDirectory = nil }
+            _paths = _paths.filter { $0 != directory && !$0.hasPrefix(directory + "/") }
+        }
+    }
+
+    func copyExport(
+        _ export: String, of job: LiveJob, scratch: String, stageFile: String?, to destination: String,
+        abort: AbortFlag
+    ) throws -> TransferredImage {
+        try enter(.copyExport)
+        guard jobDirectory == job.directory else {
+            throw RemoteError.command(host: name, what: "nbdcopy", status: 1, stderr: "Connection refused")
+        }
+        return try copyImage(
+            job.uri(export: export), scratch: scratch, stageFile: stageFile, to: destination, abort: abort)
     }
 
     func keepStagedCopy(_ work: WorkLayout, id: String) throws {

@@ -1,0 +1,144 @@
+import Foundation
+
+/// Mode=live: the VM keeps running. A pull-mode backup job of libvirt fixes every disk's content at
+/// the moment it begins (copy-before-write into scratch files); each disk is read from its NBD export
+/// into the same compression, ssh and checksum path as the other modes; then the job is ended and its
+/// directory removed. With a guest agent the file systems are frozen for the moment of the begin only.
+extension BackupRun {
+    /// Quiesces, begins the job (ending a stale one of ours first), thaws. Returns the running job.
+    func startLiveJob() throws -> LiveJob {
+        let directory = plan.work.liveDirectory(plan.id)
+        var endedStale = false
+        while true {
+            if abort.isRaised { throw PipelineError.aborted }
+            try quiesce()
+            liveJobMayRun = true
+            let outcome = try hypervisor.beginBackupJob(
+                plan.vm, targets: plan.disks.map(\.target), excluded: plan.excluded.map(\.target), in: directory)
+            switch outcome {
+            case .begun(let job):
+                try unquiesce()
+                log.info(
+                    "live backup job started",
+                    metadata: ["socket": "\(job.socket)", "consistency": "\(consistency?.rawValue ?? "?")"])
+                return job
+            case .running(let socket):
+                try unquiesce()
+                guard !endedStale, let stale = staleJobDirectory(socket: socket) else {
+                    throw LiveBackupError.foreignJob(vm: plan.vm, host: plan.host, socket: socket)
+                }
+                // A job of an earlier run of ours whose worker died before recovery got to it.
+                log.warning("ending a leftover backup job of an earlier run", metadata: ["directory": "\(stale)"])
+                try hypervisor.endBackupJob(plan.vm, directory: stale)
+                endedStale = true
+            }
+        }
+    }
+
+    /// The directory of a running job if it is one of ours for this VM (`WORK/VM/.ID.live/nbd.sock`
+    /// with an ID of ours); nil for anyone else's.
+    func staleJobDirectory(socket: String) -> String? {
+        let directory = (socket as NSString).deletingLastPathComponent
+        let name = (directory as NSString).lastPathComponent
+        guard socket == LiveJob.socket(in: directory), name.hasPrefix("."), name.hasSuffix(".live"),
+            Timestamps.parseCompact(Substring(name.dropFirst().dropLast(5))) != nil,
+            directory == plan.work.liveDirectory(String(name.dropFirst().dropLast(5)))
+        else { return nil }
+        return directory
+    }
+
+    /// Freezes the file systems through the guest agent (application-consistent); without an agent,
+    /// sends the sysrq emergency sync (crash-consistent, with what the guest had buffered on disk).
+    func quiesce() throws {
+        let t0 = Date()
+        do {
+            switch try hypervisor.freezeFilesystems(plan.vm) {
+            case .frozen(let count):
+                filesystemsFrozen = true
+                consistency = .application
+                quiesceSeconds = 0
+                log.info("file systems frozen by the guest agent", metadata: ["count": "\(count)"])
+                quiesceStarted = t0
+                return
+            case .unavailable(let why):
+                log.info("no guest agent answered (\(why)): crash-consistent backup after the sysrq emergency sync")
+            }
+        } catch {
+            // The freeze may have happened on the guest's side: thaw it after the begin all the same.
+            filesystemsFrozen = true
+            log.warning("the file systems could not be frozen (\(error)): crash-consistent backup")
+        }
+        consistency = .crash
+        do { try hypervisor.sendEmergencySync(plan.vm) } catch {
+            log.warning("the emergency sync could not be sent: \(error)")
+        }
+    }
+
+    /// Thaws what `quiesce` froze, trying three times: a guest left frozen hangs on its next write.
+    func unquiesce() throws {
+        guard filesystemsFrozen else { return }
+        var attempt = 1
+        while true {
+            do {
+                try hypervisor.thawFilesystems(plan.vm)
+                break
+            } catch  where attempt < 3 {
+                log.warning("thawing the file systems failed (attempt \(attempt) of 3): \(error)")
+                attempt += 1
+                Thread.sleep(forTimeInterval: pollInterval * 2)
+            }
+        }
+        filesystemsFrozen = false
+        if let quiesceStarted { quiesceSeconds = Date().timeIntervalSince(quiesceStarted) }
+        log.info("file systems thawed", metadata: ["frozen_s": "\(String(format: "%.2f", quiesceSeconds ?? 0))"])
+    }
+
+    /// Every disk from its export: the guest-visible content at the job's start, raw whatever the
+    /// disk's format (a qcow2 disk is written back as qcow2 by a restore).
+    func copyExports(of job: LiveJob) throws {
+        for disk in plan.disks {
+            guard let export = job.exports[disk.target] else {
+                throw LiveBackupError.noExport(vm: plan.vm, target: disk.target)
+            }
+            if abort.isRaised { throw PipelineError.aborted }
+            let file = BackupNames.image(target: disk.target, format: .raw, compression: compression)
+            let t0 = Date()
+            let r = try hypervisor.copyExport(
+                export, of: job, scratch: plan.stagingDirectory,
+                stageFile: plan.keepOnHost ? plan.work.stagedImage(plan.id, file: file) : nil,
+                to: partial + "/" + file, abort: abort)
+            logCopied(disk, from: "export \(export)", r, since: t0)
+            images[disk.target] = Manifest.StoredImage(
+                target: disk.target, source: disk.source, kind: disk.kind, format: disk.format, file: file,
+                rawBytes: r.rawBytes, storedBytes: r.storedBytes, storedCksum: r.storedCksum,
+                storedSHA256: r.storedSHA256, volume: plan.volumes[disk.target]?.fullName, content: .raw)
+        }
+    }
+
+    /// Ends the job once every disk is copied (a pull job never ends by itself).
+    func endLiveJob(_ job: LiveJob) throws {
+        try hypervisor.endBackupJob(plan.vm, directory: job.directory)
+        liveJobMayRun = false
+        log.info("live backup job ended")
+    }
+
+    /// On every path: the file systems thawed, the job ended, its directory removed. A failure here
+    /// becomes the backup's failure unless it had failed already.
+    func cleanUpLiveJob(_ failure: inout Error?) {
+        if filesystemsFrozen {
+            do { try unquiesce() } catch {
+                log.critical("the file systems of \(plan.vm) may still be frozen: \(error)")
+                markForAttention(error)
+                if failure == nil { failure = error }
+            }
+        }
+        guard liveJobMayRun, let directory = plan.liveDirectory else { return }
+        do {
+            try hypervisor.endBackupJob(plan.vm, directory: directory)
+            liveJobMayRun = false
+        } catch {
+            log.error("could not end the backup job of \(plan.vm): \(error)")
+            if failure == nil { failure = error }
+        }
+    }
+}

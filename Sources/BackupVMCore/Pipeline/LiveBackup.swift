@@ -1,0 +1,149 @@
+import Foundation
+
+/// What a hypervisor offers for Mode=live: libvirt's backup API (libvirt ≥ 7.2 with QEMU ≥ 6.0,
+/// `virsh backup-begin`) and a reader of its NBD exports that can write to a pipe (nbdcopy; qemu-img
+/// cannot stream to stdout).
+public struct LiveSupport: Sendable, Equatable {
+    /// libvirt's and QEMU's versions as virsh reports them (nil: not found in its answer).
+    public var libvirt: String?
+    public var qemu: String?
+    /// What is missing, each naming how to get it; empty: live backups can run here.
+    public var missing: [String]
+
+    public var isAvailable: Bool { missing.isEmpty }
+
+    public static let minimumLibvirt = [7, 2]
+    public static let minimumQEMU = [6, 0]
+
+    /// One script's lines, shared by `doctor` and the planner: `virsh version` and the tools.
+    public static let probeScript = """
+        virsh version 2>&1 | sed -n 's/^Using library: libvirt /livelibvirt /p; s/^Running hypervisor: QEMU /liveqemu /p'; \
+        virsh help backup-begin >/dev/null 2>&1 || echo "livemissing backup-begin"; \
+        for t in nbdcopy nbdinfo; do command -v "$t" >/dev/null || echo "livemissing $t"; done
+        """
+
+    /// Reads the lines of `probeScript` (other lines are ignored).
+    public init(probeOutput: String) {
+        var libvirt: String?
+        var qemu: String?
+        var lacking: [String] = []
+        for line in probeOutput.split(separator: "\n") {
+            let f = line.split(separator: " ", maxSplits: 1).map(String.init)
+            guard f.count == 2 else { continue }
+            switch f[0] {
+            case "livelibvirt": libvirt = f[1].trimmingCharacters(in: .whitespaces)
+            case "liveqemu": qemu = f[1].trimmingCharacters(in: .whitespaces)
+            case "livemissing": lacking.append(f[1])
+            default: continue
+            }
+        }
+        var missing: [String] = []
+        if !Self.atLeast(libvirt, Self.minimumLibvirt) {
+            missing.append("libvirt ≥ 7.2 with the backup API (found \(libvirt ?? "none"))")
+        } else if lacking.contains("backup-begin") {
+            missing.append("virsh backup-begin (libvirt ≥ 7.2, package libvirt-clients)")
+        }
+        if !Self.atLeast(qemu, Self.minimumQEMU) { missing.append("QEMU ≥ 6.0 (found \(qemu ?? "none"))") }
+        for tool in ["nbdcopy", "nbdinfo"] where lacking.contains(tool) {
+            missing.append("\(tool) (apt-get install libnbd-bin)")
+        }
+        self.init(libvirt: libvirt, qemu: qemu, missing: missing)
+    }
+
+    public init(libvirt: String?, qemu: String?, missing: [String]) {
+        self.libvirt = libvirt
+        self.qemu = qemu
+        self.missing = missing
+    }
+
+    /// Is the dotted version `text` at least `minimum`?
+    static func atLeast(_ text: String?, _ minimum: [Int]) -> Bool {
+        guard let text else { return false }
+        let parts = text.split(separator: ".").map { Int($0.prefix { $0.isNumber }) ?? 0 }
+        for (i, want) in minimum.enumerated() {
+            let have = i < parts.count ? parts[i] : 0
+            if have != want { return have > want }
+        }
+        return true
+    }
+}
+
+/// A running pull-mode backup job: libvirt's NBD server on a unix socket in `directory` (ours, in
+/// the VM's working directory), one export per disk; the scratch files of the copy-before-write
+/// blocks are in the same directory.
+public struct LiveJob: Sendable, Equatable {
+    public var directory: String
+    /// Export name by disk target (libvirt names them after the target; read from backup-dumpxml).
+    public var exports: [String: String]
+
+    public var socket: String { LiveJob.socket(in: directory) }
+
+    public init(directory: String, exports: [String: String]) {
+        self.directory = directory
+        self.exports = exports
+    }
+
+    public static func socket(in directory: String) -> String { directory + "/nbd.sock" }
+    public static func scratch(in directory: String, target: String) -> String {
+        directory + "/" + target + ".scratch"
+    }
+    /// A unix socket's path holds at most 107 bytes (sun_path).
+    public static let maximumSocketPath = 107
+
+    /// The URI nbdcopy reads an export from; the socket path is percent-encoded (it is a query value).
+    public func uri(export: String) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "/-._~")
+        let socket = self.socket.addingPercentEncoding(withAllowedCharacters: allowed) ?? self.socket
+        return "nbd+unix:///\(export)?socket=\(socket)"
+    }
+}
+
+/// How consistent a live backup's disks are with each other and with the guest's file systems.
+public enum Consistency: String, Codable, Sendable {
+    /// The guest agent froze the file systems for the moment the job started.
+    case application
+    /// As after a power cut (the sysrq emergency sync was sent first): journaling file systems recover.
+    case crash
+}
+
+/// What the guest agent answered to a freeze.
+public enum QuiesceResult: Sendable, Equatable {
+    /// The file systems are frozen (this many).
+    case frozen(count: Int)
+    /// No agent answered (not configured, not running): nothing is frozen; the reason, for the log.
+    case unavailable(String)
+}
+
+/// Live backups that cannot start or end as they must.
+public enum LiveBackupError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// The host lacks what live needs and the profile has no LiveFallback.
+    case unsupported(vm: String, host: String, missing: [String])
+    /// A backup job runs on the domain that this tool did not start (its socket is elsewhere).
+    case foreignJob(vm: String, host: String, socket: String)
+    /// A backup job of ours is still there after `virsh domjobabort`.
+    case jobStillRunning(vm: String, host: String, directory: String)
+    /// The socket's path is longer than a unix socket allows.
+    case socketPathTooLong(path: String)
+    /// libvirt did not name an export for this disk.
+    case noExport(vm: String, target: String)
+
+    public var description: String {
+        switch self {
+        case .unsupported(let vm, let host, let missing):
+            return "Mode=live for \(vm) needs on \(host): \(missing.joined(separator: "; ")); install it, or set"
+                + " LiveFallback=cold (or hot) in the VM's vmsnapshot.d profile to back it up that way meanwhile"
+        case .foreignJob(let vm, let host, let socket):
+            return "a backup job that backup_vm did not start runs on \(vm) on \(host) (NBD socket \(socket));"
+                + " it was left alone: end it (`virsh domjobabort \(vm)`) when it is no longer needed"
+        case .jobStillRunning(let vm, let host, let directory):
+            return "the backup job of \(vm) on \(host) still runs after `virsh domjobabort`; its scratch files are"
+                + " in \(directory): end it by hand (`virsh domjobabort \(vm)`), then remove that directory"
+        case .socketPathTooLong(let path):
+            return "the NBD socket path \(path) is longer than \(LiveJob.maximumSocketPath) bytes (the limit of a"
+                + " unix socket): set a shorter WorkPath in the VM's vmsnapshot.d profile"
+        case .noExport(let vm, let target):
+            return "libvirt's backup job of \(vm) exports no disk \(target) (backup-dumpxml)"
+        }
+    }
+}

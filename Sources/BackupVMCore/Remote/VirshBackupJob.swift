@@ -1,0 +1,152 @@
+import Foundation
+
+/// libvirt's backup API on one hypervisor, through virsh over ssh: a pull-mode backup job (an NBD
+/// export of each disk as it was when the job began, on a unix socket in our directory) and the
+/// guest agent's freeze and thaw around its start. Checked facts behind every step are in
+/// docs/live-backup-spike.md; the names reaching here are validated and quoted in every command.
+public struct VirshBackupJob: Sendable {
+    public let host: RemoteHost
+
+    public init(host: RemoteHost) { self.host = host }
+
+    /// What this host offers for live backups.
+    public func support() throws(RemoteError) -> LiveSupport {
+        LiveSupport(probeOutput: try host.run(LiveSupport.probeScript + "; true", what: "checking for the backup API"))
+    }
+
+    /// The job's XML: every disk listed (an unlisted disk would be left out silently, and without a
+    /// `<disks>` list libvirt puts the scratch files beside the disk images), each with its scratch file
+    /// in our directory; `type="file"` is the scratch's type, right for file disks and LVs alike.
+    static func backupXML(directory: String, targets: [String], excluded: [String]) -> String {
+        let disks =
+            targets.map {
+                "<disk name=\"\(xml($0))\" backup=\"yes\" type=\"file\">"
+                    + "<scratch file=\"\(xml(LiveJob.scratch(in: directory, target: $0)))\"/></disk>"
+            } + excluded.map { "<disk name=\"\(xml($0))\" backup=\"no\"/>" }
+        return "<domainbackup mode=\"pull\"><server transport=\"unix\" socket=\""
+            + xml(LiveJob.socket(in: directory)) + "\"/><disks>" + disks.joined() + "</disks></domainbackup>"
+    }
+
+    static func xml(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: "\"", with: "&quot;").replacingOccurrences(of: "'", with: "&apos;")
+    }
+
+    /// The begin script. A job already running is reported (`BVM_JOB_RUNNING SOCKET`) instead of
+    /// begun over: a second backup-begin waits 30 s on libvirt's state lock before it fails. The
+    /// directory belongs to the qemu process's user (qemu creates the socket and opens the scratch
+    /// files itself) and is closed to everyone else.
+    static func beginScript(vm: String, directory: String, xml: String) -> String {
+        """
+        vm=\(ShellQuote.quote(vm)); d=\(ShellQuote.quote(directory)); \
+        if j=$(virsh backup-dumpxml "$vm" 2>/dev/null); then \
+        echo "BVM_JOB_RUNNING $(printf '%s\\n' "$j" | sed -n "s/.*socket='\\([^']*\\)'.*/\\1/p" | head -n 1)"; exit 0; fi; \
+        p=$(cat "/run/libvirt/qemu/$vm.pid" 2>/dev/null) || { echo "no qemu process of $vm (/run/libvirt/qemu/$vm.pid)" >&2; exit 3; }; \
+        u=$(stat -c %u "/proc/$p"); \
+        rm -rf "$d"; mkdir -p "$d"; chown "$u" "$d"; chmod 700 "$d"; \
+        if ! printf '%s' \(ShellQuote.quote(xml)) | virsh backup-begin "$vm" /dev/stdin >/dev/null; then \
+        rm -rf "$d"; exit 3; fi; \
+        virsh backup-dumpxml "$vm"
+        """
+    }
+
+    /// Begins the job; `.running(socket)` when one already runs on the domain (nothing begun).
+    public func begin(vm: String, directory: String, targets: [String], excluded: [String]) throws -> BeginOutcome {
+        let socket = LiveJob.socket(in: directory)
+        guard socket.utf8.count <= LiveJob.maximumSocketPath else {
+            throw LiveBackupError.socketPathTooLong(path: socket)
+        }
+        let script = Self.beginScript(
+            vm: vm, directory: directory,
+            xml: Self.backupXML(directory: directory, targets: targets, excluded: excluded))
+        let out = try host.run(script, what: "starting the backup job of \(vm) (virsh backup-begin)")
+        if let line = out.split(separator: "\n").first(where: { $0.hasPrefix("BVM_JOB_RUNNING") }) {
+            return .running(socket: line.dropFirst("BVM_JOB_RUNNING".count).trimmingCharacters(in: .whitespaces))
+        }
+        let exports = Self.exports(inDumpXML: out)
+        var named: [String: String] = [:]
+        for target in targets {
+            guard let export = exports[target], SafeName.isValidExportName(export) else {
+                throw LiveBackupError.noExport(vm: vm, target: target)
+            }
+            named[target] = export
+        }
+        return .begun(LiveJob(directory: directory, exports: named))
+    }
+
+    public enum BeginOutcome: Sendable, Equatable {
+        case begun(LiveJob)
+        case running(socket: String)
+    }
+
+    /// `<disk name='vda' backup='yes' ... exportname='vda' ...>` → vda: vda, from backup-dumpxml.
+    static func exports(inDumpXML xml: String) -> [String: String] {
+        var exports: [String: String] = [:]
+        for tag in xml.components(separatedBy: "<disk ").dropFirst() {
+            let head = " " + tag.prefix { $0 != ">" }
+            if let name = attribute("name", in: head), let export = attribute("exportname", in: head) {
+                exports[name] = export
+            }
+        }
+        return exports
+    }
+
+    static func attribute(_ name: String, in tag: String) -> String? {
+        for quote in ["'", "\""] {
+            guard let start = tag.range(of: " \(name)=\(quote)") else { continue }
+            let rest = tag[start.upperBound...]
+            guard let end = rest.firstIndex(of: Character(quote)) else { return nil }
+            return String(rest[..<end])
+        }
+        return nil
+    }
+
+    /// Ends the job whose socket is in `directory` (if it still runs) and removes the directory once
+    /// libvirt has let go of its scratch files (it removes them itself, a moment after the abort). A
+    /// job that is not ours is left alone. "No job" and "domain is not running" mean it ended already.
+    static func endScript(vm: String, directory: String) -> String {
+        """
+        vm=\(ShellQuote.quote(vm)); d=\(ShellQuote.quote(directory)); s="socket='$d/nbd.sock'"; \
+        if j=$(virsh backup-dumpxml "$vm" 2>/dev/null) && [ -z "${j##*"$s"*}" ]; then \
+        if ! out=$(virsh domjobabort "$vm" 2>&1); then case "$out" in \
+        *"no job is active"*|*"not running"*) ;; *) printf '%s\\n' "$out" >&2; exit 3;; esac; fi; fi; \
+        i=0; while [ "$i" -lt 50 ] && ls "$d"/*.scratch >/dev/null 2>&1; do sleep 0.1; i=$((i + 1)); done; \
+        if j=$(virsh backup-dumpxml "$vm" 2>/dev/null) && [ -z "${j##*"$s"*}" ]; then echo BVM_STILL_RUNNING; exit 0; fi; \
+        rm -rf "$d"
+        """
+    }
+
+    public func end(vm: String, directory: String) throws {
+        let out = try host.run(
+            Self.endScript(vm: vm, directory: directory), what: "ending the backup job of \(vm) (virsh domjobabort)")
+        if out.contains("BVM_STILL_RUNNING") {
+            throw LiveBackupError.jobStillRunning(vm: vm, host: host.name, directory: directory)
+        }
+    }
+
+    /// Freezes the guest's file systems through its agent. An agent that is not configured or does
+    /// not answer is no error: the backup is then crash-consistent.
+    public func freeze(vm: String) throws(RemoteError) -> QuiesceResult {
+        let out = try host.run(
+            """
+            if out=$(virsh domfsfreeze \(ShellQuote.quote(vm)) 2>&1); then echo "BVM_FROZE $out"; \
+            else echo "BVM_NOFREEZE $out"; fi
+            """, what: "freezing the file systems of \(vm) (virsh domfsfreeze)")
+        let text = out.trimmingCharacters(in: .whitespacesAndNewlines)
+        if text.hasPrefix("BVM_FROZE") {
+            // "Froze 2 filesystem(s)"
+            let count = text.split(separator: " ").compactMap { Int($0) }.first ?? 0
+            return .frozen(count: count)
+        }
+        return .unavailable(RemoteError.trim(String(text.dropFirst("BVM_NOFREEZE".count))))
+    }
+
+    /// Thaws them; an agent that is not configured (so nothing was frozen) is no error.
+    public func thaw(vm: String) throws(RemoteError) {
+        try host.run(
+            """
+            if ! out=$(virsh domfsthaw \(ShellQuote.quote(vm)) 2>&1); then case "$out" in \
+            *"not configured"*|*"domain is not running"*) ;; *) printf '%s\\n' "$out" >&2; exit 3;; esac; fi
+            """, what: "thawing the file systems of \(vm) (virsh domfsthaw)")
+    }
+}

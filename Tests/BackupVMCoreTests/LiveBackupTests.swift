@@ -1,0 +1,259 @@
+import Foundation
+import Testing
+
+@testable import BackupVMCore
+
+/// Mode=live through the hypervisor seam: the VM is never stopped, every disk is read from the
+/// backup job's exports, and every path ends the job, thaws the file systems and removes the job's
+/// directory (issue #10). The lab tier (LabLiveTests) shows the same on real libvirt.
+@Suite("live backups through the hypervisor seam", .tags(.unit))
+struct LiveBackupTests {
+    static let touchesVM: Set<ScriptedHypervisor.Call> = [
+        .shutdown, .destroy, .start, .save, .restore, .createSnapshot,
+    ]
+
+    func manifest(_ h: PipelineHarness) throws -> Manifest {
+        let backup = try #require(h.store.catalog.newestBackup(of: h.vm))
+        return try Manifest.read(backupDirectory: backup.path)
+    }
+
+    @Test("file disks, no guest agent: sysrq sync, begin, both exports copied, job ended; downtime 0, crash")
+    func fileDisksCrashConsistent() throws {
+        let h = try PipelineHarness(ScriptedVMs.files(), mode: .live)
+        let run = try h.backup()
+        #expect(run.result["status"] == "done", "\(run.result)")
+        let relevant: Set<ScriptedHypervisor.Call> = [
+            .freezeFilesystems, .sendEmergencySync, .beginBackupJob, .thawFilesystems, .copyExport, .endBackupJob,
+        ]
+        #expect(
+            h.hypervisor.calls.filter { relevant.contains($0) }
+                == [.freezeFilesystems, .sendEmergencySync, .beginBackupJob, .copyExport, .copyExport, .endBackupJob])
+        #expect(h.hypervisor.calls.filter { Self.touchesVM.contains($0) }.isEmpty, "\(h.hypervisor.calls)")
+        #expect(h.hypervisor.vmState == .running && h.hypervisor.jobDirectory == nil)
+        let m = try manifest(h)
+        #expect(m.mode == .live && m.requestedMode == .live && m.downtimeSeconds == 0)
+        #expect(m.consistency == .crash && m.formatVersion == 3)
+        #expect(m.disks.map(\.file) == ["vda.raw.lzo", "vdb.raw.lzo"])
+        #expect(m.disks.map(\.format) == [.raw, .qcow2] && m.disks.map(\.content) == [.raw, .raw])
+        #expect(h.hypervisor.paths.isEmpty, "nothing left in the working path: \(h.hypervisor.paths)")
+    }
+
+    @Test("with a guest agent: freeze, begin, thaw before the copy; consistency application")
+    func agentQuiesces() throws {
+        let h = try PipelineHarness(ScriptedVMs.files(), mode: .live)
+        h.hypervisor.hasAgent = true
+        let run = try h.backup()
+        #expect(run.result["status"] == "done", "\(run.result)")
+        let relevant: Set<ScriptedHypervisor.Call> = [
+            .freezeFilesystems, .sendEmergencySync, .beginBackupJob, .thawFilesystems, .copyExport,
+        ]
+        #expect(
+            h.hypervisor.calls.filter { relevant.contains($0) }
+                == [.freezeFilesystems, .beginBackupJob, .thawFilesystems, .copyExport, .copyExport])
+        #expect(!h.hypervisor.frozen)
+        let m = try manifest(h)
+        #expect(m.consistency == .application && m.quiesceSeconds != nil)
+    }
+
+    @Test("LVs: read from the exports, no snapshot LV, no save; the manifest records each LV")
+    func lvsWithoutSnapshots() throws {
+        let h = try PipelineHarness(ScriptedVMs.lvm(), mode: .live)
+        let run = try h.backup()
+        #expect(run.result["status"] == "done", "\(run.result)")
+        #expect(h.hypervisor.calls.filter { Self.touchesVM.contains($0) }.isEmpty, "\(h.hypervisor.calls)")
+        #expect(h.hypervisor.count(.copyExport) == 2 && h.hypervisor.count(.leftoverSnapshots) == 1)
+        let m = try manifest(h)
+        #expect(m.disks.map(\.volume) == ["vg0/web01", "vg0/web01-data"])
+    }
+
+    @Test("a copy that fails: the job is ended, the file systems thawed, nothing partial, older backups kept")
+    func copyFails() throws {
+        let h = try PipelineHarness(ScriptedVMs.files(), mode: .live)
+        h.hypervisor.hasAgent = true
+        let earlier = try h.goodBackup()
+        h.hypervisor.fail(.copyExport, at: 4)
+        let run = try h.backup()
+        try h.expectNothingLost(run, prior: .running, earlier: earlier, reason: "injected failure of copyExport")
+        #expect(h.hypervisor.jobDirectory == nil && !h.hypervisor.frozen)
+        #expect(h.hypervisor.calls.filter { Self.touchesVM.contains($0) }.isEmpty)
+    }
+
+    @Test("a begin that fails after the freeze: thawed, directory removed, VM running")
+    func beginFails() throws {
+        let h = try PipelineHarness(ScriptedVMs.files(), mode: .live)
+        h.hypervisor.hasAgent = true
+        h.hypervisor.fail(.beginBackupJob, at: 1)
+        let run = try h.backup()
+        try h.expectNothingLost(run, prior: .running, earlier: nil, reason: "injected failure of beginBackupJob")
+        #expect(!h.hypervisor.frozen && h.hypervisor.count(.endBackupJob) == 1)
+    }
+
+    @Test("a thaw that keeps failing: the VM is marked for attention and the backup fails")
+    func thawFails() throws {
+        let h = try PipelineHarness(ScriptedVMs.files(), mode: .live)
+        h.hypervisor.hasAgent = true
+        h.hypervisor.failAlways(.thawFilesystems)
+        let run = try h.backup()
+        guard case .failed(let why) = run.outcome else {
+            Issue.record("expected a failure, got \(run.outcome)")
+            return
+        }
+        #expect(why.contains("injected failure of thawFilesystems"), "\(why)")
+        #expect(h.hypervisor.jobDirectory == nil, "the job was ended all the same")
+        #expect(AttentionMark.read(storage: h.store.layout, vm: h.vm) != nil)
+    }
+
+    @Test("a leftover job of ours (a worker died before recovery) is ended, then the backup runs")
+    func staleJobOfOurs() throws {
+        let h = try PipelineHarness(ScriptedVMs.files(), mode: .live)
+        let stale = h.work.liveDirectory("20261101T000000Z")
+        h.hypervisor.addJob(directory: stale)
+        let run = try h.backup()
+        #expect(run.result["status"] == "done", "\(run.result)")
+        #expect(h.hypervisor.count(.beginBackupJob) == 2 && h.hypervisor.jobDirectory == nil)
+        #expect(h.messages.contains("ending a leftover backup job of an earlier run"))
+    }
+
+    @Test("a backup job someone else started is left alone and named")
+    func foreignJob() throws {
+        let h = try PipelineHarness(ScriptedVMs.files(), mode: .live)
+        h.hypervisor.addForeignJob(socket: "/var/lib/other-tool/web01.sock")
+        let run = try h.backup()
+        try h.expectNothingLost(
+            run, prior: .running, earlier: nil, reason: "a backup job that backup_vm did not start runs on web01")
+        #expect(h.hypervisor.count(.copyExport) == 0)
+    }
+
+    @Test("a host without the backup API: fails naming what is missing; LiveFallback=cold backs up cold")
+    func unsupportedHost() throws {
+        let missing = LiveSupport(libvirt: "6.0.0", qemu: "4.2.1", missing: ["libvirt ≥ 7.2", "nbdcopy"])
+        let h = try PipelineHarness(ScriptedVMs.files(), mode: .live)
+        h.hypervisor.live = missing
+        let run = try h.backup()
+        try h.expectNothingLost(run, prior: .running, earlier: nil, reason: "Mode=live for web01 needs on kvm1")
+        #expect(h.hypervisor.calls.filter { Self.touchesVM.contains($0) }.isEmpty)
+
+        let f = try PipelineHarness(ScriptedVMs.files(), mode: .live, profile: "LiveFallback=cold")
+        f.hypervisor.live = missing
+        let fallback = try f.backup()
+        #expect(fallback.result["status"] == "done", "\(fallback.result)")
+        let m = try manifest(f)
+        #expect(m.mode == .cold && m.requestedMode == .live)
+        #expect(m.modeNote?.contains("LiveFallback=cold") == true, "\(m.modeNote ?? "")")
+        #expect(f.hypervisor.count(.shutdown) >= 1 && f.hypervisor.count(.beginBackupJob) == 0)
+    }
+
+    @Test("a paused or shut-off VM is backed up cold (nothing writes to its disks)")
+    func notRunning() throws {
+        let h = try PipelineHarness(ScriptedVMs.files(.shutOff), mode: .live)
+        let run = try h.backup()
+        #expect(run.result["status"] == "done", "\(run.result)")
+        #expect(try manifest(h).mode == .cold && h.hypervisor.count(.beginBackupJob) == 0)
+    }
+
+    @Test("Mode=hot on file disks says that Mode=live exists")
+    func hotMentionsLive() throws {
+        let h = try PipelineHarness(ScriptedVMs.files(), mode: .hot)
+        _ = try h.backup()
+        #expect(try manifest(h).modeNote?.contains("Mode=live") == true)
+    }
+
+    @Test("the worker died mid-copy: recovery thaws, ends the job, removes its directory; the VM runs on")
+    func recoveryEndsTheJob() throws {
+        let h = try PipelineHarness(ScriptedVMs.files(), mode: .live)
+        h.hypervisor.hasAgent = true
+        let id = h.store.newID(vm: h.vm, started: Date())
+        let plan = try BackupPlanner(configuration: h.configuration).plan(vm: h.vm, id: id, on: h.hypervisor)
+        let run = BackupRun(
+            plan: plan, hypervisor: h.hypervisor, store: h.store, compression: .lzop, abort: AbortFlag(),
+            log: h.pipeline.logger, started: Date(), pollInterval: 0.01)
+        try run.prepare()
+        let job = try run.startLiveJob()
+        #expect(h.hypervisor.jobDirectory == job.directory)
+        let note = try h.pipeline.recover(vm: h.vm, jobName: "dead-worker")
+        #expect(h.hypervisor.jobDirectory == nil && !h.hypervisor.frozen, "\(note)")
+        #expect(h.hypervisor.count(.thawFilesystems) == 2, "thawed after the begin and again by recovery")
+        #expect(h.hypervisor.vmState == .running && h.hypervisor.calls.filter { Self.touchesVM.contains($0) }.isEmpty)
+        #expect(h.hypervisor.paths.filter { $0.hasPrefix(h.work.directory + "/.") }.isEmpty)
+        #expect(note.contains("live backup job ended"), "\(note)")
+    }
+}
+
+/// The pieces of the live path that are pure text: libvirt's answers read, the job's XML written.
+@Suite("live backups: virsh's texts", .tags(.unit))
+struct LiveBackupTextTests {
+    @Test("export names come from backup-dumpxml (as libvirt 9.0 prints it)")
+    func exportsFromDumpXML() {
+        let xml = """
+            <domainbackup mode='pull'>
+              <server transport='unix' socket='/w/vm/.20261127T000000Z.live/nbd.sock'/>
+              <disks>
+                <disk name='vda' backup='yes' type='file' backupmode='full' exportname='vda' index='7'>
+                  <driver type='qcow2'/>
+                  <scratch file='/w/vm/.20261127T000000Z.live/vda.scratch'/>
+                </disk>
+                <disk name='vdb' backup='no'/>
+              </disks>
+            </domainbackup>
+            """
+        #expect(VirshBackupJob.exports(inDumpXML: xml) == ["vda": "vda"])
+    }
+
+    @Test("the job's XML lists every disk, with its scratch file in our directory, escaped")
+    func backupXML() {
+        let xml = VirshBackupJob.backupXML(directory: "/w/a&b/.X.live", targets: ["vda"], excluded: ["vdb"])
+        #expect(xml.contains("socket=\"/w/a&amp;b/.X.live/nbd.sock\""))
+        #expect(
+            xml.contains(
+                "<disk name=\"vda\" backup=\"yes\" type=\"file\"><scratch file=\"/w/a&amp;b/.X.live/vda.scratch\"/>"))
+        #expect(xml.contains("<disk name=\"vdb\" backup=\"no\"/>"))
+    }
+
+    @Test("what a host lacks for live backups, from its versions and tools")
+    func supportFromProbe() {
+        let good = LiveSupport(probeOutput: "livelibvirt 9.0.0\nliveqemu 7.2.22\n")
+        #expect(good.isAvailable && good.libvirt == "9.0.0" && good.qemu == "7.2.22")
+        let old = LiveSupport(probeOutput: "livelibvirt 7.0.0\nliveqemu 5.2.0\nlivemissing nbdcopy\n")
+        #expect(old.missing.count == 3, "\(old.missing)")
+        #expect(old.missing.contains { $0.contains("libnbd-bin") })
+        #expect(LiveSupport(probeOutput: "livelibvirt 10.1.0\nliveqemu 6.0.0\n").isAvailable)
+        #expect(!LiveSupport(probeOutput: "").isAvailable, "no virsh answer: not available")
+    }
+
+    @Test("a socket path over 107 bytes is refused before anything runs on the host")
+    func socketTooLong() {
+        let host = RemoteHost(name: "nowhere.invalid", sshConfig: nil, connectTimeout: 1, sshProgram: "/bin/false")
+        let long = "/" + String(repeating: "w", count: 100) + "/.20261127T000000Z.live"
+        #expect(throws: LiveBackupError.socketPathTooLong(path: long + "/nbd.sock")) {
+            _ = try VirshBackupJob(host: host).begin(vm: "web01", directory: long, targets: ["vda"], excluded: [])
+        }
+    }
+
+    @Test("the nbd URI percent-encodes the socket path")
+    func uri() {
+        let job = LiveJob(directory: "/w/my vm/.X.live", exports: [:])
+        #expect(job.uri(export: "vda") == "nbd+unix:///vda?socket=/w/my%20vm/.X.live/nbd.sock")
+    }
+
+    @Test("a qcow2 disk stored raw is restored through a sparse raw file and qemu-img convert")
+    func restoreConvertsBack() {
+        var image = Manifest.StoredImage(
+            target: "vdb", source: "/i/v.qcow2", kind: .file, format: .qcow2, file: "vdb.raw.lzo", rawBytes: 1 << 20,
+            storedBytes: 10, storedCksum: 1, storedSHA256: "x")
+        #expect(!ImageWriter.fileScript(image, to: "/i/v.qcow2", temporary: "/i/t").contains("qemu-img"))
+        image.content = .raw
+        let script = ImageWriter.fileScript(image, to: "/i/v.qcow2", temporary: "/i/t")
+        #expect(script.contains("qemu-img convert -f raw -O qcow2 \"$tmp.raw\" \"$tmp\""))
+        #expect(script.contains("conv=sparse"))
+    }
+
+    @Test("LiveFallback is cold or hot")
+    func liveFallbackParsed() {
+        let (p, d) = SnapshotProfile.parse(
+            "Mode=live\nLiveFallback=hot\nWorkPath=/w\n", displayName: "default", base: nil)
+        #expect(p?.mode == .live && p?.liveFallback == .hot && d.isEmpty)
+        let (bad, diagnostics) = SnapshotProfile.parse(
+            "Mode=live\nLiveFallback=live\nWorkPath=/w\n", displayName: "default", base: nil)
+        #expect(bad == nil && diagnostics.contains { "\($0)".contains("LiveFallback") })
+    }
+}
