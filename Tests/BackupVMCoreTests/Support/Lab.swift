@@ -46,9 +46,9 @@ struct Lab: Sendable {
     @discardableResult
     func makeGuest(
         _ host: String, _ name: String, raw: Int? = 16, qcow2: Int? = nil, ignoreACPI: Bool = false,
-        start: Bool = true
+        start: Bool = true, extra: [String] = []
     ) throws -> [String: (path: String, sha256: String)] {
-        var args = [host, name]
+        var args = [host, name] + extra
         if let raw { args += ["--raw", "\(raw)"] }
         if let qcow2 { args += ["--qcow2", "\(qcow2)"] }
         if ignoreACPI { args.append("--ignore-acpi") }
