@@ -488,6 +488,31 @@ struct LabLVMTests {
             BackupCatalog(storage: tmp.path + "/storage").backups(of: g).map(\.id) == before, "earlier backups intact")
     }
 
+    @Test(
+        "live: an LV read from libvirt's backup job while the guest runs on: no save, no snapshot LV, uptime going on")
+    func liveBackup() throws {
+        let (lab, g, config) = try LVMLab.ready(tmp, mode: "live")
+        let ready = lab.count("LAB-GUEST-READY")
+        let uptimeBefore = try #require(lab.uptimes().last)
+        let pid = try lab.ssh("cat /run/libvirt/qemu/\(g).pid")
+        let r = try backupVM(config, [g], timeout: 900)
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.err.contains("live backup job started") && r.err.contains("live backup job ended"), "\(r.err)")
+        #expect(!r.err.contains("RAM state saved") && !r.err.contains("snapshot created"), "\(r.err)")
+        #expect(try lab.ssh("cat /run/libvirt/qemu/\(g).pid") == pid, "the same qemu process")
+        #expect(lab.count("LAB-GUEST-READY") == ready, "no reboot")
+        let beats = lab.uptimes().count
+        #expect(eventually(timeout: 60) { lab.uptimes().count >= beats + 1 }, "heartbeats go on")
+        #expect(try #require(lab.uptimes().last) > uptimeBefore, "uptime continues")
+        #expect(try lab.snapshotsLeft().isEmpty)
+        #expect(try lab.ssh("ls -A /var/lib/backup_vm/\(g)").isEmpty, "no job directory left")
+        let backup = try #require(BackupCatalog(storage: tmp.path + "/storage").newestBackup(of: g))
+        let m = try Manifest.read(backupDirectory: backup.path)
+        #expect(m.mode == .live && m.downtimeSeconds == 0 && m.disks.map(\.volume) == ["vg0/\(g)"])
+        let stored = try runTool("/bin/sh", ["-c", "lzop -dc '\(backup.path)/vda.raw.lzo' | sha256sum"]).out
+        #expect(stored == (try lab.ssh("sha256sum < /dev/vg0/\(g)")), "the LV's content, stored")
+    }
+
     @Test("cold: shut down, snapshot, started, and only then copied")
     func coldBackup() throws {
         let (lab, g, config) = try LVMLab.ready(tmp, mode: "cold")
