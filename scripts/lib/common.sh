@@ -48,6 +48,34 @@ swift_on_path() { export PATH="/opt/swift/usr/bin:$PATH"; }
 # the repository: $LAB_CACHE_DIR, default ${XDG_CACHE_HOME:-$HOME/.cache}/backup_vm-lab (absolute).
 lab_cache_dir() { readlink -m "${LAB_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/backup_vm-lab}"; }
 
+# guest_agent_deb: prints the path of qemu-guest-agent's .deb in $(lab_cache_dir)/guest-debs (the
+# newest there), fetching it with `apt-get download` when there is none. The package is never
+# installed (it ships services): build-guest takes qemu-ga out of it with dpkg -x. Returns 1 when
+# the download fails (no package lists: `apt-get update`, which scripts/lab/install-deps does).
+guest_agent_deb() {
+    local dir f best="" tmp sandbox=()
+    dir=$(lab_cache_dir)/guest-debs
+    for f in "$dir"/qemu-guest-agent_*.deb; do
+        [ -s "$f" ] || continue
+        best=$(printf '%s\n%s\n' "$best" "$f" | sed '/^$/d' | sort -V | tail -n 1)
+    done
+    if [ -z "$best" ]; then
+        mkdir -p "$dir"
+        tmp=$(mktemp -d "$dir/.download.XXXXXX") || return 1
+        # As root, apt downloads as its _apt user, who cannot write into $tmp: it warns and
+        # downloads as root anyway. Ask for that directly.
+        [ "$(id -u)" != 0 ] || sandbox=(-o APT::Sandbox::User=root)
+        if (cd "$tmp" && apt-get download -q "${sandbox[@]}" qemu-guest-agent) >&2; then
+            for f in "$tmp"/qemu-guest-agent_*.deb; do
+                [ -s "$f" ] && mv -f "$f" "$dir/" && best=$dir/${f##*/}
+            done
+        fi
+        rm -rf "$tmp"
+        [ -n "$best" ] || return 1
+    fi
+    echo "$best"
+}
+
 # missing_packages PACKAGE...: prints the Debian packages that are not installed, one a line
 # ("install ok installed" only: a removed package leaves "deinstall ...").
 missing_packages() {
@@ -161,11 +189,15 @@ remote_define() {
 
 # ------------------------------------------------------------------ lab guests
 
-# guest_domain_xml NAME BOOT_DIR CMDLINE CONSOLE_LOG DISK...: the libvirt XML of a lab test guest
-# (TCG, 128 MiB, 1 vCPU, the kernel + busybox initramfs of build-guest in BOOT_DIR, ACPI, serial
-# console appended to CONSOLE_LOG). Each DISK is KIND:SOURCE:TARGET with KIND block (an LV, raw,
-# no host cache), raw or qcow2 (an image file), e.g. block:/dev/vg0/g1:vda or raw:/x/g1-vda.raw:vda.
+# guest_domain_xml [--agent] NAME BOOT_DIR CMDLINE CONSOLE_LOG DISK...: the libvirt XML of a lab
+# test guest (TCG, 128 MiB, 1 vCPU, the kernel + busybox initramfs of build-guest in BOOT_DIR, ACPI,
+# serial console appended to CONSOLE_LOG). Each DISK is KIND:SOURCE:TARGET with KIND block (an LV,
+# raw, no host cache), raw or qcow2 (an image file), e.g. block:/dev/vg0/g1:vda or
+# raw:/x/g1-vda.raw:vda. --agent adds the qemu guest agent's channel (virtio-serial port
+# org.qemu.guest_agent.0; libvirt picks the host socket): the guest's /init then starts qemu-ga.
 guest_domain_xml() {
+    local agent=0
+    if [ "${1:-}" = --agent ]; then agent=1; shift; fi
     local name=$1 boot=$2 cmdline=$3 console=$4 d kind src target
     shift 4
     cat <<EOF
@@ -197,6 +229,9 @@ EOF
         esac
         printf "      <target dev='%s' bus='virtio'/>\n    </disk>\n" "$target"
     done
+    if [ "$agent" = 1 ]; then
+        printf "    <channel type='unix'>\n      <target type='virtio' name='org.qemu.guest_agent.0'/>\n    </channel>\n"
+    fi
     cat <<EOF
     <serial type='file'>
       <source path='$console' append='on'/>
