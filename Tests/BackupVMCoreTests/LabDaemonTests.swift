@@ -181,6 +181,7 @@ struct LabDaemonTests {
         #expect(doctor.status == 1)
         #expect(doctor.out.contains("ok   host kvm1: ssh as root with a verified host key"), "\(doctor.out)")
         #expect(doctor.out.contains("ok   host kvm2: libvirt Running against daemon"), "\(doctor.out)")
+        #expect(doctor.out.contains("ok   host kvm1: live backups possible (libvirt 9.0.0, QEMU 7.2"), "\(doctor.out)")
         #expect(doctor.out.contains("FAIL host kvm3: cannot reach kvm3 over ssh"), "\(doctor.out)")
         #expect(doctor.out.contains("FAIL host kvm4") && doctor.out.contains("ssh-keyscan -H kvm4"), "\(doctor.out)")
     }

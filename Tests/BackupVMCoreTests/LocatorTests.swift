@@ -104,6 +104,9 @@ struct LocatorTests {
         #expect(text.contains("ok   host kvm2: libvirt Running against daemon: 9.0.0"))
         #expect(text.contains("ok   host kvm2: working path /var/lib/backup_vm: 2.0 GiB free"))
         #expect(text.contains("ok   host kvm2: no LVM tools (fine for file disks)"))
+        #expect(
+            text.contains { $0.hasPrefix("ok   host kvm2: live backups not possible: missing libvirt ≥ 7.2") },
+            "no profile asks for live: reported, not failed: \(text)")
         let kvm3 = findings.filter { $0.subject == "host kvm3" }
         #expect(kvm3.count == 1 && !kvm3[0].ok)
         #expect(kvm3[0].detail.contains("cannot reach kvm3 over ssh") && kvm3[0].detail.contains("check the address"))
