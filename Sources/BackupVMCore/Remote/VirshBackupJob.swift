@@ -35,8 +35,9 @@ public struct VirshBackupJob: Sendable {
     /// The begin script. A job already running is reported (`BVM_JOB_RUNNING SOCKET`) instead of
     /// begun over: a second backup-begin waits 30 s on libvirt's state lock before it fails. The
     /// directory belongs to the qemu process's user (qemu creates the socket and opens the scratch
-    /// files itself) and is closed to everyone else; the VM's working directory above it is made
-    /// searchable (not readable) for that user, and every directory above that must be already.
+    /// files itself) and is closed to everyone else; the VM's working directory and WorkPath above it
+    /// are made searchable (not readable: `a+x`) for that user (WorkPath made by this tool under
+    /// umask 077 is 0700), and every directory above those must be already.
     static func beginScript(vm: String, directory: String, xml: String) -> String {
         """
         vm=\(ShellQuote.quote(vm)); d=\(ShellQuote.quote(directory)); \
@@ -44,7 +45,7 @@ public struct VirshBackupJob: Sendable {
         echo "BVM_JOB_RUNNING $(printf '%s\\n' "$j" | sed -n "s/.*socket='\\([^']*\\)'.*/\\1/p" | head -n 1)"; exit 0; fi; \
         p=$(cat "/run/libvirt/qemu/$vm.pid" 2>/dev/null) || { echo "no qemu process of $vm (/run/libvirt/qemu/$vm.pid)" >&2; exit 3; }; \
         u=$(stat -c %u "/proc/$p"); \
-        rm -rf "$d"; mkdir -p "$d"; chown "$u" "$d"; chmod 700 "$d"; chmod 711 "${d%/*}"; a=${d%/*}; \
+        rm -rf "$d"; mkdir -p "$d"; chown "$u" "$d"; chmod 700 "$d"; v=${d%/*}; chmod a+x "$v" "${v%/*}"; a=${v%/*}; \
         while a=${a%/*}; [ -n "$a" ]; do case $(stat -c %A "$a") in *x) ;; *) rm -rf "$d"; \
         echo "$a is not searchable by the qemu user (uid $u), which must reach the job's socket and scratch files: chmod o+x $a" >&2; \
         exit 3;; esac; done; \
