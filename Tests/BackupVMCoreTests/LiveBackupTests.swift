@@ -23,13 +23,14 @@ struct LiveBackupTests {
         let run = try h.backup()
         #expect(run.result["status"] == "done", "\(run.result)")
         let relevant: Set<ScriptedHypervisor.Call> = [
-            .freezeFilesystems, .sendEmergencySync, .beginBackupJob, .thawFilesystems, .copyExport, .endBackupJob,
+            .sendEmergencySync, .beginBackupJob, .thawFilesystems, .copyExport, .endBackupJob,
         ]
         #expect(
             h.hypervisor.calls.filter { relevant.contains($0) }
-                == [.freezeFilesystems, .sendEmergencySync, .beginBackupJob, .copyExport, .copyExport, .endBackupJob])
+                == [.beginBackupJob, .copyExport, .copyExport, .endBackupJob])
         #expect(h.hypervisor.calls.filter { Self.touchesVM.contains($0) }.isEmpty, "\(h.hypervisor.calls)")
         #expect(h.hypervisor.vmState == .running && h.hypervisor.jobDirectory == nil)
+        #expect(h.messages.contains("crash-consistent backup, after the sysrq emergency sync"))
         let m = try manifest(h)
         #expect(m.mode == .live && m.requestedMode == .live && m.downtimeSeconds == 0)
         #expect(m.consistency == .crash && m.formatVersion == 3)
@@ -38,21 +39,17 @@ struct LiveBackupTests {
         #expect(h.hypervisor.paths.isEmpty, "nothing left in the working path: \(h.hypervisor.paths)")
     }
 
-    @Test("with a guest agent: freeze, begin, thaw before the copy; consistency application")
+    @Test("with a guest agent: frozen and thawed around the begin; consistency application, the frozen time")
     func agentQuiesces() throws {
         let h = try PipelineHarness(ScriptedVMs.files(), mode: .live)
         h.hypervisor.hasAgent = true
         let run = try h.backup()
         #expect(run.result["status"] == "done", "\(run.result)")
-        let relevant: Set<ScriptedHypervisor.Call> = [
-            .freezeFilesystems, .sendEmergencySync, .beginBackupJob, .thawFilesystems, .copyExport,
-        ]
-        #expect(
-            h.hypervisor.calls.filter { relevant.contains($0) }
-                == [.freezeFilesystems, .beginBackupJob, .thawFilesystems, .copyExport, .copyExport])
+        #expect(h.hypervisor.count(.thawFilesystems) == 0, "the begin thawed them itself")
         #expect(!h.hypervisor.frozen)
         let m = try manifest(h)
-        #expect(m.consistency == .application && m.quiesceSeconds != nil)
+        #expect(m.consistency == .application && m.quiesceSeconds == 0.12)
+        #expect(h.messages.contains("file systems frozen by the guest agent for the begin"))
     }
 
     @Test("LVs: read from the exports, no snapshot LV, no save; the manifest records each LV")
@@ -78,7 +75,7 @@ struct LiveBackupTests {
         #expect(h.hypervisor.calls.filter { Self.touchesVM.contains($0) }.isEmpty)
     }
 
-    @Test("a begin that fails after the freeze: thawed, directory removed, VM running")
+    @Test("a begin that fails: the job's directory removed, VM running")
     func beginFails() throws {
         let h = try PipelineHarness(ScriptedVMs.files(), mode: .live)
         h.hypervisor.hasAgent = true
@@ -88,7 +85,7 @@ struct LiveBackupTests {
         #expect(!h.hypervisor.frozen && h.hypervisor.count(.endBackupJob) == 1)
     }
 
-    @Test("a thaw that keeps failing: the VM is marked for attention and the backup fails")
+    @Test("a thaw that keeps failing after the begin: retried, then the VM is marked for attention, the job ended")
     func thawFails() throws {
         let h = try PipelineHarness(ScriptedVMs.files(), mode: .live)
         h.hypervisor.hasAgent = true
@@ -99,6 +96,7 @@ struct LiveBackupTests {
             return
         }
         #expect(why.contains("injected failure of thawFilesystems"), "\(why)")
+        #expect(h.hypervisor.count(.thawFilesystems) >= 3, "retried")
         #expect(h.hypervisor.jobDirectory == nil, "the job was ended all the same")
         #expect(AttentionMark.read(storage: h.store.layout, vm: h.vm) != nil)
     }
@@ -172,7 +170,7 @@ struct LiveBackupTests {
         #expect(h.hypervisor.jobDirectory == job.directory)
         let note = try h.pipeline.recover(vm: h.vm, jobName: "dead-worker")
         #expect(h.hypervisor.jobDirectory == nil && !h.hypervisor.frozen, "\(note)")
-        #expect(h.hypervisor.count(.thawFilesystems) == 2, "thawed after the begin and again by recovery")
+        #expect(h.hypervisor.count(.thawFilesystems) == 1, "recovery thaws (harmless when nothing is frozen)")
         #expect(h.hypervisor.vmState == .running && h.hypervisor.calls.filter { Self.touchesVM.contains($0) }.isEmpty)
         #expect(h.hypervisor.paths.filter { $0.hasPrefix(h.work.directory + "/.") }.isEmpty)
         #expect(note.contains("live backup job ended"), "\(note)")
@@ -225,7 +223,8 @@ struct LiveBackupTextTests {
         let host = RemoteHost(name: "nowhere.invalid", sshConfig: nil, connectTimeout: 1, sshProgram: "/bin/false")
         let long = "/" + String(repeating: "w", count: 100) + "/.20261127T000000Z.live"
         #expect(throws: LiveBackupError.socketPathTooLong(path: long + "/nbd.sock")) {
-            _ = try VirshBackupJob(host: host).begin(vm: "web01", directory: long, targets: ["vda"], excluded: [])
+            _ = try VirshBackupJob(host: host).begin(
+                vm: "web01", directory: long, targets: ["vda"], excluded: [], quiesce: true)
         }
     }
 

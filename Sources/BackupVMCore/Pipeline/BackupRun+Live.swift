@@ -5,25 +5,21 @@ import Foundation
 /// into the same compression, ssh and checksum path as the other modes; then the job is ended and its
 /// directory removed. With a guest agent the file systems are frozen for the moment of the begin only.
 extension BackupRun {
-    /// Quiesces, begins the job (ending a stale one of ours first), thaws. Returns the running job.
+    /// Begins the job around a quiesce (ending a stale job of ours first). Returns the running job.
     func startLiveJob() throws -> LiveJob {
         let directory = plan.work.liveDirectory(plan.id)
         var endedStale = false
         while true {
             if abort.isRaised { throw PipelineError.aborted }
-            try quiesce()
             liveJobMayRun = true
-            let outcome = try hypervisor.beginBackupJob(
-                plan.vm, targets: plan.disks.map(\.target), excluded: plan.excluded.map(\.target), in: directory)
-            switch outcome {
+            let begin = try beginQuiesced(in: directory)
+            switch begin.outcome {
             case .begun(let job):
-                try unquiesce()
                 log.info(
                     "live backup job started",
                     metadata: ["socket": "\(job.socket)", "consistency": "\(consistency?.rawValue ?? "?")"])
                 return job
             case .running(let socket):
-                try unquiesce()
                 guard !endedStale, let stale = staleJobDirectory(socket: socket) else {
                     throw LiveBackupError.foreignJob(vm: plan.vm, host: plan.host, socket: socket)
                 }
@@ -33,6 +29,42 @@ extension BackupRun {
                 endedStale = true
             }
         }
+    }
+
+    /// One begin with its quiesce, and what it means for consistency and for the thaw. A script cut
+    /// off by its timeout may have left the file systems frozen: every path then thaws them.
+    func beginQuiesced(in directory: String) throws -> LiveBegin {
+        let begin: LiveBegin
+        do {
+            begin = try hypervisor.beginBackupJob(
+                plan.vm, targets: plan.disks.map(\.target), excluded: plan.excluded.map(\.target), in: directory,
+                quiesce: true)
+        } catch let error as LiveBackupError {
+            if case .thawFailed = error { filesystemsFrozen = true }
+            throw error
+        } catch let error as RemoteError {
+            if case .timedOut = error { filesystemsFrozen = true }
+            throw error
+        }
+        switch begin.quiesce {
+        case .frozen(let count, let milliseconds)?:
+            consistency = .application
+            quiesceSeconds = milliseconds.map { Double($0) / 1000 }
+            log.info(
+                "file systems frozen by the guest agent for the begin",
+                metadata: ["count": "\(count)", "frozen_ms": "\(milliseconds.map(String.init) ?? "not thawed")"])
+        case .unavailable(let why, let synced)?:
+            consistency = .crash
+            let sync = synced ? "after the sysrq emergency sync" : "the sysrq emergency sync could not be sent"
+            log.info("no guest agent answered (\(why)): crash-consistent backup, \(sync)")
+        case nil:
+            break
+        }
+        if begin.thawFailed {
+            filesystemsFrozen = true
+            try unquiesce()
+        }
+        return begin
     }
 
     /// The directory of a running job if it is one of ours for this VM (`WORK/VM/.ID.live/nbd.sock`
@@ -47,34 +79,8 @@ extension BackupRun {
         return directory
     }
 
-    /// Freezes the file systems through the guest agent (application-consistent); without an agent,
-    /// sends the sysrq emergency sync (crash-consistent, with what the guest had buffered on disk).
-    func quiesce() throws {
-        let t0 = Date()
-        do {
-            switch try hypervisor.freezeFilesystems(plan.vm) {
-            case .frozen(let count):
-                filesystemsFrozen = true
-                consistency = .application
-                quiesceSeconds = 0
-                log.info("file systems frozen by the guest agent", metadata: ["count": "\(count)"])
-                quiesceStarted = t0
-                return
-            case .unavailable(let why):
-                log.info("no guest agent answered (\(why)): crash-consistent backup after the sysrq emergency sync")
-            }
-        } catch {
-            // The freeze may have happened on the guest's side: thaw it after the begin all the same.
-            filesystemsFrozen = true
-            log.warning("the file systems could not be frozen (\(error)): crash-consistent backup")
-        }
-        consistency = .crash
-        do { try hypervisor.sendEmergencySync(plan.vm) } catch {
-            log.warning("the emergency sync could not be sent: \(error)")
-        }
-    }
-
-    /// Thaws what `quiesce` froze, trying three times: a guest left frozen hangs on its next write.
+    /// Thaws file systems that a begin left frozen, trying three times: a guest left frozen hangs on
+    /// its next write.
     func unquiesce() throws {
         guard filesystemsFrozen else { return }
         var attempt = 1
@@ -89,8 +95,7 @@ extension BackupRun {
             }
         }
         filesystemsFrozen = false
-        if let quiesceStarted { quiesceSeconds = Date().timeIntervalSince(quiesceStarted) }
-        log.info("file systems thawed", metadata: ["frozen_s": "\(String(format: "%.2f", quiesceSeconds ?? 0))"])
+        log.info("file systems thawed")
     }
 
     /// Every disk from its export: the guest-visible content at the job's start, raw whatever the

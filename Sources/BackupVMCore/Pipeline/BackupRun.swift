@@ -37,7 +37,6 @@ final class BackupRun {
     /// Live mode: how consistent the disks are, and how long the file systems were frozen.
     var consistency: Consistency?
     var quiesceSeconds: Double?
-    var quiesceStarted: Date?
     /// What a recovery would need if this worker died now; rewritten as steps complete.
     var breadcrumb: JobBreadcrumb?
 

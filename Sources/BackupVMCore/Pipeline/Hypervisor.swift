@@ -58,15 +58,15 @@ public protocol Hypervisor: Sendable {
 
     /// What this host offers for live backups (libvirt's backup API, nbdcopy).
     func liveSupport() throws -> LiveSupport
-    /// Freezes the guest's file systems through its agent; `.unavailable` when no agent answers.
-    func freezeFilesystems(_ vm: String) throws -> QuiesceResult
     /// Thaws them; nothing when the guest has no agent configured.
     func thawFilesystems(_ vm: String) throws
     /// Begins a pull-mode backup job of the disks `targets` (every other disk of the domain is named in
     /// `excluded`), its socket and scratch files in `directory` (made here, owned by the qemu user).
-    /// A job already running on the domain is reported, not begun over.
-    func beginBackupJob(_ vm: String, targets: [String], excluded: [String], in directory: String) throws
-        -> VirshBackupJob.BeginOutcome
+    /// With `quiesce`, the guest agent freezes the file systems for the begin only (or, without an
+    /// agent, the sysrq emergency sync is sent first). A job already running on the domain is
+    /// reported, not begun over (and nothing is frozen).
+    func beginBackupJob(_ vm: String, targets: [String], excluded: [String], in directory: String, quiesce: Bool)
+        throws -> LiveBegin
     /// Ends the backup job whose socket is in `directory`, if it runs, and removes the directory;
     /// a job of anyone else is left alone.
     func endBackupJob(_ vm: String, directory: String) throws

@@ -107,12 +107,29 @@ public enum Consistency: String, Codable, Sendable {
     case crash
 }
 
-/// What the guest agent answered to a freeze.
+/// What the quiesce around a job's begin did.
 public enum QuiesceResult: Sendable, Equatable {
-    /// The file systems are frozen (this many).
-    case frozen(count: Int)
-    /// No agent answered (not configured, not running): nothing is frozen; the reason, for the log.
-    case unavailable(String)
+    /// The agent froze this many file systems, and thawed them after the begin, this many
+    /// milliseconds after the freeze began (nil: the thaw failed).
+    case frozen(count: Int, milliseconds: Int?)
+    /// No agent answered (not configured, not running): nothing was frozen; why, for the log; and
+    /// whether the sysrq emergency sync was sent instead.
+    case unavailable(String, synced: Bool)
+}
+
+/// The begin of a live backup job: its outcome and the quiesce around it.
+public struct LiveBegin: Sendable, Equatable {
+    public var outcome: VirshBackupJob.BeginOutcome
+    /// nil when none was asked for, or when a job was running already (nothing was done).
+    public var quiesce: QuiesceResult?
+    /// The file systems were frozen and the thaw after the begin failed: the caller must thaw.
+    public var thawFailed: Bool
+
+    public init(outcome: VirshBackupJob.BeginOutcome, quiesce: QuiesceResult?, thawFailed: Bool) {
+        self.outcome = outcome
+        self.quiesce = quiesce
+        self.thawFailed = thawFailed
+    }
 }
 
 /// Live backups that cannot start or end as they must.
@@ -127,6 +144,8 @@ public enum LiveBackupError: Error, CustomStringConvertible, Sendable, Equatable
     case socketPathTooLong(path: String)
     /// libvirt did not name an export for this disk.
     case noExport(vm: String, target: String)
+    /// The begin failed after the file systems were frozen, and so did their thaw.
+    case thawFailed(vm: String, host: String, cause: String)
 
     public var description: String {
         switch self {
@@ -144,6 +163,8 @@ public enum LiveBackupError: Error, CustomStringConvertible, Sendable, Equatable
                 + " unix socket): set a shorter WorkPath in the VM's vmsnapshot.d profile"
         case .noExport(let vm, let target):
             return "libvirt's backup job of \(vm) exports no disk \(target) (backup-dumpxml)"
+        case .thawFailed(let vm, let host, let cause):
+            return "\(cause); the file systems of \(vm) on \(host) were frozen and could not be thawed"
         }
     }
 }

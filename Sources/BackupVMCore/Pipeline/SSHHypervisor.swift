@@ -93,13 +93,12 @@ public final class SSHHypervisor: Hypervisor, @unchecked Sendable {
     }
 
     public func liveSupport() throws -> LiveSupport { try backupJob.support() }
-    public func freezeFilesystems(_ vm: String) throws -> QuiesceResult { try backupJob.freeze(vm: vm) }
     public func thawFilesystems(_ vm: String) throws { try backupJob.thaw(vm: vm) }
 
-    public func beginBackupJob(_ vm: String, targets: [String], excluded: [String], in directory: String) throws
-        -> VirshBackupJob.BeginOutcome
-    {
-        try backupJob.begin(vm: vm, directory: directory, targets: targets, excluded: excluded)
+    public func beginBackupJob(
+        _ vm: String, targets: [String], excluded: [String], in directory: String, quiesce: Bool
+    ) throws -> LiveBegin {
+        try backupJob.begin(vm: vm, directory: directory, targets: targets, excluded: excluded, quiesce: quiesce)
     }
 
     public func endBackupJob(_ vm: String, directory: String) throws { try backupJob.end(vm: vm, directory: directory) }

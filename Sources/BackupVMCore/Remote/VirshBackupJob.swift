@@ -38,37 +38,83 @@ public struct VirshBackupJob: Sendable {
     /// files itself) and is closed to everyone else; the VM's working directory and WorkPath above it
     /// are made searchable (not readable: `a+x`) for that user (WorkPath made by this tool under
     /// umask 077 is 0700), and every directory above those must be already.
-    static func beginScript(vm: String, directory: String, xml: String) -> String {
-        """
-        vm=\(ShellQuote.quote(vm)); d=\(ShellQuote.quote(directory)); \
-        if j=$(virsh backup-dumpxml "$vm" 2>/dev/null); then \
-        echo "BVM_JOB_RUNNING $(printf '%s\\n' "$j" | sed -n "s/.*socket='\\([^']*\\)'.*/\\1/p" | head -n 1)"; exit 0; fi; \
-        p=$(cat "/run/libvirt/qemu/$vm.pid" 2>/dev/null) || { echo "no qemu process of $vm (/run/libvirt/qemu/$vm.pid)" >&2; exit 3; }; \
-        u=$(stat -c %u "/proc/$p"); \
-        rm -rf "$d"; mkdir -p "$d"; chown "$u" "$d"; chmod 700 "$d"; v=${d%/*}; chmod a+x "$v" "${v%/*}"; a=${v%/*}; \
-        while a=${a%/*}; [ -n "$a" ]; do case $(stat -c %A "$a") in *x) ;; *) rm -rf "$d"; \
-        echo "$a is not searchable by the qemu user (uid $u), which must reach the job's socket and scratch files: chmod o+x $a" >&2; \
-        exit 3;; esac; done; \
-        if ! printf '%s' \(ShellQuote.quote(xml)) | virsh backup-begin "$vm" /dev/stdin >/dev/null; then \
-        rm -rf "$d"; exit 3; fi; \
-        virsh backup-dumpxml "$vm"
-        """
+    ///
+    /// With `quiesce`, the freeze, the begin and the thaw are one script, so the guest's file systems
+    /// are frozen only for the begin itself (copy-before-write fixes the view from then on) and the
+    /// thaw does not wait for a round trip; an EXIT trap thaws on every way out (also when `timeout`
+    /// ends the script: TERM exits through it). Without an agent answering, the sysrq emergency sync
+    /// is sent instead. What happened is told on stdout (`BVM_FROZE`, `BVM_THAWED MS`,
+    /// `BVM_NOFREEZE WHY`, `BVM_NOSYNC`); a thaw that failed on stderr (`BVM_THAW_FAILED`).
+    static func beginScript(vm: String, directory: String, xml: String, quiesce: Bool) -> String {
+        let freeze =
+            quiesce
+            ? """
+            f=0; thaw() { [ "$f" = 1 ] || return 0; f=0; \
+            if virsh domfsthaw "$vm" >/dev/null 2>&1 || { sleep 1; virsh domfsthaw "$vm" >/dev/null 2>&1; }; \
+            then echo "BVM_THAWED $((($(date +%s%N) - t0) / 1000000))"; else echo BVM_THAW_FAILED >&2; fi; }; \
+            trap thaw EXIT; trap 'exit 143' TERM; t0=$(date +%s%N); \
+            if out=$(virsh domfsfreeze "$vm" 2>&1); then f=1; echo "BVM_FROZE $(printf '%s' "$out" | tr '\n' ' ')"; \
+            else echo "BVM_NOFREEZE $(printf '%s' "$out" | tr '\n' ' ')"; \
+            virsh send-key "$vm" KEY_LEFTALT KEY_SYSRQ KEY_S >/dev/null 2>&1 && sleep 1 || echo BVM_NOSYNC; fi; \
+
+            """ : ""
+        return """
+            vm=\(ShellQuote.quote(vm)); d=\(ShellQuote.quote(directory)); \
+            if j=$(virsh backup-dumpxml "$vm" 2>/dev/null); then \
+            echo "BVM_JOB_RUNNING $(printf '%s\\n' "$j" | sed -n "s/.*socket='\\([^']*\\)'.*/\\1/p" | head -n 1)"; exit 0; fi; \
+            p=$(cat "/run/libvirt/qemu/$vm.pid" 2>/dev/null) || { echo "no qemu process of $vm (/run/libvirt/qemu/$vm.pid)" >&2; exit 3; }; \
+            u=$(stat -c %u "/proc/$p"); \
+            rm -rf "$d"; mkdir -p "$d"; chown "$u" "$d"; chmod 700 "$d"; v=${d%/*}; chmod a+x "$v" "${v%/*}"; a=${v%/*}; \
+            while a=${a%/*}; [ -n "$a" ]; do case $(stat -c %A "$a") in *x) ;; *) rm -rf "$d"; \
+            echo "$a is not searchable by the qemu user (uid $u), which must reach the job's socket and scratch files: chmod o+x $a" >&2; \
+            exit 3;; esac; done; \
+            \(freeze)if ! printf '%s' \(ShellQuote.quote(xml)) | virsh backup-begin "$vm" /dev/stdin >/dev/null; then \
+            rm -rf "$d"; exit 3; fi; \
+            \(quiesce ? "thaw; " : "")virsh backup-dumpxml "$vm"
+            """
     }
 
-    /// Begins the job; `.running(socket)` when one already runs on the domain (nothing begun).
-    public func begin(vm: String, directory: String, targets: [String], excluded: [String]) throws -> BeginOutcome {
+    /// Begins the job (around a quiesce, when asked); `.running(socket)` when one already runs on
+    /// the domain (nothing begun, nothing frozen). A thaw that failed is `thawFailed` (the caller
+    /// thaws again), or, when the begin failed too, LiveBackupError.thawFailed.
+    public func begin(vm: String, directory: String, targets: [String], excluded: [String], quiesce: Bool) throws
+        -> LiveBegin
+    {
         let socket = LiveJob.socket(in: directory)
         guard socket.utf8.count <= LiveJob.maximumSocketPath else {
             throw LiveBackupError.socketPathTooLong(path: socket)
         }
         let script = Self.beginScript(
             vm: vm, directory: directory,
-            xml: Self.backupXML(directory: directory, targets: targets, excluded: excluded))
-        let out = try host.run(script, what: "starting the backup job of \(vm) (virsh backup-begin)")
-        if let line = out.split(separator: "\n").first(where: { $0.hasPrefix("BVM_JOB_RUNNING") }) {
-            return .running(socket: line.dropFirst("BVM_JOB_RUNNING".count).trimmingCharacters(in: .whitespaces))
+            xml: Self.backupXML(directory: directory, targets: targets, excluded: excluded),
+            quiesce: quiesce)
+        let what = "starting the backup job of \(vm) (virsh backup-begin)"
+        let r = try host.probe(script, what: what)
+        let thawFailed = r.stderr.contains("BVM_THAW_FAILED")
+        let stderr = r.stderr.split(separator: "\n").filter { !$0.hasPrefix("BVM_") }.joined(separator: "\n")
+        guard r.status == 0 else {
+            let error = RemoteError.command(host: host.name, what: what, status: r.status, stderr: stderr)
+            if thawFailed { throw LiveBackupError.thawFailed(vm: vm, host: host.name, cause: "\(error)") }
+            throw error
         }
-        let exports = Self.exports(inDumpXML: out)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        func marker(_ name: String) -> String? {
+            lines.first { $0.hasPrefix(name) }.map {
+                String($0.dropFirst(name.count)).trimmingCharacters(in: .whitespaces)
+            }
+        }
+        var quiesced: QuiesceResult?
+        if let froze = marker("BVM_FROZE") {
+            // "Froze 2 filesystem(s)"
+            let count = froze.split(separator: " ").compactMap { Int($0) }.first ?? 0
+            quiesced = .frozen(count: count, milliseconds: marker("BVM_THAWED").flatMap { Int($0) })
+        } else if let why = marker("BVM_NOFREEZE") {
+            quiesced = .unavailable(RemoteError.trim(why), synced: marker("BVM_NOSYNC") == nil)
+        }
+        if let socket = marker("BVM_JOB_RUNNING") {
+            return LiveBegin(outcome: .running(socket: socket), quiesce: nil, thawFailed: false)
+        }
+        let exports = Self.exports(inDumpXML: r.stdout)
         var named: [String: String] = [:]
         for target in targets {
             guard let export = exports[target], SafeName.isValidExportName(export) else {
@@ -76,7 +122,8 @@ public struct VirshBackupJob: Sendable {
             }
             named[target] = export
         }
-        return .begun(LiveJob(directory: directory, exports: named))
+        return LiveBegin(
+            outcome: .begun(LiveJob(directory: directory, exports: named)), quiesce: quiesced, thawFailed: thawFailed)
     }
 
     public enum BeginOutcome: Sendable, Equatable {
@@ -127,23 +174,6 @@ public struct VirshBackupJob: Sendable {
         if out.contains("BVM_STILL_RUNNING") {
             throw LiveBackupError.jobStillRunning(vm: vm, host: host.name, directory: directory)
         }
-    }
-
-    /// Freezes the guest's file systems through its agent. An agent that is not configured or does
-    /// not answer is no error: the backup is then crash-consistent.
-    public func freeze(vm: String) throws(RemoteError) -> QuiesceResult {
-        let out = try host.run(
-            """
-            if out=$(virsh domfsfreeze \(ShellQuote.quote(vm)) 2>&1); then echo "BVM_FROZE $out"; \
-            else echo "BVM_NOFREEZE $out"; fi
-            """, what: "freezing the file systems of \(vm) (virsh domfsfreeze)")
-        let text = out.trimmingCharacters(in: .whitespacesAndNewlines)
-        if text.hasPrefix("BVM_FROZE") {
-            // "Froze 2 filesystem(s)"
-            let count = text.split(separator: " ").compactMap { Int($0) }.first ?? 0
-            return .frozen(count: count)
-        }
-        return .unavailable(RemoteError.trim(String(text.dropFirst("BVM_NOFREEZE".count))))
     }
 
     /// Thaws them; an agent that is not configured (so nothing was frozen) is no error.

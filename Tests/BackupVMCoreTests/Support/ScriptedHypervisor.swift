@@ -13,7 +13,7 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
             sendEmergencySync
         case createSnapshot, snapshotStatus, removeSnapshot, leftoverSnapshots, makeDirectory, removeDirectory
         case copyImage, keepStagedCopy, removeStagedCopies
-        case liveSupport, freezeFilesystems, thawFilesystems, beginBackupJob, endBackupJob, copyExport
+        case liveSupport, thawFilesystems, beginBackupJob, endBackupJob, copyExport
     }
 
     struct Injected: Error, CustomStringConvertible {
@@ -276,30 +276,35 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
         return live
     }
 
-    func freezeFilesystems(_ vm: String) throws -> QuiesceResult {
-        try enter(.freezeFilesystems)
-        guard hasAgent else { return .unavailable("error: argument unsupported: QEMU guest agent is not configured") }
-        lock.withLock { _frozen = true }
-        return .frozen(count: 1)
-    }
-
     func thawFilesystems(_ vm: String) throws {
         try enter(.thawFilesystems)
         lock.withLock { _frozen = false }
     }
 
-    func beginBackupJob(_ vm: String, targets: [String], excluded: [String], in directory: String) throws
-        -> VirshBackupJob.BeginOutcome
+    /// Like the begin script: a running job is reported untouched; with an agent the file systems are
+    /// frozen and thawed around the begin (a thaw that is made to fail leaves them frozen).
+    func beginBackupJob(_ vm: String, targets: [String], excluded: [String], in directory: String, quiesce: Bool)
+        throws -> LiveBegin
     {
         try enter(.beginBackupJob)
         try requireVM(vm)
+        let thawFails = lock.withLock { failAlways.contains(.thawFilesystems) }
         return lock.withLock {
-            if let socket = _foreignJobSocket { return .running(socket: socket) }
-            if let running = _jobDirectory { return .running(socket: LiveJob.socket(in: running)) }
+            if let socket = _foreignJobSocket ?? _jobDirectory.map(LiveJob.socket(in:)) {
+                return LiveBegin(outcome: .running(socket: socket), quiesce: nil, thawFailed: false)
+            }
+            var quiesced: QuiesceResult?
+            if quiesce {
+                quiesced =
+                    hasAgent
+                    ? .frozen(count: 1, milliseconds: thawFails ? nil : 120)
+                    : .unavailable("error: argument unsupported: QEMU guest agent is not configured", synced: true)
+                _frozen = hasAgent && thawFails
+            }
             _jobDirectory = directory
             _paths.insert(directory)
-            return .begun(
-                LiveJob(directory: directory, exports: Dictionary(uniqueKeysWithValues: targets.map { ($0, $0) })))
+            let job = LiveJob(directory: directory, exports: Dictionary(uniqueKeysWithValues: targets.map { ($0, $0) }))
+            return LiveBegin(outcome: .begun(job), quiesce: quiesced, thawFailed: hasAgent && quiesce && thawFails)
         }
     }
 
