@@ -114,7 +114,7 @@ struct LabLiveTests {
             lab.removeGuest(copy)
         }
         let disks = try lab.makeGuest(
-            "kvm1", vm, raw: 16, qcow2: 8, extra: ["--heartbeat", "1", "--writer", "vdb", "--agent"])
+            "kvm1", vm, raw: 256, qcow2: 8, extra: ["--heartbeat", "1", "--writer", "vdb", "--agent"])
         #expect(eventually(timeout: 60) { lab.console("kvm1", vm).contains("LAB-GUEST-WRITER: k=") }, "writer runs")
         let config = lab.config(tmp, schedule: "\(vm) * 3", profiles: [vm: "Mode=live"])
         let pid = try Self.qemuPid(lab, "kvm1", vm)
@@ -123,11 +123,13 @@ struct LabLiveTests {
         let watch = HeartbeatWatch(lab.images("kvm1") + "/\(vm)-console.log")
         let job = try ChildProcess(Paths.binary("backup_vm"), [vm, "--config-dir", config])
         defer { job.stop() }
-        // vdb's reader is held 3 s as it starts: the guest writes on meanwhile (about 250 writes a
-        // second), and what is stored must still be the disk as it was before the hold, not after.
+        // vda's reader (256 MiB: long enough to be caught as it starts) is held 3 s while the guest
+        // writes on into vdb (about 250 writes a second), and vdb is read only after that: what is
+        // stored must still be vdb as it was at the job's begin, no later than the live disk read
+        // during the hold.
         let vdbPath = try #require(disks["vdb"]).path
         var atHold: (consistent: Bool, max: Int, out: String)?
-        let held = Self.holdReader(of: vm, export: "vdb", seconds: 3, within: 120) {
+        let held = Self.holdReader(of: vm, export: "vda", seconds: 3, within: 120) {
             let copy = tmp.path + "/vdb-at-hold.raw"
             _ = try? runTool("/usr/bin/qemu-img", ["convert", "-U", "-O", "raw", vdbPath, copy])
             atHold = try? Self.checkStamps(copy)
