@@ -63,12 +63,14 @@ struct ExecutableTests {
 
     @Test func schedulerTickIsIdempotent() throws {
         let tick = Paths.binary("vm_backup_sheduler")
-        let dry = try runTool(tick, ["--config-dir", configDir, "--dry-run"])
+        // A Wednesday noon: web01 is scheduled Mon-Fri (this test failed on weekends without it).
+        let wednesday = ["--now", "2026-11-25T12:00:00Z"]
+        let dry = try runTool(tick, ["--config-dir", configDir, "--dry-run"] + wednesday)
         #expect(dry.status == 0, "\(dry.err)")
         #expect(dry.out.contains("web01: due") && dry.out.contains("db01: due"), "\(dry.out)")
         #expect(spool.names(in: .new).isEmpty, "a dry run queues nothing")
         for _ in 0..<2 {
-            let r = try runTool(tick, ["--config-dir", configDir])
+            let r = try runTool(tick, ["--config-dir", configDir] + wednesday)
             #expect(r.status == 0, "\(r.err)")
         }
         let vms = spool.names(in: .new).compactMap { spool.peek($0)?.request.vm }.sorted()
