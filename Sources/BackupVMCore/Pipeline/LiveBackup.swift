@@ -90,6 +90,15 @@ public struct LiveJob: Sendable, Equatable {
     /// A unix socket's path holds at most 107 bytes (sun_path).
     public static let maximumSocketPath = 107
 
+    /// Only `A-Z a-z 0-9 / . _ + -`: a path that XML, a URI and a shell pattern all spell the same.
+    public static func isPlainPath(_ path: String) -> Bool {
+        path.hasPrefix("/")
+            && path.unicodeScalars.allSatisfy { c in
+                (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9")
+                    || "/._+-".unicodeScalars.contains(c)
+            }
+    }
+
     /// The URI nbdcopy reads an export from; the socket path is percent-encoded (it is a query value).
     public func uri(export: String) -> String {
         var allowed = CharacterSet.alphanumerics
@@ -144,6 +153,8 @@ public enum LiveBackupError: Error, CustomStringConvertible, Sendable, Equatable
     case socketPathTooLong(path: String)
     /// libvirt did not name an export for this disk.
     case noExport(vm: String, target: String)
+    /// The job's directory has characters that libvirt would spell differently in its answers.
+    case unplainDirectory(path: String)
     /// The begin failed after the file systems were frozen, and so did their thaw.
     case thawFailed(vm: String, host: String, cause: String)
 
@@ -163,6 +174,9 @@ public enum LiveBackupError: Error, CustomStringConvertible, Sendable, Equatable
                 + " unix socket): set a shorter WorkPath in the VM's vmsnapshot.d profile"
         case .noExport(let vm, let target):
             return "libvirt's backup job of \(vm) exports no disk \(target) (backup-dumpxml)"
+        case .unplainDirectory(let path):
+            return "the live backup job's directory \(path) may only have A-Z a-z 0-9 / . _ + - in it (libvirt"
+                + " escapes other characters in its answers): set a plainer WorkPath in the VM's vmsnapshot.d profile"
         case .thawFailed(let vm, let host, let cause):
             return "\(cause); the file systems of \(vm) on \(host) were frozen and could not be thawed"
         }

@@ -6,8 +6,16 @@ import Foundation
 /// docs/live-backup-spike.md; the names reaching here are validated and quoted in every command.
 public struct VirshBackupJob: Sendable {
     public let host: RemoteHost
+    /// Where libvirt keeps each running domain's qemu pid (`NAME.pid`); the tests' stand-in host has
+    /// its own.
+    let qemuRunDirectory: String
 
-    public init(host: RemoteHost) { self.host = host }
+    public init(host: RemoteHost) { self.init(host: host, qemuRunDirectory: "/run/libvirt/qemu") }
+
+    init(host: RemoteHost, qemuRunDirectory: String) {
+        self.host = host
+        self.qemuRunDirectory = qemuRunDirectory
+    }
 
     /// What this host offers for live backups.
     public func support() throws(RemoteError) -> LiveSupport {
@@ -37,7 +45,8 @@ public struct VirshBackupJob: Sendable {
     /// directory belongs to the qemu process's user (qemu creates the socket and opens the scratch
     /// files itself) and is closed to everyone else; the VM's working directory and WorkPath above it
     /// are made searchable (not readable: `a+x`) for that user (WorkPath made by this tool under
-    /// umask 077 is 0700), and every directory above those must be already.
+    /// umask 077 is 0700), and every directory above those must be already (`x`, or `t`: sticky
+    /// and searchable, like /tmp).
     ///
     /// With `quiesce`, the freeze, the begin and the thaw are one script, so the guest's file systems
     /// are frozen only for the begin itself (copy-before-write fixes the view from then on) and the
@@ -45,7 +54,7 @@ public struct VirshBackupJob: Sendable {
     /// ends the script: TERM exits through it). Without an agent answering, the sysrq emergency sync
     /// is sent instead. What happened is told on stdout (`BVM_FROZE`, `BVM_THAWED MS`,
     /// `BVM_NOFREEZE WHY`, `BVM_NOSYNC`); a thaw that failed on stderr (`BVM_THAW_FAILED`).
-    static func beginScript(vm: String, directory: String, xml: String, quiesce: Bool) -> String {
+    static func beginScript(vm: String, directory: String, xml: String, quiesce: Bool, runDirectory: String) -> String {
         let freeze =
             quiesce
             ? """
@@ -62,10 +71,11 @@ public struct VirshBackupJob: Sendable {
             vm=\(ShellQuote.quote(vm)); d=\(ShellQuote.quote(directory)); \
             if j=$(virsh backup-dumpxml "$vm" 2>/dev/null); then \
             echo "BVM_JOB_RUNNING $(printf '%s\\n' "$j" | sed -n "s/.*socket='\\([^']*\\)'.*/\\1/p" | head -n 1)"; exit 0; fi; \
-            p=$(cat "/run/libvirt/qemu/$vm.pid" 2>/dev/null) || { echo "no qemu process of $vm (/run/libvirt/qemu/$vm.pid)" >&2; exit 3; }; \
+            r=\(ShellQuote.quote(runDirectory)); \
+            p=$(cat "$r/$vm.pid" 2>/dev/null) || { echo "no qemu process of $vm ($r/$vm.pid)" >&2; exit 3; }; \
             u=$(stat -c %u "/proc/$p"); \
             rm -rf "$d"; mkdir -p "$d"; chown "$u" "$d"; chmod 700 "$d"; v=${d%/*}; chmod a+x "$v" "${v%/*}"; a=${v%/*}; \
-            while a=${a%/*}; [ -n "$a" ]; do case $(stat -c %A "$a") in *x) ;; *) rm -rf "$d"; \
+            while a=${a%/*}; [ -n "$a" ]; do case $(stat -c %A "$a") in *[xt]) ;; *) rm -rf "$d"; \
             echo "$a is not searchable by the qemu user (uid $u), which must reach the job's socket and scratch files: chmod o+x $a" >&2; \
             exit 3;; esac; done; \
             \(freeze)if ! printf '%s' \(ShellQuote.quote(xml)) | virsh backup-begin "$vm" /dev/stdin >/dev/null; then \
@@ -84,10 +94,12 @@ public struct VirshBackupJob: Sendable {
         guard socket.utf8.count <= LiveJob.maximumSocketPath else {
             throw LiveBackupError.socketPathTooLong(path: socket)
         }
+        // libvirt prints the socket path XML-escaped in backup-dumpxml, where `end` must find it again.
+        guard LiveJob.isPlainPath(directory) else { throw LiveBackupError.unplainDirectory(path: directory) }
         let script = Self.beginScript(
             vm: vm, directory: directory,
             xml: Self.backupXML(directory: directory, targets: targets, excluded: excluded),
-            quiesce: quiesce)
+            quiesce: quiesce, runDirectory: qemuRunDirectory)
         let what = "starting the backup job of \(vm) (virsh backup-begin)"
         let r = try host.probe(script, what: what)
         let thawFailed = r.stderr.contains("BVM_THAW_FAILED")

@@ -1,0 +1,156 @@
+import Foundation
+import Testing
+
+@testable import BackupVMCore
+
+/// The live backup job's remote scripts run for real (bash, mkdir, chown, stat) through a stand-in
+/// ssh against a `virsh` stub that answers like libvirt 9.0 (docs/live-backup-spike.md): the paths
+/// that real libvirt does not take on demand — a job someone else started, a begin that fails while
+/// the file systems are frozen and then cannot be thawed, an abort that does not end the job.
+@Suite("live backup scripts against a virsh stub", .tags(.spool))
+struct LiveScriptTests {
+    let dir = TempDir("live-script")
+
+    /// A stand-in host whose `virsh` runs `action` (bash, `$1` the subcommand), with a qemu pid file
+    /// for web01, and the job's directory below a working path every user may pass through.
+    func host(_ action: String) throws -> (SandboxHost, VirshBackupJob, String) {
+        let sandbox = try SandboxHost(dir, stubs: ["virsh": action])
+        let run = dir.path + "/run"
+        try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
+        try "1\n".write(toFile: run + "/web01.pid", atomically: true, encoding: .utf8)
+        // The ancestors of the working path must be searchable by the qemu user: x is added where it
+        // is missing, nothing else is changed (never /tmp's own mode).
+        var path = dir.path
+        while path != "/" {
+            var st = stat()
+            if stat(path, &st) == 0, st.st_mode & 0o001 == 0 { chmod(path, (st.st_mode & 0o7777) | 0o011) }
+            path = (path as NSString).deletingLastPathComponent
+        }
+        let live = dir.path + "/work/web01/.20261128T000000Z.live"
+        return (sandbox, VirshBackupJob(host: sandbox.host, qemuRunDirectory: run), live)
+    }
+
+    func calls(_ sandbox: SandboxHost, _ subcommand: String) -> Int {
+        sandbox.loggedArguments.enumerated().filter { i, line in
+            line == "== virsh" && i + 1 < sandbox.loggedArguments.count && sandbox.loggedArguments[i + 1] == subcommand
+        }.count
+    }
+
+    @Test("no agent: sysrq sync, begin with the job's XML on stdin, exports from backup-dumpxml; directory 0700")
+    func beginWithoutAgent() throws {
+        let (sandbox, job, live) = try host(
+            """
+            case "$1" in
+              backup-dumpxml) [ -e began ] || exit 1
+                echo "<domainbackup mode='pull'><disks><disk name='vda' backup='yes' exportname='vda'/></disks></domainbackup>";;
+              domfsfreeze) echo 'error: argument unsupported: QEMU guest agent is not configured' >&2; exit 1;;
+              backup-begin) cat > began;;
+            esac
+            """)
+        let begin = try job.begin(vm: "web01", directory: live, targets: ["vda"], excluded: ["vdb"], quiesce: true)
+        #expect(begin.outcome == .begun(LiveJob(directory: live, exports: ["vda": "vda"])))
+        guard case .unavailable(let why, synced: true)? = begin.quiesce else {
+            Issue.record("expected no agent and a sysrq sync: \(String(describing: begin.quiesce))")
+            return
+        }
+        #expect(why.contains("not configured"))
+        #expect(calls(sandbox, "send-key") == 1 && calls(sandbox, "domfsthaw") == 0)
+        let xml = try String(contentsOfFile: sandbox.sandbox + "/began", encoding: .utf8)
+        #expect(xml == VirshBackupJob.backupXML(directory: live, targets: ["vda"], excluded: ["vdb"]))
+        let mode = (try FileManager.default.attributesOfItem(atPath: live)[.posixPermissions] as? Int) ?? 0
+        #expect(mode == 0o700)
+    }
+
+    @Test("a job someone else started: reported with its socket; nothing frozen, nothing begun")
+    func foreignJobIsReported() throws {
+        let (sandbox, job, live) = try host(
+            """
+            [ "$1" = backup-dumpxml ] && echo "<domainbackup mode='pull'><server transport='unix' socket='/elsewhere/x.sock'/></domainbackup>"
+            exit 0
+            """)
+        let begin = try job.begin(vm: "web01", directory: live, targets: ["vda"], excluded: [], quiesce: true)
+        #expect(begin.outcome == .running(socket: "/elsewhere/x.sock") && begin.quiesce == nil)
+        #expect(calls(sandbox, "domfsfreeze") == 0 && calls(sandbox, "backup-begin") == 0)
+    }
+
+    @Test("frozen, then the begin fails and the thaw too: told as such; the directory is removed")
+    func beginFailsWhileFrozen() throws {
+        let (sandbox, job, live) = try host(
+            """
+            case "$1" in
+              backup-dumpxml) exit 1;;
+              domfsfreeze) echo 'Froze 1 filesystem(s)';;
+              backup-begin) echo 'error: internal error: boom' >&2; exit 1;;
+              domfsthaw) echo 'error: Guest agent is not responding' >&2; exit 1;;
+            esac
+            """)
+        #expect {
+            _ = try job.begin(vm: "web01", directory: live, targets: ["vda"], excluded: [], quiesce: true)
+        } throws: { error in
+            guard case LiveBackupError.thawFailed(_, _, let cause) = error else { return false }
+            return cause.contains("boom") && !cause.contains("BVM_")
+        }
+        #expect(calls(sandbox, "domfsthaw") == 2, "the EXIT trap thawed, and tried again once")
+        #expect(!FileManager.default.fileExists(atPath: live))
+    }
+
+    @Test("frozen and thawed around a good begin: the frozen time is measured")
+    func frozenAndThawed() throws {
+        let (sandbox, job, live) = try host(
+            """
+            case "$1" in
+              backup-dumpxml) [ -e began ] || exit 1; echo "<disk name='vda' exportname='vda'>";;
+              domfsfreeze) echo 'Froze 2 filesystem(s)';;
+              backup-begin) cat > began;;
+              domfsthaw) echo 'Thawed 2 filesystem(s)';;
+            esac
+            """)
+        let begin = try job.begin(vm: "web01", directory: live, targets: ["vda"], excluded: [], quiesce: true)
+        guard case .frozen(count: 2, let ms?)? = begin.quiesce else {
+            Issue.record("expected 2 file systems frozen and thawed: \(String(describing: begin.quiesce))")
+            return
+        }
+        #expect(ms >= 0 && ms < 60_000 && !begin.thawFailed)
+        #expect(calls(sandbox, "domfsthaw") == 1, "thawed once, before backup-dumpxml; the EXIT trap does nothing")
+    }
+
+    @Test("end: our job is aborted, someone else's is not; a job that stays is an error; the directory goes")
+    func end() throws {
+        let (sandbox, job, live) = try host(
+            """
+            case "$1" in
+              backup-dumpxml) [ -e socket ] || exit 1; echo "<server transport='unix' socket='$(cat socket)'/>";;
+              domjobabort) [ -e stubborn ] || rm -f socket;;
+            esac
+            """)
+        let socketFile = sandbox.sandbox + "/socket"
+        try FileManager.default.createDirectory(atPath: live, withIntermediateDirectories: true)
+        try LiveJob.socket(in: live).write(toFile: socketFile, atomically: true, encoding: .utf8)
+        try job.end(vm: "web01", directory: live)
+        #expect(calls(sandbox, "domjobabort") == 1 && !FileManager.default.fileExists(atPath: live))
+
+        try FileManager.default.createDirectory(atPath: live, withIntermediateDirectories: true)
+        try "/elsewhere/x.sock".write(toFile: socketFile, atomically: true, encoding: .utf8)
+        try job.end(vm: "web01", directory: live)
+        #expect(calls(sandbox, "domjobabort") == 1, "someone else's job is not aborted")
+        #expect(!FileManager.default.fileExists(atPath: live))
+
+        try FileManager.default.createDirectory(atPath: live, withIntermediateDirectories: true)
+        try LiveJob.socket(in: live).write(toFile: socketFile, atomically: true, encoding: .utf8)
+        try "".write(toFile: sandbox.sandbox + "/stubborn", atomically: true, encoding: .utf8)
+        #expect(throws: LiveBackupError.jobStillRunning(vm: "web01", host: "kvm1", directory: live)) {
+            try job.end(vm: "web01", directory: live)
+        }
+        #expect(FileManager.default.fileExists(atPath: live), "kept while the job may still use it")
+    }
+
+    @Test("a working path that libvirt would spell differently is refused before anything runs")
+    func unplainDirectory() throws {
+        let (sandbox, job, _) = try host("exit 0")
+        let odd = dir.path + "/it's/.20261128T000000Z.live"
+        #expect(throws: LiveBackupError.unplainDirectory(path: odd)) {
+            _ = try job.begin(vm: "web01", directory: odd, targets: ["vda"], excluded: [], quiesce: true)
+        }
+        #expect(calls(sandbox, "backup-dumpxml") == 0)
+    }
+}
