@@ -133,7 +133,9 @@ final class BackupRun {
         try crumb.write(into: partial)
         breadcrumb = crumb
         do {
-            try hypervisor.makeDirectory(plan.stagingDirectory)
+            // A live backup's begin makes its own directory and each stream its staging directory:
+            // one round trip less for a mode whose whole cost is round trips.
+            if plan.mode != .live { try hypervisor.makeDirectory(plan.stagingDirectory) }
             for leftover in try hypervisor.leftoverSnapshots(of: plan.snapshots.map(\.origin)) {
                 log.warning(
                     "removing a leftover snapshot of an earlier job", metadata: ["snapshot": "\(leftover.fullName)"])
