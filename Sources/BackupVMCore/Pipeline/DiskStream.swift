@@ -50,7 +50,7 @@ public struct DiskStream: Sendable {
             \(image.readCommand) 2>"$t/dd" | \(compressor) | tee "$t/z"\(stage); \
             wait $b; \
             \(image.countCommand); \
-            echo "BACKUP_VM_TRAILER $size $(cat "$t/z.sum") ${n:-unknown}" >&2
+            \(image.sizeFinish)echo "BACKUP_VM_TRAILER $size $(cat "$t/z.sum") ${n:-unknown}" >&2
             """
     }
 
@@ -167,14 +167,24 @@ public enum ImageSource: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// Sets `$size`.
+    /// Sets `$size` (a file or device), or starts asking for it: nbdinfo opens one more NBD
+    /// connection, which is run beside the copy instead of before it (`sizeFinish` waits for it).
     var sizeCommand: String {
         switch self {
         case .path(let path):
             let src = ShellQuote.quote(path)
             return "if [ -b \(src) ]; then size=$(blockdev --getsize64 \(src)); else size=$(stat -L -c %s \(src)); fi"
         case .export(let uri):
-            return "size=$(nbdinfo --size \(ShellQuote.quote(uri)))"
+            return "nbdinfo --size \(ShellQuote.quote(uri)) > \"$t/size\" & i=$!"
+        }
+    }
+
+    /// After the copy: sets `$size` where `sizeCommand` only started asking (a failed nbdinfo
+    /// fails the script).
+    var sizeFinish: String {
+        switch self {
+        case .path: return ""
+        case .export: return "wait $i; size=$(cat \"$t/size\"); n=$size; "
         }
     }
 
@@ -189,11 +199,11 @@ public enum ImageSource: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// Sets `$n` to the bytes read (after the pipeline).
+    /// Sets `$n` to the bytes read (after the pipeline; for an export `sizeFinish` does).
     var countCommand: String {
         switch self {
         case .path: return #"n=$(sed -n 's/^\([0-9][0-9]*\) bytes.*/\1/p' "$t/dd")"#
-        case .export: return "n=$size"
+        case .export: return ":"
         }
     }
 }
