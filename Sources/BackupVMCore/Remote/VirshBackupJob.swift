@@ -51,8 +51,8 @@ public struct VirshBackupJob: Sendable {
     /// With `quiesce`, the freeze, the begin and the thaw are one script, so the guest's file systems
     /// are frozen only for the begin itself (copy-before-write fixes the view from then on) and the
     /// thaw does not wait for a round trip; an EXIT trap thaws on every way out (also when `timeout`
-    /// ends the script: TERM exits through it). Without an agent answering, the sysrq emergency sync
-    /// is sent instead. What happened is told on stdout (`BVM_FROZE`, `BVM_THAWED MS`,
+    /// ends the script: TERM exits through it). The sysrq emergency sync is sent first; without an
+    /// agent answering, the begin comes a second after it. What happened is told on stdout (`BVM_FROZE`, `BVM_THAWED MS`,
     /// `BVM_NOFREEZE WHY`, `BVM_NOSYNC`); a thaw that failed on stderr (`BVM_THAW_FAILED`).
     static func beginScript(vm: String, directory: String, xml: String, quiesce: Bool, runDirectory: String) -> String {
         let freeze =
@@ -64,14 +64,22 @@ public struct VirshBackupJob: Sendable {
             trap thaw EXIT; trap 'exit 143' TERM; t0=$(date +%s%N); \
             if out=$(virsh domfsfreeze "$vm" 2>&1); then f=1; echo "BVM_FROZE $(printf '%s' "$out" | tr '\n' ' ')"; \
             else echo "BVM_NOFREEZE $(printf '%s' "$out" | tr '\n' ' ')"; \
-            virsh send-key "$vm" KEY_LEFTALT KEY_SYSRQ KEY_S >/dev/null 2>&1 && sleep 1 || echo BVM_NOSYNC; fi; \
+            if [ "$y" = 1 ]; then w=$((1000 - ($(date +%s%N) - s0) / 1000000)); \
+            [ "$w" -le 0 ] || sleep "$((w / 1000)).$(printf '%03d' $((w % 1000)))"; else echo BVM_NOSYNC; fi; fi; \
 
             """ : ""
+        // The sysrq emergency sync goes first, so that the guest's second to write its buffers runs
+        // while the directory is made and the agent is asked; without an agent the begin waits only
+        // for what is left of that second. With an agent it is one more sync before the freeze.
+        let sync =
+            quiesce
+            ? "s0=$(date +%s%N); if virsh send-key \"$vm\" KEY_LEFTALT KEY_SYSRQ KEY_S >/dev/null 2>&1; then y=1; else y=0; fi; "
+            : ""
         return """
             vm=\(ShellQuote.quote(vm)); d=\(ShellQuote.quote(directory)); \
             if j=$(virsh backup-dumpxml "$vm" 2>/dev/null); then \
             echo "BVM_JOB_RUNNING $(printf '%s\\n' "$j" | sed -n "s/.*socket='\\([^']*\\)'.*/\\1/p" | head -n 1)"; exit 0; fi; \
-            r=\(ShellQuote.quote(runDirectory)); \
+            \(sync)r=\(ShellQuote.quote(runDirectory)); \
             p=$(cat "$r/$vm.pid" 2>/dev/null) || { echo "no qemu process of $vm ($r/$vm.pid)" >&2; exit 3; }; \
             u=$(stat -c %u "/proc/$p"); \
             rm -rf "$d"; mkdir -p "$d"; chown "$u" "$d"; chmod 700 "$d"; v=${d%/*}; chmod a+x "$v" "${v%/*}"; a=${v%/*}; \
