@@ -256,6 +256,13 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
         throws -> TransferredImage
     {
         try enter(.copyImage)
+        return try writeImage(of: source, stageFile: stageFile, to: destination, abort: abort)
+    }
+
+    /// The "copy" of copyImage and copyExport: a small real file, its real digests.
+    private func writeImage(of source: String, stageFile: String?, to destination: String, abort: AbortFlag) throws
+        -> TransferredImage
+    {
         if abort.isRaised { throw PipelineError.aborted }
         let bytes = Array("compressed content of \(source) on \(name)\n".utf8)
         guard FileManager.default.createFile(atPath: destination, contents: Data(bytes)) else {
