@@ -331,8 +331,7 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
         guard jobDirectory == job.directory else {
             throw RemoteError.command(host: name, what: "nbdcopy", status: 1, stderr: "Connection refused")
         }
-        return try copyImage(
-            job.uri(export: export), scratch: scratch, stageFile: stageFile, to: destination, abort: abort)
+        return try writeImage(of: job.uri(export: export), stageFile: stageFile, to: destination, abort: abort)
     }
 
     func keepStagedCopy(_ work: WorkLayout, id: String) throws {
