@@ -3,7 +3,8 @@ import PackageDescription
 
 // Thin executables over one library (BackupVMCore) that holds the domain: configuration, schedule,
 // spool, locks, worker pool, pipeline. Dependencies are kept deliberately few: argument parsing and
-// the standard logging API, SHA-256 (swift-crypto) for the server-side checksums. libinotifytools comes from Debian through a system module.
+// the standard logging API, SHA-256 (swift-crypto) for the server-side checksums. libinotifytools comes from Debian through a system module;
+// libzstd and libcrypto (the chunk store) through a C target.
 let package = Package(
     name: "backup_vm",
     platforms: [.macOS(.v13)],
@@ -11,6 +12,7 @@ let package = Package(
         .executable(name: "backup_vm", targets: ["backup_vm"]),
         .executable(name: "vm_backup_sheduler", targets: ["vm_backup_sheduler"]),
         .executable(name: "backup_vmd", targets: ["backup_vmd"]),
+        .executable(name: "bvm-chunk-helper", targets: ["bvm-chunk-helper"]),
         .library(name: "BackupVMCore", targets: ["BackupVMCore"]),
     ],
     dependencies: [
@@ -25,14 +27,27 @@ let package = Package(
         ),
         // Two libc calls Swift's Glibc module does not export (pipe2, closefrom for posix_spawn).
         .target(name: "CShims"),
+        // The chunk store's SHA-256 (OpenSSL libcrypto) and zstd, shared by the server and the helper.
+        // It names no library itself: the server links them as shared libraries, the helper statically.
+        .target(name: "CChunkCodec"),
+        // The chunk protocol and the helper's sending loop, without Foundation so that the helper,
+        // linked statically, stays small enough to copy to every hypervisor.
+        .target(name: "ChunkWire", dependencies: ["CChunkCodec"]),
+        .executableTarget(
+            name: "bvm-chunk-helper",
+            dependencies: ["ChunkWire"],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "-l:libzstd.a", "-Xlinker", "-l:libcrypto.a"])]
+        ),
         .target(
             name: "BackupVMCore",
             dependencies: [
                 "CInotifyTools",
                 "CShims",
+                "ChunkWire",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
-            ]
+            ],
+            linkerSettings: [.linkedLibrary("zstd"), .linkedLibrary("crypto")]
         ),
         .executableTarget(
             name: "backup_vm",
@@ -64,7 +79,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BackupVMCoreTests",
-            dependencies: ["BackupVMCore"]
+            dependencies: ["BackupVMCore", "ChunkWire", "CChunkCodec"]
         ),
     ]
 )

@@ -63,20 +63,8 @@ public final class SSHConnectionShare: @unchecked Sendable {
                 let mtime = Files.modificationTime(dir), now.timeIntervalSince(mtime) > 600
             else { continue }
             let entries = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-            if !entries.contains(where: { isListening(dir + "/" + $0) }) { removeTree(dir) }
+            if !entries.contains(where: { isListening(dir + "/" + $0) }) { Files.removeTree(dir) }
         }
-    }
-
-    /// Removes a directory and what is in it without following symbolic links (a link is removed,
-    /// never what it points to).
-    static func removeTree(_ dir: String) {
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
-            let path = dir + "/" + name
-            var st = stat()
-            guard lstat(path, &st) == 0 else { continue }
-            if (st.st_mode & S_IFMT) == S_IFDIR { removeTree(path) } else { unlink(path) }
-        }
-        rmdir(dir)
     }
 
     static func isListening(_ path: String) -> Bool {

@@ -10,6 +10,12 @@ public enum BackupNames {
     public static let domainXML = "domain.xml"
     /// The last `backup_vm verify` result.
     public static let verifyRecord = "verify.json"
+    /// The chunk store of `Store=chunks`, inside BackupStorage (VM names never start with a dot).
+    public static let chunkStore = ".chunks"
+    /// Inside the chunk store: each running job's new chunks until its stream has checked.
+    public static let chunkStaging = ".staging"
+    /// One disk of a backup in the chunk store: `vda.index` (the list of its chunks).
+    public static func chunkIndex(target: String) -> String { "\(target).index" }
     /// What a running backup remembers for its own recovery (inside its partial directory).
     public static let breadcrumb = "job-state.json"
     /// The saved RAM state on the hypervisor (`virsh save` target), inside the staging directory.

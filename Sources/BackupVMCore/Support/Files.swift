@@ -154,6 +154,18 @@ enum Files {
         return Date(timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec) + TimeInterval(st.st_mtim.tv_nsec) / 1e9)
     }
 
+    /// Removes a directory and what is in it without following symbolic links (a link is removed,
+    /// never what it points to).
+    static func removeTree(_ dir: String) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+            let path = dir + "/" + name
+            var st = stat()
+            guard lstat(path, &st) == 0 else { continue }
+            if (st.st_mode & S_IFMT) == S_IFDIR { removeTree(path) } else { unlink(path) }
+        }
+        rmdir(dir)
+    }
+
     static func exists(_ path: String) -> Bool {
         var st = stat()
         return lstat(path, &st) == 0

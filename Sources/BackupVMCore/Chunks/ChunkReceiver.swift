@@ -1,0 +1,172 @@
+import CChunkCodec
+import ChunkWire
+import Foundation
+
+/// What one disk's chunked transfer did.
+public struct ChunkReceipt: Sendable, Equatable {
+    public var index: ChunkIndex
+    /// Bytes read from the helper's stream (frames and all): what crossed the wire.
+    public var wireBytes: Int64
+    /// Chunks the store lacked, now staged, and their compressed size.
+    public var newChunks: Int
+    public var newStoredBytes: Int64
+    /// Chunks the store (or this stream, earlier) already had, and all-zero chunks.
+    public var knownChunks: Int
+    public var zeroChunks: Int
+}
+
+/// Why a chunked transfer was refused. Nothing of it is in the store: new chunks wait in the job's
+/// staging directory until the whole stream has checked.
+public enum ChunkTransferError: Error, CustomStringConvertible, Equatable {
+    case helper(String)
+    case wire(WireError)
+    case protocolViolation(frame: Int, String)
+    case digestMismatch(chunk: Int, offset: Int64, digest: ChunkDigest)
+    case badFrame(chunk: Int, offset: Int64, expectedBytes: Int)
+    case sizeMismatch(expected: Int64, sent: Int64)
+    case answer(errno: Int32)
+
+    public var description: String {
+        switch self {
+        case .helper(let message): return "the hypervisor's helper failed: \(message)"
+        case .wire(let e): return "chunk stream from the helper: \(e)"
+        case .protocolViolation(let frame, let why): return "chunk stream from the helper, frame \(frame): \(why)"
+        case .digestMismatch(let chunk, let offset, let digest):
+            return "chunk \(chunk) (disk offset \(offset)) does not match its digest \(digest.hex): refused, nothing stored"
+        case .badFrame(let chunk, let offset, let bytes):
+            return "chunk \(chunk) (disk offset \(offset)) is not a zstd frame of \(bytes) bytes: refused, nothing stored"
+        case .sizeMismatch(let expected, let sent):
+            return "the helper sent \(sent) bytes of a disk of \(expected) bytes"
+        case .answer(let e): return "answering the helper failed (errno \(e))"
+        }
+    }
+}
+
+/// The server side of the chunk protocol (docs/chunk-store.md): reads the helper's frames, answers
+/// each digest with `need` or `known`, checks every chunk that arrives against its digest before it is
+/// staged, and builds the disk's index. It trusts nothing from the stream: order, lengths, counts and
+/// content are all checked; the first fault ends the transfer with a reason.
+public struct ChunkReceiver {
+    let staging: ChunkStaging
+    let expectedSize: Int64?
+
+    public init(staging: ChunkStaging, expectedSize: Int64?) {
+        self.staging = staging
+        self.expectedSize = expectedSize
+    }
+
+    public func receive<S: ByteSource>(from source: inout S, answers: Int32) throws -> ChunkReceipt {
+        var input = CountingSource(base: source)
+        defer { source = input.base }
+        var frameNumber = 0
+        func next() throws -> HelperFrame? {
+            frameNumber += 1
+            do { return try FrameCodec.read(from: &input) } catch let e as WireError { throw ChunkTransferError.wire(e) }
+        }
+        func violation(_ why: String) -> ChunkTransferError { .protocolViolation(frame: frameNumber, why) }
+        let chunkSize = ChunkFormat.chunkSize
+
+        guard case .hello(let version, let size)? = try next() else { throw violation("expected the hello frame first") }
+        guard version == ChunkFormat.protocolVersion, Int(size) == chunkSize else {
+            throw violation("helper speaks protocol \(version) with \(size)-byte chunks; this server: "
+                + "\(ChunkFormat.protocolVersion), \(chunkSize) (copy the matching helper)")
+        }
+        var entries: [ChunkIndex.Entry] = []
+        var total: Int64 = 0
+        var sawShort = false
+        var requested: [(digest: ChunkDigest, length: Int, chunk: Int)] = []
+        var head = 0
+        var inStream = Set<ChunkDigest>()
+        var receipt = ChunkReceipt(
+            index: ChunkIndex(size: 0, entries: []), wireBytes: 0, newChunks: 0, newStoredBytes: 0, knownChunks: 0,
+            zeroChunks: 0)
+        var content = [UInt8](repeating: 0, count: chunkSize)
+
+        func accept(_ length: UInt32) throws {
+            guard length > 0, Int(length) <= chunkSize else {
+                throw violation("a chunk of \(length) bytes (expected 1...\(chunkSize))")
+            }
+            guard !sawShort else { throw violation("a chunk after the short last one") }
+            if Int(length) < chunkSize { sawShort = true }
+            total += Int64(length)
+        }
+        func answer(_ a: ServerAnswer) throws {
+            var byte = a.rawValue
+            do { try withUnsafeBytes(of: &byte) { try WireIO.writeAll(answers, $0) } } catch WireError.io(_, let e) {
+                throw ChunkTransferError.answer(errno: e)
+            }
+        }
+
+        while true {
+            guard let frame = try next() else { throw violation("the stream ended before the end frame") }
+            switch frame {
+            case .digest(let digest, let length):
+                try accept(length)
+                entries.append(.chunk(digest))
+                if inStream.contains(digest) || staging.store.contains(digest) {
+                    receipt.knownChunks += 1
+                    try answer(.known)
+                } else {
+                    inStream.insert(digest)
+                    requested.append((digest, Int(length), entries.count - 1))
+                    try answer(.need)
+                }
+            case .zero(let length):
+                try accept(length)
+                entries.append(.zero)
+                receipt.zeroChunks += 1
+            case .chunk(let digest, let frame):
+                guard head < requested.count else { throw violation("chunk \(digest.hex) was not asked for") }
+                let wanted = requested[head]
+                guard digest == wanted.digest else {
+                    throw violation("chunk \(digest.hex) sent where \(wanted.digest.hex) was next")
+                }
+                let offset = Int64(wanted.chunk) * Int64(chunkSize)
+                let ok = content.withUnsafeMutableBytes { out in
+                    frame.withUnsafeBytes {
+                        bvm_zstd_decompress_exact(out.baseAddress, wanted.length, $0.baseAddress, $0.count) == 0
+                    }
+                }
+                guard ok else { throw ChunkTransferError.badFrame(chunk: wanted.chunk, offset: offset, expectedBytes: wanted.length) }
+                let actual = content.withUnsafeBytes { ChunkDigest(of: UnsafeRawBufferPointer(rebasing: $0[0..<wanted.length])) }
+                guard actual == digest else {
+                    throw ChunkTransferError.digestMismatch(chunk: wanted.chunk, offset: offset, digest: digest)
+                }
+                try frame.withUnsafeBytes { try staging.write(digest, frame: $0) }
+                receipt.newChunks += 1
+                receipt.newStoredBytes += Int64(frame.count)
+                head += 1
+            case .end(let totalBytes, let chunks):
+                guard head == requested.count else {
+                    throw violation("ended with \(requested.count - head) chunks asked for and not sent")
+                }
+                guard totalBytes == UInt64(total), chunks == UInt64(entries.count) else {
+                    throw violation("end frame says \(totalBytes) bytes in \(chunks) chunks; sent \(total) in \(entries.count)")
+                }
+                if let expectedSize, expectedSize != total {
+                    throw ChunkTransferError.sizeMismatch(expected: expectedSize, sent: total)
+                }
+                guard try next() == nil else { throw violation("data after the end frame") }
+                receipt.index = ChunkIndex(size: total, chunkSize: chunkSize, entries: entries)
+                receipt.wireBytes = input.count
+                return receipt
+            case .failure(let message):
+                throw ChunkTransferError.helper(message)
+            case .hello:
+                throw violation("a second hello frame")
+            }
+        }
+    }
+}
+
+/// Counts the bytes read through it.
+struct CountingSource<Base: ByteSource>: ByteSource {
+    var base: Base
+    var count: Int64 = 0
+
+    mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        let n = try base.read(into: buffer)
+        count += Int64(n)
+        return n
+    }
+}

@@ -1,0 +1,67 @@
+import ChunkWire
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The new chunks of one job, in `.chunks/.staging/JOB/` until the job's whole stream has arrived and
+/// checked. `commit()` renames them into the store; `discard()` removes them. A failed or hostile
+/// transfer therefore never adds a file to the store itself; a killed worker leaves only its staging
+/// directory, which the next job of that name and the garbage collector remove.
+public final class ChunkStaging {
+    public let store: ChunkStore
+    public let directory: String
+    private(set) var staged: [ChunkDigest] = []
+    private(set) var stagedBytes: Int64 = 0
+
+    init(store: ChunkStore, directory: String) {
+        self.store = store
+        self.directory = directory
+    }
+
+    /// Writes one verified chunk frame, fsynced, under its name.
+    func write(_ digest: ChunkDigest, frame: UnsafeRawBufferPointer) throws {
+        let path = directory + "/" + digest.hex
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw SystemError("create", path: path) }
+        defer { close(fd) }
+        var done = 0
+        while done < frame.count {
+            let n = Glibc.write(fd, frame.baseAddress! + done, frame.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("write", path: path)
+            }
+            done += n
+        }
+        guard fsync(fd) == 0 else { throw SystemError("fsync", path: path) }
+        staged.append(digest)
+        stagedBytes += Int64(frame.count)
+    }
+
+    /// Moves every staged chunk into the store and makes the renames durable (each fan-out directory
+    /// it touched is fsynced), then removes the staging directory. Only after this may an index that
+    /// names these chunks be written.
+    public func commit() throws {
+        var touched = Set<String>()
+        for digest in staged {
+            let target = store.chunkPath(digest)
+            let fanOut = (target as NSString).deletingLastPathComponent
+            if !touched.contains(fanOut) {
+                try Files.makeDirectory(fanOut, mode: 0o700)
+                touched.insert(fanOut)
+            }
+            guard rename(directory + "/" + digest.hex, target) == 0 else { throw SystemError("rename", path: target) }
+        }
+        for dir in touched { Files.syncDirectory(dir) }
+        Files.syncDirectory(store.root)
+        staged = []
+        discard()
+    }
+
+    /// Removes the staging directory and whatever is in it.
+    public func discard() {
+        Files.removeTree(directory)
+    }
+}

@@ -1,0 +1,74 @@
+import CChunkCodec
+import ChunkWire
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The deduplicating chunk store of `Store=chunks`: `BackupStorage/.chunks/`, one file per distinct
+/// 4 MiB chunk of disk content, named by the content's SHA-256 and holding it as one zstd frame
+/// (`.chunks/abcd/abcd…64 hex….zst`; the first four hex digits fan out into at most 65,536
+/// directories). A chunk file is only ever created by a rename of a complete, fsynced, verified file,
+/// so a name in the store always means that content (docs/chunk-store.md).
+public struct ChunkStore: Sendable {
+    public let root: String
+
+    public init(storage: String) { root = storage + "/" + BackupNames.chunkStore }
+
+    public func chunkPath(_ digest: ChunkDigest) -> String {
+        let hex = digest.hex
+        return root + "/" + hex.prefix(4) + "/" + hex + ".zst"
+    }
+
+    var stagingRoot: String { root + "/" + BackupNames.chunkStaging }
+
+    /// Is this chunk in the store? A yes also sets the chunk's modification time to now: a backup that
+    /// reuses a chunk marks it as in use, so a garbage collection running at the same time keeps it
+    /// (the collector removes only chunks older than the oldest running backup; docs/chunk-store.md).
+    public func contains(_ digest: ChunkDigest) -> Bool {
+        let path = chunkPath(digest)
+        var st = stat()
+        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size > 0 else { return false }
+        return utimensat(AT_FDCWD, path, nil, AT_SYMLINK_NOFOLLOW) == 0
+    }
+
+    /// A job's private staging directory: its new chunks wait there until the whole stream checks.
+    public func staging(for job: String) throws -> ChunkStaging {
+        try Files.makeDirectory(root, mode: 0o700)
+        try Files.makeDirectory(stagingRoot, mode: 0o700)
+        let directory = stagingRoot + "/" + job
+        if Files.exists(directory) { Files.removeTree(directory) }
+        try Files.makeDirectory(directory, mode: 0o700)
+        return ChunkStaging(store: self, directory: directory)
+    }
+
+    /// One chunk's content, decompressed and checked against its name; `length` is what the index says.
+    public func read(_ digest: ChunkDigest, length: Int) throws -> [UInt8] {
+        let path = chunkPath(digest)
+        guard let frame = Files.readRegularFile(path, limit: ChunkFormat.maxPayload) else {
+            throw ChunkStoreError.missing(digest: digest, path: path)
+        }
+        var content = [UInt8](repeating: 0, count: length)
+        let ok = content.withUnsafeMutableBytes { out in
+            frame.withUnsafeBytes { bvm_zstd_decompress_exact(out.baseAddress, length, $0.baseAddress, $0.count) == 0 }
+        }
+        guard ok else { throw ChunkStoreError.damaged(digest: digest, path: path, why: "not a zstd frame of \(length) bytes") }
+        guard content.withUnsafeBytes({ ChunkDigest(of: $0) }) == digest else {
+            throw ChunkStoreError.damaged(digest: digest, path: path, why: "its content does not hash to its name")
+        }
+        return content
+    }
+}
+
+public enum ChunkStoreError: Error, CustomStringConvertible, Equatable {
+    case missing(digest: ChunkDigest, path: String)
+    case damaged(digest: ChunkDigest, path: String, why: String)
+
+    public var description: String {
+        switch self {
+        case .missing(_, let path): return "chunk \(path) is missing from the chunk store"
+        case .damaged(_, let path, let why): return "chunk \(path) is damaged: \(why)"
+        }
+    }
+}

@@ -1,0 +1,140 @@
+import CChunkCodec
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The hypervisor side of a chunked transfer (run by `bvm-chunk-helper send`): reads a disk's content
+/// in fixed chunks, hashes each, tells the server the digest, and sends the chunk (one zstd frame)
+/// only when the server answers that it lacks it. All-zero chunks are announced by length only.
+///
+/// Up to `ChunkFormat.window` chunks wait for their answers while the next ones are read and hashed,
+/// so a round trip to the server does not stall the disk; memory stays at (window + 1) chunks plus
+/// one compression buffer.
+public struct ChunkSender {
+    public struct Totals: Equatable, Sendable {
+        public var bytes: UInt64 = 0
+        public var chunks: UInt64 = 0
+        public var zeroChunks: UInt64 = 0
+        public var sentChunks: UInt64 = 0
+        public var sentBytes: UInt64 = 0
+    }
+
+    let source: Int32
+    let answers: Int32
+    let output: Int32
+    let level: Int32
+    let chunkSize: Int
+    let window: Int
+
+    public init(
+        source: Int32, answers: Int32, output: Int32, level: Int32 = ChunkFormat.defaultLevel,
+        chunkSize: Int = ChunkFormat.chunkSize, window: Int = ChunkFormat.window
+    ) {
+        self.source = source
+        self.answers = answers
+        self.output = output
+        self.level = level
+        self.chunkSize = chunkSize
+        self.window = window
+    }
+
+    public enum SendError: Error, CustomStringConvertible {
+        case serverClosed
+        case badAnswer(UInt8)
+        case compression
+        case source(errno: Int32)
+
+        public var description: String {
+            switch self {
+            case .serverClosed: return "the server closed the connection before answering every digest"
+            case .badAnswer(let b): return "unexpected answer byte \(b) from the server (expected N or K)"
+            case .compression: return "zstd could not compress a chunk"
+            case .source(let e): return "reading the disk failed (errno \(e): \(String(cString: strerror(e))))"
+            }
+        }
+    }
+
+    /// Sends the whole source; on a read error of the disk it sends a failure frame (so the server
+    /// reports the reason) and throws.
+    public func run() throws -> Totals {
+        let pool = (0...window).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 4096) }
+        let frameCapacity = FrameCodec.headerSize + ChunkDigest.byteCount + Int(bvm_zstd_bound(chunkSize))
+        let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: frameCapacity, alignment: 16)
+        defer {
+            pool.forEach { $0.deallocate() }
+            frame.deallocate()
+        }
+        var free = Array(pool.indices)
+        var pending: [(digest: ChunkDigest, buffer: Int, length: Int)] = []
+        var totals = Totals()
+
+        try WireIO.writeAll(output, FrameCodec.encode(.hello(version: ChunkFormat.protocolVersion, chunkSize: UInt32(chunkSize))))
+
+        func answerOldest() throws {
+            var byte: UInt8 = 0
+            let n = try withUnsafeMutableBytes(of: &byte) { raw -> Int in
+                var src = FileDescriptorSource(fd: answers)
+                return try src.read(into: raw)
+            }
+            guard n == 1 else { throw SendError.serverClosed }
+            let oldest = pending.removeFirst()
+            defer { free.append(oldest.buffer) }
+            switch ServerAnswer(rawValue: byte) {
+            case .known: return
+            case .need:
+                let body = frame.baseAddress! + FrameCodec.headerSize + ChunkDigest.byteCount
+                let size = bvm_zstd_compress(
+                    body, frameCapacity - FrameCodec.headerSize - ChunkDigest.byteCount,
+                    pool[oldest.buffer].baseAddress, oldest.length, level)
+                guard size > 0 else { throw SendError.compression }
+                let payload = ChunkDigest.byteCount + size
+                let head = FrameCodec.header(.chunk, length: payload) + oldest.digest.bytes
+                head.withUnsafeBytes { frame.copyMemory(from: $0) }
+                try WireIO.writeAll(output, UnsafeRawBufferPointer(rebasing: frame[0..<(FrameCodec.headerSize + payload)]))
+                totals.sentChunks += 1
+                totals.sentBytes += UInt64(size)
+            case nil: throw SendError.badAnswer(byte)
+            }
+        }
+
+        func answerReady() -> Bool {
+            var p = pollfd(fd: answers, events: Int16(POLLIN), revents: 0)
+            return poll(&p, 1, 0) > 0
+        }
+
+        while true {
+            let slot = free.removeLast()
+            var disk = FileDescriptorSource(fd: source)
+            let n: Int
+            do {
+                n = try WireIO.readFully(&disk, into: pool[slot])
+            } catch WireError.io(_, let e) {
+                try? WireIO.writeAll(output, FrameCodec.encode(.failure(SendError.source(errno: e).description)))
+                throw SendError.source(errno: e)
+            }
+            if n == 0 {
+                free.append(slot)
+                break
+            }
+            totals.bytes += UInt64(n)
+            totals.chunks += 1
+            let content = UnsafeRawBufferPointer(rebasing: pool[slot][0..<n])
+            if bvm_all_zero(content.baseAddress, n) != 0 {
+                free.append(slot)
+                totals.zeroChunks += 1
+                try WireIO.writeAll(output, FrameCodec.encode(.zero(length: UInt32(n))))
+            } else {
+                let digest = ChunkDigest(of: content)
+                try WireIO.writeAll(output, FrameCodec.encode(.digest(digest, length: UInt32(n))))
+                pending.append((digest, slot, n))
+                while pending.count >= window { try answerOldest() }
+                while !pending.isEmpty && answerReady() { try answerOldest() }
+            }
+            if n < chunkSize { break }
+        }
+        while !pending.isEmpty { try answerOldest() }
+        try WireIO.writeAll(output, FrameCodec.encode(.end(totalBytes: totals.bytes, chunks: totals.chunks)))
+        return totals
+    }
+}

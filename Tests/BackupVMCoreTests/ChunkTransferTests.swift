@@ -1,0 +1,123 @@
+import ChunkWire
+import Foundation
+import Testing
+
+@testable import BackupVMCore
+
+/// The chunked transfer with the real helper binary on real pipes: what is sent, what is stored,
+/// what comes back.
+@Suite(.tags(.spool))
+struct ChunkTransferTests {
+    let dir = TempDir("chunks")
+    var store: ChunkStore { ChunkStore(storage: dir.path + "/storage") }
+    let chunk = ChunkTestData.chunk
+
+    func send(_ argv: [String], job: String, size: Int64?) throws -> ChunkReceipt {
+        let staging = try store.staging(for: job)
+        do {
+            let receipt = try ChunkChannel.receive(argv, staging: staging, expectedSize: size, limits: CommandLimits(stall: 20))
+            try staging.commit()
+            return receipt
+        } catch {
+            staging.discard()
+            throw error
+        }
+    }
+
+    func sendFile(_ path: String, job: String) throws -> ChunkReceipt {
+        let size = Int64((try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)
+        return try send([Paths.binary("bvm-chunk-helper"), "send", "--source", path], job: job, size: size)
+    }
+
+    /// 10 full chunks and a short tail: random, zero, a repeat of chunk 0, text.
+    func disk() -> [UInt8] {
+        var d: [UInt8] = []
+        for i in 0..<3 { d += ChunkTestData.random(chunk, seed: UInt64(i + 1)) }
+        d += [UInt8](repeating: 0, count: 2 * chunk)
+        d += Array(d[0..<chunk])
+        for i in 6..<10 { d += ChunkTestData.text(chunk, seed: i) }
+        d += ChunkTestData.random(1000, seed: 99)
+        return d
+    }
+
+    @Test func firstBackupStoresEachDistinctChunkOnceAndNoZeros() throws {
+        let image = disk()
+        let path = dir.path + "/disk.raw"
+        ChunkTestData.write(image, to: path)
+        let r = try sendFile(path, job: "j1")
+        #expect(r.index.entries.count == 11)
+        #expect(r.index.size == Int64(image.count))
+        #expect(r.zeroChunks == 2)
+        #expect(r.knownChunks == 1, "chunk 5 repeats chunk 0 within the same disk")
+        #expect(r.newChunks == 8)
+        #expect(ChunkTestData.storedChunks(store).count == 8)
+        #expect(try ChunkTestData.reassemble(r.index, store: store) == image)
+        #expect(!FileManager.default.fileExists(atPath: store.root + "/.staging/j1"), "staging is gone after commit")
+    }
+
+    @Test func secondBackupSendsOnlyTheChangedChunk() throws {
+        var image = disk()
+        let path = dir.path + "/disk.raw"
+        ChunkTestData.write(image, to: path)
+        let first = try sendFile(path, job: "j1")
+        image[7 * chunk + 12345] ^= 0xff
+        ChunkTestData.write(image, to: path)
+        let second = try sendFile(path, job: "j2")
+        #expect(second.newChunks == 1)
+        #expect(second.knownChunks == 8)
+        // The changed chunk is text (compresses well); the rest is digests: a few hundred bytes.
+        #expect(second.wireBytes < first.wireBytes / 5, "first \(first.wireBytes), second \(second.wireBytes)")
+        #expect(ChunkTestData.storedChunks(store).count == 9)
+        #expect(try ChunkTestData.reassemble(second.index, store: store) == image)
+        #expect(try ChunkTestData.reassemble(first.index, store: store) != image, "the first backup keeps its own content")
+    }
+
+    /// The shape a job runs on the hypervisor: the disk arrives on a pipe (dd, nbdcopy) as fd 3 and
+    /// the server's answers on stdin.
+    @Test func diskOnAPipeAnswersOnStdin() throws {
+        let image = disk()
+        let path = dir.path + "/disk.raw"
+        ChunkTestData.write(image, to: path)
+        let helper = Paths.binary("bvm-chunk-helper")
+        let script = "exec 4<&0; cat \"$1\" </dev/null | \"$0\" send --source-fd 3 3<&0 0<&4"
+        let r = try send(["sh", "-c", script, helper, path], job: "p", size: Int64(image.count))
+        #expect(try ChunkTestData.reassemble(r.index, store: store) == image)
+    }
+
+    @Test func aSourceThatStopsIsEndedByTheStallLimit() throws {
+        let helper = Paths.binary("bvm-chunk-helper")
+        let script = "exec 4<&0; sleep 30 </dev/null | \"$0\" send --source-fd 3 3<&0 0<&4"
+        let staging = try store.staging(for: "stall")
+        defer { staging.discard() }
+        let started = Date()
+        #expect {
+            try ChunkChannel.receive(["sh", "-c", script, helper], staging: staging, expectedSize: nil, limits: CommandLimits(stall: 1))
+        } throws: { error in
+            guard case .cut(_, .stalled(1), _)? = error as? ProcessError else { return false }
+            return true
+        }
+        #expect(Date().timeIntervalSince(started) < 15)
+        #expect(ChunkTestData.storedChunks(store).isEmpty)
+    }
+
+    @Test func anUnreadableDiskFailsNamingIt() throws {
+        let staging = try store.staging(for: "missing")
+        defer { staging.discard() }
+        #expect {
+            try ChunkChannel.receive(
+                [Paths.binary("bvm-chunk-helper"), "send", "--source", dir.path + "/no-such-disk"], staging: staging,
+                expectedSize: nil, limits: CommandLimits(stall: 20))
+        } throws: { error in
+            "\(error)".contains("cannot open") && "\(error)".contains("no-such-disk")
+        }
+    }
+
+    @Test func aDiskOfAnotherSizeThanExpectedIsRefused() throws {
+        let path = dir.path + "/small.raw"
+        ChunkTestData.write(ChunkTestData.random(5000, seed: 3), to: path)
+        #expect(throws: ChunkChannelError.self) {
+            try send([Paths.binary("bvm-chunk-helper"), "send", "--source", path], job: "s", size: 6000)
+        }
+        #expect(ChunkTestData.storedChunks(store).isEmpty)
+    }
+}
