@@ -15,7 +15,7 @@ struct ChunkTransferTests {
     func send(_ argv: [String], job: String, size: Int64?) throws -> ChunkReceipt {
         let staging = try store.staging(for: job)
         do {
-            let receipt = try ChunkChannel.receive(argv, staging: staging, expectedSize: size, limits: CommandLimits(stall: 20))
+            let receipt = try ChunkChannel.receive(argv, staging: staging, expectedSize: size, limits: CommandLimits(stall: 20)).receipt
             try staging.commit()
             return receipt
         } catch {

@@ -11,9 +11,10 @@ import Foundation
 /// on its stdout, our answers into its stdin. The command's limits apply as to any disk stream: no
 /// byte for `stall` seconds, or an abort, ends it.
 public enum ChunkChannel {
+    /// The receipt and what the sender said on stderr (a remote script's trailer).
     public static func receive(
         _ argv: [String], staging: ChunkStaging, expectedSize: Int64?, limits: CommandLimits
-    ) throws -> ChunkReceipt {
+    ) throws -> (receipt: ChunkReceipt, stderr: String) {
         var toChild: [Int32] = [0, 0]
         var fromChild: [Int32] = [0, 0]
         guard bvm_pipe_cloexec(&toChild) == 0 else { throw ProcessError.pipe(reason: String(cString: strerror(errno))) }
@@ -49,8 +50,13 @@ public enum ChunkChannel {
         } catch {
             close(toChild[1])
             answersOpen = false
+            // A sender that failed on its own (ssh could not connect, the helper was missing) explains
+            // the broken stream better than the stream does: wait a moment for its exit status.
+            let deadline = Date().addingTimeInterval(2)
+            while child.poll() == nil && Date() < deadline { usleep(10_000) }
+            let status = child.poll()
             child.stop()
-            throw ChunkChannelError(transfer: error, program: argv[0], stderr: child.stderr)
+            throw ChunkChannelError(transfer: error, program: argv[0], stderr: child.stderr, status: status)
         }
         close(toChild[1])
         answersOpen = false
@@ -63,7 +69,7 @@ public enum ChunkChannel {
         guard status == 0 else {
             throw ChunkChannelError(transfer: nil, program: argv[0], stderr: child.stderr, status: status)
         }
-        return receipt
+        return (receipt, child.stderr)
     }
 }
 

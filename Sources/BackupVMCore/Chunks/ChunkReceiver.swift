@@ -103,7 +103,7 @@ public struct ChunkReceiver {
             case .digest(let digest, let length):
                 try accept(length)
                 entries.append(.chunk(digest))
-                if inStream.contains(digest) || staging.store.contains(digest) {
+                if inStream.contains(digest) || staging.has(digest) {
                     receipt.knownChunks += 1
                     try answer(.known)
                 } else {

@@ -13,6 +13,7 @@ public final class ChunkStaging {
     public let store: ChunkStore
     public let directory: String
     private(set) var staged: [ChunkDigest] = []
+    private var stagedSet = Set<ChunkDigest>()
     private(set) var stagedBytes: Int64 = 0
 
     init(store: ChunkStore, directory: String) {
@@ -20,8 +21,15 @@ public final class ChunkStaging {
         self.directory = directory
     }
 
-    /// Writes one verified chunk frame, fsynced, under its name.
+    /// Is this chunk staged already (by an earlier disk of the same job)?
+    func contains(_ digest: ChunkDigest) -> Bool { stagedSet.contains(digest) }
+
+    /// Is this chunk in the store or staged here? (What a receiver need not ask for.)
+    func has(_ digest: ChunkDigest) -> Bool { contains(digest) || store.contains(digest) }
+
+    /// Writes one verified chunk frame, fsynced, under its name (once per job).
     func write(_ digest: ChunkDigest, frame: UnsafeRawBufferPointer) throws {
+        guard !stagedSet.contains(digest) else { return }
         let path = directory + "/" + digest.hex
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw SystemError("create", path: path) }
@@ -37,6 +45,7 @@ public final class ChunkStaging {
         }
         guard fsync(fd) == 0 else { throw SystemError("fsync", path: path) }
         staged.append(digest)
+        stagedSet.insert(digest)
         stagedBytes += Int64(frame.count)
     }
 
@@ -57,6 +66,7 @@ public final class ChunkStaging {
         for dir in touched { Files.syncDirectory(dir) }
         Files.syncDirectory(store.root)
         staged = []
+        stagedSet = []
         discard()
     }
 

@@ -5,6 +5,12 @@ public enum Compression: String, CaseIterable, Sendable {
     public var fileExtension: String { self == .lzop ? "lzo" : "zst" }
 }
 
+/// How BackupStorage holds backups: `files` (the seed's: one compressed file per disk, restorable by
+/// hand with lzop or zstd) or `chunks` (the deduplicating chunk store, docs/chunk-store.md).
+public enum StoreFormat: String, CaseIterable, Sendable, Codable {
+    case files, chunks
+}
+
 /// syslog facilities an operator may choose (RFC 5424 numbers).
 public enum SyslogFacility: String, CaseIterable, Sendable {
     case user, daemon, local0, local1, local2, local3, local4, local5, local6, local7
@@ -52,6 +58,10 @@ public struct MainConfig: Sendable {
     public var spoolKeepDays: Int
     public var retryFailedAfterMinutes: Int
     public var maxRecoveries: Int
+    public var store: StoreFormat = .files
+    /// The hypervisor helper of the chunk store (a file on this server that is copied to each
+    /// hypervisor); nil: `bvm-chunk-helper` beside the running executable.
+    public var chunkHelper: String? = nil
 
     public static let defaultCiphers = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com"
 
@@ -60,7 +70,7 @@ public struct MainConfig: Sendable {
         "Compression", "CompressionLevel", "SpoolDir", "SshConfig", "SshConnectTimeout", "SshCiphers",
         "ShutdownTimeout", "CommandTimeout", "SaveTimeout", "StallTimeout",
         "ForceOff", "SyslogFacility", "SyslogSocket", "SpoolRescanSeconds", "TmpMaxAgeHours", "SpoolKeepDays",
-        "RetryFailedAfterMinutes", "MaxRecoveries",
+        "RetryFailedAfterMinutes", "MaxRecoveries", "Store", "ChunkHelper",
     ]
 
     /// Parses the file's text. `displayName` is how errors name the file; `configDir` resolves the
@@ -101,6 +111,8 @@ public struct MainConfig: Sendable {
         let keepDays = r.integer("SpoolKeepDays", in: 1...3650, default: 30)
         let retry = r.integer("RetryFailedAfterMinutes", in: 0...10080, default: 60)
         let recoveries = r.integer("MaxRecoveries", in: 0...100, default: 3)
+        let store: StoreFormat = r.choice("Store", default: .files)
+        let helper = r.path("ChunkHelper", relativeTo: configDir)
 
         let diagnostics = syntax + r.diagnostics
         guard diagnostics.isEmpty, let storage else { return (nil, diagnostics) }
@@ -111,7 +123,8 @@ public struct MainConfig: Sendable {
                 spoolDir: spool, sshConfig: sshConfig, sshConnectTimeout: connectTimeout, sshCiphers: ciphers,
                 shutdownTimeout: shutdownTimeout, timeouts: timeouts, forceOff: forceOff, syslogFacility: facility,
                 syslogSocket: socket, spoolRescanSeconds: rescan, tmpMaxAgeHours: tmpAge,
-                spoolKeepDays: keepDays, retryFailedAfterMinutes: retry, maxRecoveries: recoveries), []
+                spoolKeepDays: keepDays, retryFailedAfterMinutes: retry, maxRecoveries: recoveries, store: store,
+                chunkHelper: helper), []
         )
     }
 

@@ -44,7 +44,8 @@ public struct BackupPipeline: BackupExecutor {
         logPlan(plan, log)
         let run = BackupRun(
             plan: plan, hypervisor: hypervisor, store: store, compression: configuration.main.compression,
-            abort: abort, log: log, started: started, pollInterval: pollInterval)
+            abort: abort, log: log, started: started, pollInterval: pollInterval,
+            storeFormat: configuration.main.store, chunkHelperPath: configuration.main.chunkHelper)
         return try run.execute()
     }
 

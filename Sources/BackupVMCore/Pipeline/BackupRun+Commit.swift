@@ -12,8 +12,9 @@ extension BackupRun {
             durationSeconds: Date().timeIntervalSince(started), downtimeSeconds: downtime,
             disks: plan.disks.compactMap { images[$0.target] },
             excluded: plan.excluded.map { Manifest.ExcludedDisk(target: $0.target, source: $0.source) },
-            ramState: ramImage, domainXML: plan.definition, keptOnHost: plan.keepOnHost,
-            sequence: store.nextSequence(plan.vm), consistency: consistency, quiesceSeconds: quiesceSeconds)
+            ramState: ramImage, domainXML: plan.definition, keptOnHost: plan.keepOnHost && chunkSession == nil,
+            sequence: store.nextSequence(plan.vm), consistency: consistency, quiesceSeconds: quiesceSeconds,
+            store: chunkSession == nil ? nil : .chunks)
         let future = store.futureDated(plan.vm, than: plan.id)
         if !future.isEmpty {
             let message =
@@ -24,6 +25,7 @@ extension BackupRun {
         try? FileManager.default.removeItem(atPath: partial + "/" + BackupNames.breadcrumb)
         let committed: String
         do {
+            try commitChunks()
             committed = try store.commit(manifest, partial: partial)
         } catch {
             discardEverything()
@@ -35,7 +37,7 @@ extension BackupRun {
 
     /// The hypervisor's copy: exactly the newest is kept when the schedule asks for it, else none.
     func keepOnHost() throws {
-        if plan.keepOnHost {
+        if plan.keepOnHost && chunkSession == nil {
             try hypervisor.keepStagedCopy(plan.work, id: plan.id)
             log.info(
                 "newest compressed copy kept on the hypervisor", metadata: ["path": "\(plan.work.keptCopy(plan.id))"])

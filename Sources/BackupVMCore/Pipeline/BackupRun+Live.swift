@@ -106,6 +106,12 @@ extension BackupRun {
                 throw LiveBackupError.noExport(vm: plan.vm, target: disk.target)
             }
             if abort.isRaised { throw PipelineError.aborted }
+            if chunkSession != nil {
+                try storeChunked(
+                    disk, from: .export(uri: job.uri(export: export)), volume: plan.volumes[disk.target]?.fullName,
+                    content: .raw)
+                continue
+            }
             let file = BackupNames.image(target: disk.target, format: .raw, compression: compression)
             let t0 = Date()
             let r = try hypervisor.copyExport(

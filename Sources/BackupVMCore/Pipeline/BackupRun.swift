@@ -13,6 +13,11 @@ final class BackupRun {
     let hypervisor: any Hypervisor
     let store: BackupStore
     let compression: Compression
+    /// Store=chunks: disks go into the chunk store through the hypervisor helper at this path (nil:
+    /// beside the executable); the session exists from `prepare` on.
+    let storeFormat: StoreFormat
+    let chunkHelperPath: String?
+    var chunkSession: ChunkSession?
     let abort: AbortFlag
     let log: Logger
     let started: Date
@@ -42,8 +47,11 @@ final class BackupRun {
 
     init(
         plan: BackupPlan, hypervisor: any Hypervisor, store: BackupStore, compression: Compression, abort: AbortFlag,
-        log: Logger, started: Date, pollInterval: TimeInterval
+        log: Logger, started: Date, pollInterval: TimeInterval, storeFormat: StoreFormat = .files,
+        chunkHelperPath: String? = nil
     ) {
+        self.storeFormat = storeFormat
+        self.chunkHelperPath = chunkHelperPath
         self.plan = plan
         self.hypervisor = hypervisor
         self.store = store
@@ -133,6 +141,7 @@ final class BackupRun {
         try crumb.write(into: partial)
         breadcrumb = crumb
         do {
+            try startChunkSession()
             // A live backup's begin makes its own directory and each stream its staging directory:
             // one round trip less for a mode whose whole cost is round trips.
             if plan.mode != .live { try hypervisor.makeDirectory(plan.stagingDirectory) }
@@ -180,6 +189,7 @@ final class BackupRun {
 
     /// Nothing of a failed backup may remain: not the partial directory here, not the staged copy.
     func discardEverything() {
+        chunkSession?.staging.discard()
         store.discard(partial: partial)
         try? hypervisor.removeDirectory(plan.stagingDirectory)
     }

@@ -76,6 +76,14 @@ public protocol Hypervisor: Sendable {
         abort: AbortFlag
     ) throws -> TransferredImage
 
+    /// Streams `image` through the chunk store's helper (copied into `workPath` on first use and checked
+    /// before every use) into `staging`: only the chunks the store lacks cross the wire, each checked
+    /// against its digest. Scratch files go into `scratch` as for `copyImage`.
+    func sendChunks(
+        _ image: ImageSource, helper: ChunkHelper, workPath: String, scratch: String, into staging: ChunkStaging,
+        abort: AbortFlag
+    ) throws -> ChunkReceipt
+
     /// Keeps the staged copy of backup `id` as the VM's only kept copy (its RAM state file removed),
     /// removing older kept copies and staging directories of ours.
     func keepStagedCopy(_ work: WorkLayout, id: String) throws

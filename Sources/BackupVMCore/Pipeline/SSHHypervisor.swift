@@ -112,6 +112,14 @@ public final class SSHHypervisor: Hypervisor, @unchecked Sendable {
             abort: abort)
     }
 
+    public func sendChunks(
+        _ image: ImageSource, helper: ChunkHelper, workPath: String, scratch: String, into staging: ChunkStaging,
+        abort: AbortFlag
+    ) throws -> ChunkReceipt {
+        try ChunkStream(host: host, helper: helper, workPath: workPath).send(
+            image, scratch: scratch, into: staging, abort: abort)
+    }
+
     public func keepStagedCopy(_ work: WorkLayout, id: String) throws {
         let staging = ShellQuote.quote(work.stagingDirectory(id))
         let ram = ShellQuote.quote(work.ramFile(id))

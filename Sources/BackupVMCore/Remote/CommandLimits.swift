@@ -12,11 +12,15 @@ public struct CommandLimits: Sendable {
     public var total: Int?
     public var stall: Int?
     public var abort: AbortFlag?
+    /// Bytes fed to the command by a thread of ours (a pipe into its stdin): when they grow, the
+    /// command is making progress, also while it says nothing.
+    public var progress: ProgressCounter?
 
-    public init(total: Int? = nil, stall: Int? = nil, abort: AbortFlag? = nil) {
+    public init(total: Int? = nil, stall: Int? = nil, abort: AbortFlag? = nil, progress: ProgressCounter? = nil) {
         self.total = total
         self.stall = stall
         self.abort = abort
+        self.progress = progress
     }
 
     /// No limit: only for local commands that cannot hang on a remote party.
@@ -59,4 +63,13 @@ public enum CommandCut: Sendable, Equatable, CustomStringConvertible {
         case .aborted: return "aborted on request"
         }
     }
+}
+
+/// A count that one thread raises and another reads (bytes written into a pipe).
+public final class ProgressCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count: Int64 = 0
+    public init() {}
+    public func add(_ n: Int) { lock.withLock { count += Int64(n) } }
+    public var value: Int64 { lock.withLock { count } }
 }

@@ -110,6 +110,7 @@ struct LimitWatch {
     let started = Date()
     private var lastProgress = Date()
     private var stdinOffset: Int64 = -1
+    private var fed: Int64 = 0
 
     init(_ limits: CommandLimits, stdin: Int32?) {
         self.limits = limits
@@ -127,6 +128,13 @@ struct LimitWatch {
             return .timedOut(seconds: total)
         }
         guard let stall = limits.stall else { return nil }
+        if let progress = limits.progress {
+            let value = progress.value
+            if value != fed {
+                fed = value
+                lastProgress = Date()
+            }
+        }
         if let stdin {
             let offset = Int64(lseek(stdin, 0, SEEK_CUR))
             if offset != stdinOffset {

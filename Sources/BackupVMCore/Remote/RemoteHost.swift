@@ -100,9 +100,9 @@ public struct RemoteHost: Sendable {
     /// `RemoteTimeouts.stall` seconds without a byte moving either way, or when `abort` is raised.
     public func stream(
         _ script: String, what: String, stdin: Int32? = nil, abort: AbortFlag? = nil,
-        sink: (UnsafeRawBufferPointer) throws -> Bool
+        progress: ProgressCounter? = nil, sink: (UnsafeRawBufferPointer) throws -> Bool
     ) throws(RemoteError) -> String {
-        let limits = CommandLimits(stall: timeouts.stall, abort: abort)
+        let limits = CommandLimits(stall: timeouts.stall, abort: abort, progress: progress)
         let (status, stderr) = try launch(what: what) { () throws(ProcessError) in
             try ProcessRunner.stream(argv(script), stdin: stdin, limits: limits, sink: sink)
         }

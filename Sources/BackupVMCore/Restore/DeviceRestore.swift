@@ -23,7 +23,7 @@ struct DeviceRestore: DiskRestore {
             \(ImageWriter.pipeline(image)) | dd of=\(d) bs=1M conv=fsync status=none; \(ImageWriter.check(image)); ok=1
             """
         try ImageWriter(host: host).send(
-            stored, script: script,
+            stored, image: image, script: script,
             what: "writing \(image.target) in place on \(path) (a block device that is not an LV; after a failure"
                 + " it holds part of the backup)")
     }

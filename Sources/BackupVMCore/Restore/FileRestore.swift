@@ -17,7 +17,7 @@ struct FileRestore: DiskRestore {
 
     func write(from stored: String, abort: AbortFlag?) throws {
         try ImageWriter(host: host).send(
-            stored, script: ImageWriter.fileScript(image, to: path, temporary: temporary),
+            stored, image: image, script: ImageWriter.fileScript(image, to: path, temporary: temporary),
             what: "writing \(image.target) to \(temporary) (\(path) is untouched until it is complete)", abort: abort)
     }
 

@@ -12,12 +12,35 @@ import Foundation
 struct ImageWriter {
     let host: RemoteHost
 
-    /// Runs `script` with the stored file on its stdin; `abort` ends it at once.
-    func send(_ stored: String, script: String, what: String, abort: AbortFlag? = nil) throws {
+    /// Runs `script` with the stored image on its stdin (a chunk image as its chunks' zstd frames, fed
+    /// through a pipe); `abort` ends it at once.
+    func send(_ stored: String, image: Manifest.StoredImage, script: String, what: String, abort: AbortFlag? = nil)
+        throws
+    {
+        if image.chunks != nil { return try sendChunks(stored, script: script, what: what, abort: abort) }
         let fd = open(stored, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SystemError("open", path: stored) }
         defer { close(fd) }
         _ = try host.stream(script, what: what, stdin: fd, abort: abort) { _ in true }
+    }
+
+    private func sendChunks(_ indexFile: String, script: String, what: String, abort: AbortFlag?) throws {
+        guard let bytes = Files.readRegularFile(indexFile, limit: 1 << 30) else {
+            throw SystemError("open", path: indexFile)
+        }
+        let feed = ChunkFeed(index: try ChunkIndex.parse(bytes, file: indexFile), store: .of(backupFile: indexFile))
+        let fd = try feed.start()
+        // Our read end is closed before the writer is waited for: a writer blocked on a reader that went
+        // away then gets EPIPE instead of waiting forever. The command's own failure is the one told.
+        do {
+            _ = try host.stream(script, what: what, stdin: fd, abort: abort, progress: feed.progress) { _ in true }
+        } catch {
+            close(fd)
+            try? feed.finish()
+            throw error
+        }
+        close(fd)
+        try feed.finish()
     }
 
     /// A file (the RAM state): written beside `destination`, checked, synced, renamed into place.
@@ -26,7 +49,7 @@ struct ImageWriter {
         let script =
             Self.fileScript(image, to: destination, temporary: BackupNames.restoringFile(destination, id: id))
             + "; mv -f \"$tmp\" \(dst)"
-        try send(stored, script: script, what: "restoring \(image.target) to \(destination)")
+        try send(stored, image: image, script: script, what: "restoring \(image.target) to \(destination)")
     }
 
     /// Writes the image into `$tmp` (set to `temporary`) beside `destination`, which it removes unless
@@ -63,7 +86,8 @@ struct ImageWriter {
     /// Counts and checksums on the way: the compressed input (cksum) and the decompressed output
     /// (wc), into `$t`. The decompressed stream comes out of the pipeline's end.
     static func pipeline(_ image: Manifest.StoredImage) -> String {
-        let decompress = Compression(storedFileName: image.file).decompressCommand
+        // A chunk image arrives as zstd frames (ChunkFeed).
+        let decompress = (image.chunks != nil ? .zstd : Compression(storedFileName: image.file)).decompressCommand
         return """
             mkfifo "$t/f" "$t/c"; cksum < "$t/f" > "$t/sum" & a=$!; wc -c < "$t/c" > "$t/n" & b=$!; \
             tee "$t/f" | \(decompress) | tee "$t/c"
@@ -71,11 +95,18 @@ struct ImageWriter {
     }
 
     /// Fails unless what arrived matches the manifest.
+    /// (A chunk image's stream is made from its chunks as it is sent: it has no stored cksum; each
+    /// chunk was checked against its digest before, and each zstd frame carries its own checksum.)
     static func check(_ image: Manifest.StoredImage) -> String {
         let expected = "\(image.storedCksum) \(image.storedBytes)"
-        return """
+        let compressed =
+            image.chunks != nil
+            ? "wait $a $b; "
+            : """
             wait $a $b; got=$(cat "$t/sum"); if [ "$got" != "\(expected)" ]; then \
-            echo "the backup file arrived damaged: cksum $got, expected \(expected)" >&2; exit 3; fi; \
+            echo "the backup file arrived damaged: cksum $got, expected \(expected)" >&2; exit 3; fi
+            """ + "; "
+        return compressed + """
             n=$(cat "$t/n"); if [ "$n" != \(image.rawBytes) ]; then \
             echo "decompressed to $n bytes, expected \(image.rawBytes)" >&2; exit 3; fi
             """

@@ -20,6 +20,12 @@ struct StoredImageCheck {
             if stored.digest != image.storedSHA256 {
                 throw damaged(path, "sha256 \(stored.digest), the manifest says \(image.storedSHA256)")
             }
+            // A chunk image: every chunk it names is read and hashed before anything is written.
+            if image.chunks != nil {
+                if let problem = ChunkImageCheck(store: .of(backupFile: path)).problems(indexFile: path, image: image).first {
+                    throw damaged(path, problem)
+                }
+            }
         }
     }
 

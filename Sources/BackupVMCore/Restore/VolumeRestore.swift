@@ -33,7 +33,7 @@ struct VolumeRestore: DiskRestore {
             \(ImageWriter.check(image)); \(zeroTail(q)) ok=1
             """
         try ImageWriter(host: host).send(
-            stored, script: script,
+            stored, image: image, script: script,
             what: "writing \(image.target) into the new LV \(new) (\(volume) is untouched until it is complete)",
             abort: abort)
     }

@@ -86,8 +86,13 @@ public struct StorageLayout: Sendable, Equatable {
 /// the kept copy of the newest backup (`ID/`) and the RAM file of a `restore --with-ram`.
 public struct WorkLayout: Sendable, Equatable {
     public let directory: String
+    /// WorkPath itself (the chunk store's helper lives there, shared by every VM of the host).
+    public let workPath: String
 
-    public init(workPath: String, vm: String) { directory = workPath + "/" + vm }
+    public init(workPath: String, vm: String) {
+        self.workPath = workPath
+        directory = workPath + "/" + vm
+    }
 
     public func stagingDirectory(_ id: String) -> String { directory + "/" + BackupNames.partial(id) }
     public func ramFile(_ id: String) -> String { stagingDirectory(id) + "/" + BackupNames.ramState }

@@ -1,7 +1,7 @@
 import Foundation
 
-/// Checks stored backups against their manifests: every image's stored bytes and SHA-256, then that it
-/// decompresses (which checks the format's own content checksums) to the recorded size (by running `lzop -dc`/`zstd -dc`, the same tools an operator would
+/// Checks stored backups against their manifests: every image's stored bytes and SHA-256, then (a chunk
+/// image) that every chunk it names is there and hashes to its name, or (a file) that it decompresses (which checks the format's own content checksums) to the recorded size (by running `lzop -dc`/`zstd -dc`, the same tools an operator would
 /// use by hand). The outcome is recorded as `verify.json` in the backup directory, which `list` shows.
 public struct BackupVerifier: Sendable {
     public struct Problem: Sendable, Equatable, CustomStringConvertible {
@@ -21,6 +21,10 @@ public struct BackupVerifier: Sendable {
         public var ok: Bool
         public var problems: [String]
     }
+
+    /// Chunks checked in this verifier's run, shared by the backups it verifies: each chunk is read
+    /// once, and a damaged one is named for every backup that uses it.
+    private let chunkChecks = ChunkChecks()
 
     public init() {}
 
@@ -49,6 +53,11 @@ public struct BackupVerifier: Sendable {
                             detail:
                                 "stored file differs from the manifest (\(stored.bytes) bytes, sha256 \(stored.digest); expected \(image.storedBytes) bytes, sha256 \(image.storedSHA256))"
                         ))
+                    continue
+                }
+                if image.chunks != nil {
+                    let check = chunkChecks.check(for: ChunkStore.of(backupFile: path))
+                    problems += check.problems(indexFile: path, image: image).map { Problem(file: path, detail: $0) }
                     continue
                 }
                 let tool = Compression(storedFileName: image.file).tool
@@ -90,4 +99,19 @@ public struct BackupVerifier: Sendable {
     }
 
     func sha256(ofFile path: String) throws -> (bytes: Int64, digest: String) { try FileDigest.sha256(ofFile: path) }
+}
+
+/// One ChunkImageCheck per chunk store, for the length of a verifier's run.
+final class ChunkChecks: @unchecked Sendable {
+    private let lock = NSLock()
+    private var checks: [String: ChunkImageCheck] = [:]
+
+    func check(for store: ChunkStore) -> ChunkImageCheck {
+        lock.withLock {
+            if let c = checks[store.root] { return c }
+            let c = ChunkImageCheck(store: store)
+            checks[store.root] = c
+            return c
+        }
+    }
 }

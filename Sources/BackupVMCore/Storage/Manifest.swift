@@ -29,6 +29,9 @@ public struct Manifest: Codable, Sendable, Equatable {
         /// disk's guest-visible content (raw), also of a qcow2 disk, which a restore converts back.
         /// Absent: the stream is the disk as it is on the hypervisor (`format`).
         public var content: DomainDisk.Format? = nil
+        /// Store=chunks: `file` is the disk's chunk index (`vda.index`; storedBytes, storedCksum and
+        /// storedSHA256 are the index file's), and what the transfer moved and added to the store.
+        public var chunks: ChunkedImage? = nil
 
         /// What decompressing the stored file gives.
         public var storedContent: DomainDisk.Format? { content ?? format }
@@ -37,14 +40,26 @@ public struct Manifest: Codable, Sendable, Equatable {
         public var volumeName: VolumeName? { volume.flatMap(VolumeName.init(fullName:)) }
     }
 
+    /// One disk stored in the chunk store (docs/chunk-store.md).
+    public struct ChunkedImage: Codable, Sendable, Equatable {
+        /// Chunks in the index, and how many of them are all zeros (never stored).
+        public var chunks: Int
+        public var zeroChunks: Int
+        /// Chunks this backup added to the store, and their compressed size.
+        public var newChunks: Int
+        public var newStoredBytes: Int64
+        /// Bytes that crossed the wire for this disk (frames, digests and new chunks).
+        public var wireBytes: Int64
+    }
+
     public struct ExcludedDisk: Codable, Sendable, Equatable {
         public var target: String
         public var source: String
     }
 
-    /// 3: live backups (images record their `content`, the backup its `consistency`); 2: disk images
+    /// 4: Store=chunks (images may be chunk indexes, `chunks`); 3: live backups (images record their `content`, the backup its `consistency`); 2: disk images
     /// record their LV (`volume`); 1 did not.
-    public var formatVersion = 3
+    public var formatVersion = 4
     public var vm: String
     public var id: String
     public var host: String
@@ -72,6 +87,8 @@ public struct Manifest: Codable, Sendable, Equatable {
     /// `quiesceSeconds`) or crash (no agent; the sysrq emergency sync was sent first).
     public var consistency: Consistency? = nil
     public var quiesceSeconds: Double? = nil
+    /// How the disks are stored: absent or `files` (one compressed file each), or `chunks`.
+    public var store: StoreFormat? = nil
 
     public var storedBytes: Int64 { disks.reduce(0) { $0 + $1.storedBytes } + (ramState?.storedBytes ?? 0) }
 

@@ -17,7 +17,7 @@ final class PipelineHarness: @unchecked Sendable {
 
     init(
         _ hypervisor: ScriptedHypervisor, mode: SnapshotMode = .cold, keep: Int = 3, keepOnHost: Bool = false,
-        profile: String = ""
+        profile: String = "", main: String = ""
     ) throws {
         self.hypervisor = hypervisor
         dir.write(
@@ -27,6 +27,7 @@ final class PipelineHarness: @unchecked Sendable {
             BackupStorage=\(dir.path)/storage
             ShutdownTimeout=1
             SyslogSocket=\(dir.path)/no-syslog
+            \(main)
             """)
         dir.write("backup_vm.d/sheduler.conf", "\(hypervisor.vm) * \(keep) \(keepOnHost ? "yes" : "no")\n")
         dir.write("vmsnapshot.d/default", "Mode=cold\nWorkPath=/var/lib/backup_vm\n")

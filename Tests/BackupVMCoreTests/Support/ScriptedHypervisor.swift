@@ -14,6 +14,7 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
         case createSnapshot, snapshotStatus, removeSnapshot, leftoverSnapshots, makeDirectory, removeDirectory
         case copyImage, keepStagedCopy, removeStagedCopies
         case liveSupport, thawFilesystems, beginBackupJob, endBackupJob, copyExport
+        case sendChunks
     }
 
     struct Injected: Error, CustomStringConvertible {
@@ -332,6 +333,37 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
             throw RemoteError.command(host: name, what: "nbdcopy", status: 1, stderr: "Connection refused")
         }
         return try writeImage(of: job.uri(export: export), stageFile: stageFile, to: destination, abort: abort)
+    }
+
+    /// The chunked "copy": a real index and real chunks in the real store, of a small made-up disk
+    /// (one 5 MiB image per source: a full chunk that is the same for every source of this host, a
+    /// short one that is the source's own), so dedup between backups and disks happens for real.
+    func sendChunks(
+        _ image: ImageSource, helper: ChunkHelper, workPath: String, scratch: String, into staging: ChunkStaging,
+        abort: AbortFlag
+    ) throws -> ChunkReceipt {
+        try enter(.sendChunks)
+        if abort.isRaised { throw PipelineError.aborted }
+        addPath(scratch)
+        let shared = ChunkTestData.text(ChunkTestData.chunk, seed: name.count)
+        let own = Array("content of \(image) on \(name)\n".utf8)
+        var receipt = ChunkReceipt(
+            index: ChunkIndex(size: Int64(shared.count + own.count), entries: []), wireBytes: 0, newChunks: 0,
+            newStoredBytes: 0, knownChunks: 0, zeroChunks: 0)
+        for content in [shared, own] {
+            let digest = ChunkTestData.digest(content)
+            receipt.index.entries.append(.chunk(digest))
+            if staging.has(digest) {
+                receipt.knownChunks += 1
+                continue
+            }
+            let frame = ChunkTestData.zstd(content)
+            try frame.withUnsafeBytes { try staging.write(digest, frame: $0) }
+            receipt.newChunks += 1
+            receipt.newStoredBytes += Int64(frame.count)
+            receipt.wireBytes += Int64(frame.count)
+        }
+        return receipt
     }
 
     func keepStagedCopy(_ work: WorkLayout, id: String) throws {

@@ -1,0 +1,54 @@
+import ChunkWire
+import Foundation
+
+/// Checks a chunk image against the store: its index parses (its own checksum included) and says the
+/// manifest's size, and every chunk it names is there and decompresses to content with its digest.
+/// One checker may check several images (or backups): each distinct chunk is read once, and what was
+/// found damaged is remembered by digest.
+final class ChunkImageCheck {
+    let store: ChunkStore
+    private var good = Set<ChunkDigest>()
+    private(set) var damaged: [ChunkDigest: String] = [:]
+
+    init(store: ChunkStore) { self.store = store }
+
+    /// The image's problems, each a line naming the file (empty: it restores).
+    func problems(indexFile path: String, image: Manifest.StoredImage) -> [String] {
+        let index: ChunkIndex
+        do {
+            guard let bytes = Files.readRegularFile(path, limit: 1 << 30) else { return ["\(path): missing"] }
+            index = try ChunkIndex.parse(bytes, file: path)
+        } catch {
+            return ["\(error)"]
+        }
+        guard index.size == image.rawBytes else {
+            return ["\(path): the index holds \(index.size) bytes; the manifest says \(image.rawBytes)"]
+        }
+        var found: [String] = []
+        for entry in index.entries {
+            guard case .chunk(let digest) = entry, !good.contains(digest) else { continue }
+            if let known = damaged[digest] {
+                found.append(known)
+                continue
+            }
+            let i = index.entries.firstIndex(of: entry)!
+            do {
+                _ = try store.read(digest, length: index.length(of: i))
+                good.insert(digest)
+            } catch {
+                damaged[digest] = "\(error)"
+                found.append("\(error)")
+            }
+        }
+        return found
+    }
+}
+
+extension ChunkStore {
+    /// The store of a backup file's storage folder (`BackupStorage/VM/ID/FILE`).
+    static func of(backupFile path: String) -> ChunkStore {
+        let id = (path as NSString).deletingLastPathComponent
+        let vm = (id as NSString).deletingLastPathComponent
+        return ChunkStore(storage: (vm as NSString).deletingLastPathComponent)
+    }
+}
