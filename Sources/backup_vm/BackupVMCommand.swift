@@ -24,7 +24,8 @@ struct BackupVMCommand: ParsableCommand {
             "`backup_vm NAME` backs up one VM now (a manual run, sharing the daemon's slots). The other subcommands manage the spool and the configuration.",
         subcommands: [
             RunCommand.self, EnqueueCommand.self, StatusCommand.self, ListCommand.self, VerifyCommand.self,
-            RestoreCommand.self, ResolveCommand.self, DoctorCommand.self, ConfigCommand.self,
+            RestoreCommand.self, ResolveCommand.self, DoctorCommand.self, ConfigCommand.self, GCCommand.self,
+            StoreStatsCommand.self,
         ],
         defaultSubcommand: RunCommand.self
     )

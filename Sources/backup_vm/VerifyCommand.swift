@@ -22,12 +22,14 @@ struct VerifyCommand: ParsableCommand {
         let catalog = BackupCatalog(storage: configuration.main.backupStorage)
         let names = vms.isEmpty ? configuration.schedule.entries.map(\.vm) : vms
         var bad = 0
+        // One verifier for the run: a chunk shared by many backups is read once, and named for each.
+        let verifier = BackupVerifier()
         for vm in names {
             guard SafeName.isValidVMName(vm) else { throw ValidationError("'\(vm)' is not a valid VM name") }
             let backups = catalog.backups(of: vm)
             if backups.isEmpty { print("\(vm): no backups") }
             for backup in all ? backups : Array(backups.suffix(1)) {
-                let report = BackupVerifier().verify(backup)
+                let report = verifier.verify(backup)
                 if report.ok {
                     print("\(vm) \(backup.id): OK")
                 } else {

@@ -27,6 +27,7 @@ struct ChunkProtocolTests {
         do {
             let r = try ChunkReceiver(staging: staging, expectedSize: expectedSize).receive(from: &source, answers: fds[1])
             try staging.commit()
+            staging.release()
             return r
         } catch {
             staging.discard()

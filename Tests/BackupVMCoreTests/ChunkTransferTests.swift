@@ -17,6 +17,7 @@ struct ChunkTransferTests {
         do {
             let receipt = try ChunkChannel.receive(argv, staging: staging, expectedSize: size, limits: CommandLimits(stall: 20)).receipt
             try staging.commit()
+            staging.release()
             return receipt
         } catch {
             staging.discard()

@@ -16,9 +16,12 @@ public final class ChunkStaging {
     private var stagedSet = Set<ChunkDigest>()
     private(set) var stagedBytes: Int64 = 0
 
-    init(store: ChunkStore, directory: String) {
+    private let writer: WriterRegistration
+
+    init(store: ChunkStore, directory: String, writer: WriterRegistration) {
         self.store = store
         self.directory = directory
+        self.writer = writer
     }
 
     /// Is this chunk staged already (by an earlier disk of the same job)?
@@ -51,7 +54,8 @@ public final class ChunkStaging {
 
     /// Moves every staged chunk into the store and makes the renames durable (each fan-out directory
     /// it touched is fsynced), then removes the staging directory. Only after this may an index that
-    /// names these chunks be written.
+    /// names these chunks be committed; the writer stays registered until `release()`, after that
+    /// commit (a collection in between must not take the new chunks for garbage).
     public func commit() throws {
         var touched = Set<String>()
         for digest in staged {
@@ -67,11 +71,15 @@ public final class ChunkStaging {
         Files.syncDirectory(store.root)
         staged = []
         stagedSet = []
-        discard()
+        Files.removeTree(directory)
     }
 
-    /// Removes the staging directory and whatever is in it.
+    /// The job's backup is committed (or given up): the writer's registration ends.
+    public func release() { writer.release() }
+
+    /// Removes the staging directory and whatever is in it, and ends the writer's registration.
     public func discard() {
         Files.removeTree(directory)
+        writer.release()
     }
 }

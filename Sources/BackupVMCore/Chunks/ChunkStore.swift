@@ -34,14 +34,20 @@ public struct ChunkStore: Sendable {
     }
 
     /// A job's private staging directory: its new chunks wait there until the whole stream checks.
+    /// The job is registered as a writer (`.staging/JOB.writer`, flock held until the staging is
+    /// committed or discarded, or the process dies): a garbage collection keeps every chunk touched
+    /// since the oldest running writer began.
     public func staging(for job: String) throws -> ChunkStaging {
         try Files.makeDirectory(root, mode: 0o700)
         try Files.makeDirectory(stagingRoot, mode: 0o700)
+        let writer = try WriterRegistration(path: stagingRoot + "/" + job + ChunkStore.writerSuffix)
         let directory = stagingRoot + "/" + job
         if Files.exists(directory) { Files.removeTree(directory) }
         try Files.makeDirectory(directory, mode: 0o700)
-        return ChunkStaging(store: self, directory: directory)
+        return ChunkStaging(store: self, directory: directory, writer: writer)
     }
+
+    static let writerSuffix = ".writer"
 
     /// One chunk's content, decompressed and checked against its name; `length` is what the index says.
     public func read(_ digest: ChunkDigest, length: Int) throws -> [UInt8] {
@@ -71,4 +77,45 @@ public enum ChunkStoreError: Error, CustomStringConvertible, Equatable {
         case .damaged(_, let path, let why): return "chunk \(path) is damaged: \(why)"
         }
     }
+}
+
+/// A running writer of the chunk store: a file holding an exclusive flock and the writer's start
+/// (its modification time, set when the lock is taken). Released by `release()` or by the kernel when
+/// the process dies.
+final class WriterRegistration {
+    let path: String
+    private var fd: Int32
+
+    init(path: String) throws {
+        // A collector that opened the file between our create and our lock took it for a dead writer's
+        // and unlinked it: then the lock we hold is on a file nobody sees, and we start over.
+        for _ in 0..<5 {
+            let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            guard fd >= 0 else { throw SystemError("create", path: path) }
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+                close(fd)
+                throw SystemError("flock (another job writes under this name)", path: path)
+            }
+            var mine = stat()
+            var named = stat()
+            if fstat(fd, &mine) == 0, lstat(path, &named) == 0, mine.st_ino == named.st_ino, mine.st_dev == named.st_dev {
+                // The start time the collector reads: set now, after the lock is ours.
+                _ = futimens(fd, nil)
+                self.path = path
+                self.fd = fd
+                return
+            }
+            close(fd)
+        }
+        throw SystemError("register as a chunk store writer", path: path, errno: EAGAIN)
+    }
+
+    func release() {
+        guard fd >= 0 else { return }
+        unlink(path)
+        close(fd)
+        fd = -1
+    }
+
+    deinit { release() }
 }

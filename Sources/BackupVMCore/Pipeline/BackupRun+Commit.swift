@@ -27,6 +27,7 @@ extension BackupRun {
         do {
             try commitChunks()
             committed = try store.commit(manifest, partial: partial)
+            chunkSession?.staging.release()
         } catch {
             discardEverything()
             throw error
@@ -46,10 +47,26 @@ extension BackupRun {
         }
     }
 
+    /// Store=chunks: what the rotated backups alone used goes now. Another collection running is fine
+    /// (it does the same work); a failure is a warning of a good backup.
+    func collectGarbage() {
+        do {
+            let r = try ChunkCollector(storage: store.layout.storage).collect()
+            log.info(
+                "chunk store collected",
+                metadata: ["removed_chunks": "\(r.removed)", "removed_bytes": "\(r.removedBytes)", "kept_young": "\(r.keptYoung)"])
+        } catch ChunkCollectorError.busy {
+            log.info("chunk store: another garbage collection runs; this one is skipped")
+        } catch {
+            log.warning("chunk store garbage collection failed: \(error)")
+        }
+    }
+
     /// Keeps the newest KEEP good backups of exactly this VM; runs only after a successful commit.
     func rotate() throws {
         guard let keep = plan.keep else { return }
         let removed = try store.rotate(vm: plan.vm, keep: keep)
         if !removed.isEmpty { log.info("rotated", metadata: ["removed": "\(removed.joined(separator: ","))"]) }
+        if storeFormat == .chunks && !removed.isEmpty { collectGarbage() }
     }
 }

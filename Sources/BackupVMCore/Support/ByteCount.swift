@@ -2,12 +2,12 @@ import Foundation
 
 /// A size for people: exact bytes and, past a KiB, the binary unit (`17179869184 bytes (16.0 GiB)`).
 /// Free-space messages show both: the bytes to compare with lvs, the unit to read at a glance.
-struct ByteCount: CustomStringConvertible {
-    let bytes: Int64
+public struct ByteCount: CustomStringConvertible, Sendable {
+    public let bytes: Int64
 
-    init(_ bytes: Int64) { self.bytes = bytes }
+    public init(_ bytes: Int64) { self.bytes = bytes }
 
-    var description: String {
+    public var description: String {
         let units = ["KiB", "MiB", "GiB", "TiB", "PiB"]
         var value = Double(bytes)
         var unit: String?
