@@ -82,7 +82,8 @@ public struct ChunkChannelError: Error, CustomStringConvertible {
     public var status: Int32? = nil
 
     public var description: String {
-        let said = stderr.split(separator: "\n").last.map { " (\($0))" } ?? ""
+        // The sender's last word, not our scripts' trailer lines.
+        let said = stderr.split(separator: "\n").last { !$0.hasPrefix("BACKUP_VM_") }.map { " (\($0))" } ?? ""
         if let transfer { return "\(transfer)\(said)" }
         return "\(program) exited with status \(status ?? -1)\(said)"
     }
