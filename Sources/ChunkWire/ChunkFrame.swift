@@ -56,22 +56,35 @@ public enum FrameCodec {
     public static func read<S: ByteSource>(from source: inout S, maxPayload: Int = ChunkFormat.maxPayload) throws
         -> HelperFrame?
     {
-        var head = [UInt8](repeating: 0, count: headerSize)
-        let got = try head.withUnsafeMutableBytes { try WireIO.readFully(&source, into: $0) }
+        var payload: [UInt8] = []
+        guard let (tag, length) = try readRaw(from: &source, into: &payload, maxPayload: maxPayload) else { return nil }
+        return try decode(tag, payload[0..<length])
+    }
+
+    /// Reads one frame into `payload` (reused across frames and grown as needed, so a stream of
+    /// 4 MiB chunks costs no allocation per chunk); returns its type and payload length.
+    public static func readRaw<S: ByteSource>(
+        from source: inout S, into payload: inout [UInt8], maxPayload: Int = ChunkFormat.maxPayload
+    ) throws -> (HelperFrame.Tag, Int)? {
+        var head = (UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0))
+        let got = try withUnsafeMutableBytes(of: &head) { try WireIO.readFully(&source, into: $0) }
         if got == 0 { return nil }
         guard got == headerSize else { throw WireError.truncated(expected: headerSize, got: got, what: "a frame header") }
-        guard let tag = HelperFrame.Tag(rawValue: head[0]) else { throw WireError.unknownTag(head[0]) }
-        let length = Int(UInt32(head[1]) << 24 | UInt32(head[2]) << 16 | UInt32(head[3]) << 8 | UInt32(head[4]))
+        guard let tag = HelperFrame.Tag(rawValue: head.0) else { throw WireError.unknownTag(head.0) }
+        let length = Int(UInt32(head.1) << 24 | UInt32(head.2) << 16 | UInt32(head.3) << 8 | UInt32(head.4))
         guard length <= maxPayload else {
             throw WireError.payloadTooLong(tag: tag.rawValue, length: length, limit: maxPayload)
         }
-        var payload = [UInt8](repeating: 0, count: length)
-        let n = try payload.withUnsafeMutableBytes { try WireIO.readFully(&source, into: $0) }
+        if payload.count < length { payload = [UInt8](repeating: 0, count: max(length, payload.count * 2)) }
+        let n = try payload.withUnsafeMutableBytes {
+            try WireIO.readFully(&source, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<length]))
+        }
         guard n == length else { throw WireError.truncated(expected: length, got: n, what: "a frame's payload") }
-        return try decode(tag, payload)
+        return (tag, length)
     }
 
-    static func decode(_ tag: HelperFrame.Tag, _ p: [UInt8]) throws -> HelperFrame {
+    public static func decode(_ tag: HelperFrame.Tag, _ p: ArraySlice<UInt8>) throws -> HelperFrame {
+        let p = Array(p)
         func bad(_ expected: String) -> WireError { .badPayload(tag: tag.rawValue, length: p.count, expected: expected) }
         switch tag {
         case .hello:

@@ -122,3 +122,53 @@ struct ChunkTransferTests {
         #expect(ChunkTestData.storedChunks(store).isEmpty)
     }
 }
+
+/// The documented way to restore without the tool: scripts/restore-chunks, which docs/chunk-store.md
+/// shows verbatim, on a store the real helper filled (zero chunks, a repeated chunk, a short tail).
+@Suite(.tags(.spool))
+struct ChunkRestoreScriptTests {
+    let dir = TempDir("chunkscript")
+
+    @Test func theDocumentedScriptIsTheShippedOne() throws {
+        let doc = try String(contentsOfFile: Paths.packageRoot + "/docs/chunk-store.md", encoding: .utf8)
+        let script = try String(contentsOfFile: Paths.packageRoot + "/scripts/restore-chunks", encoding: .utf8)
+        let block = try #require(doc.components(separatedBy: "<!-- restore-chunks: begin").last?
+            .components(separatedBy: "<!-- restore-chunks: end -->").first)
+        #expect(block.contains("```bash\n" + script + "```"))
+    }
+
+    @Test func itRestoresADiskBitForBitAndRefusesADamagedIndex() throws {
+        let chunk = ChunkFormat.chunkSize
+        var image = ChunkTestData.random(chunk, seed: 7) + [UInt8](repeating: 0, count: chunk)
+        image += Array(image[0..<chunk]) + ChunkTestData.text(chunk / 3, seed: 8)
+        let disk = dir.path + "/disk.raw"
+        ChunkTestData.write(image, to: disk)
+        let store = ChunkStore(storage: dir.path + "/storage")
+        let staging = try store.staging(for: "vm.id")
+        let r = try ChunkChannel.receive(
+            [Paths.binary("bvm-chunk-helper"), "send", "--source", disk], staging: staging,
+            expectedSize: Int64(image.count), limits: CommandLimits(stall: 20)
+        ).receipt
+        try staging.commit()
+        staging.release()
+        #expect(r.zeroChunks == 1 && r.knownChunks == 1)
+        let index = dir.path + "/storage/vm/20261128T000000Z/vda.index"
+        try Files.makeDirectory((index as NSString).deletingLastPathComponent, mode: 0o700)
+        ChunkTestData.write(r.index.serialized(), to: index)
+        let script = Paths.packageRoot + "/scripts/restore-chunks"
+        let out = dir.path + "/restored.raw"
+        let ok = try runTool("/bin/bash", ["-c", "'\(script)' '\(index)' > '\(out)'"])
+        #expect(ok.status == 0, "\(ok.err)")
+        #expect(FileManager.default.contents(atPath: out) == Data(image))
+        // A chunk gone: the script fails (not a short disk with exit 0).
+        let gone = store.chunkPath(ChunkTestData.digest(Array(image[0..<chunk])))
+        try FileManager.default.removeItem(atPath: gone)
+        #expect(try runTool("/bin/bash", ["-c", "'\(script)' '\(index)' > /dev/null"]).status != 0)
+        // A damaged index: refused, naming it.
+        var bytes = try #require(FileManager.default.contents(atPath: index))
+        bytes[30] ^= 1
+        try bytes.write(to: URL(fileURLWithPath: index))
+        let bad = try runTool("/bin/bash", ["-c", "'\(script)' '\(index)' > /dev/null"])
+        #expect(bad.status == 1 && bad.err.contains("damaged"))
+    }
+}

@@ -59,9 +59,22 @@ public struct ChunkReceiver {
         var input = CountingSource(base: source)
         defer { source = input.base }
         var frameNumber = 0
+        var payload: [UInt8] = []
+        var chunkLength = 0  // the last frame's payload length
+        /// The next frame; a chunk frame's content stays in `payload` (`.chunk` carries no bytes).
         func next() throws -> HelperFrame? {
             frameNumber += 1
-            do { return try FrameCodec.read(from: &input) } catch let e as WireError { throw ChunkTransferError.wire(e) }
+            do {
+                guard let (tag, length) = try FrameCodec.readRaw(from: &input, into: &payload) else { return nil }
+                chunkLength = length
+                if tag == .chunk {
+                    guard length > ChunkDigest.byteCount else {
+                        throw WireError.badPayload(tag: tag.rawValue, length: length, expected: "a digest and a zstd frame")
+                    }
+                    return .chunk(ChunkDigest(bytes: Array(payload[0..<ChunkDigest.byteCount]))!, frame: [])
+                }
+                return try FrameCodec.decode(tag, payload[0..<length])
+            } catch let e as WireError { throw ChunkTransferError.wire(e) }
         }
         func violation(_ why: String) -> ChunkTransferError { .protocolViolation(frame: frameNumber, why) }
         let chunkSize = ChunkFormat.chunkSize
@@ -115,16 +128,17 @@ public struct ChunkReceiver {
                 try accept(length)
                 entries.append(.zero)
                 receipt.zeroChunks += 1
-            case .chunk(let digest, let frame):
+            case .chunk(let digest, _):
                 guard head < requested.count else { throw violation("chunk \(digest.hex) was not asked for") }
                 let wanted = requested[head]
                 guard digest == wanted.digest else {
                     throw violation("chunk \(digest.hex) sent where \(wanted.digest.hex) was next")
                 }
                 let offset = Int64(wanted.chunk) * Int64(chunkSize)
+                let frame = ChunkDigest.byteCount..<chunkLength
                 let ok = content.withUnsafeMutableBytes { out in
-                    frame.withUnsafeBytes {
-                        bvm_zstd_decompress_exact(out.baseAddress, wanted.length, $0.baseAddress, $0.count) == 0
+                    payload.withUnsafeBytes {
+                        bvm_zstd_decompress_exact(out.baseAddress, wanted.length, $0.baseAddress! + frame.lowerBound, frame.count) == 0
                     }
                 }
                 guard ok else { throw ChunkTransferError.badFrame(chunk: wanted.chunk, offset: offset, expectedBytes: wanted.length) }
@@ -132,7 +146,7 @@ public struct ChunkReceiver {
                 guard actual == digest else {
                     throw ChunkTransferError.digestMismatch(chunk: wanted.chunk, offset: offset, digest: digest)
                 }
-                try frame.withUnsafeBytes { try staging.write(digest, frame: $0) }
+                try payload.withUnsafeBytes { try staging.write(digest, frame: UnsafeRawBufferPointer(rebasing: $0[frame])) }
                 receipt.newChunks += 1
                 receipt.newStoredBytes += Int64(frame.count)
                 head += 1

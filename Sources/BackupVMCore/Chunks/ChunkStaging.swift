@@ -1,3 +1,4 @@
+import CShims
 import ChunkWire
 import Foundation
 
@@ -30,7 +31,7 @@ public final class ChunkStaging {
     /// Is this chunk in the store or staged here? (What a receiver need not ask for.)
     func has(_ digest: ChunkDigest) -> Bool { contains(digest) || store.contains(digest) }
 
-    /// Writes one verified chunk frame, fsynced, under its name (once per job).
+    /// Writes one verified chunk frame under its name (once per job); `commit` makes it durable.
     func write(_ digest: ChunkDigest, frame: UnsafeRawBufferPointer) throws {
         guard !stagedSet.contains(digest) else { return }
         let path = directory + "/" + digest.hex
@@ -46,7 +47,10 @@ public final class ChunkStaging {
             }
             done += n
         }
-        guard fsync(fd) == 0 else { throw SystemError("fsync", path: path) }
+        // Writeback starts now, without waiting for it; `commit` fsyncs each file before it moves it,
+        // by when most of it is on disk (one fsync per 4 MiB chunk in the stream's path cost a third
+        // of the first backup's throughput here).
+        _ = bvm_sync_range(fd, 0, 0, 0)
         staged.append(digest)
         stagedSet.insert(digest)
         stagedBytes += Int64(frame.count)
@@ -59,6 +63,12 @@ public final class ChunkStaging {
     public func commit() throws {
         var touched = Set<String>()
         for digest in staged {
+            let source = directory + "/" + digest.hex
+            let fd = open(source, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+            guard fd >= 0 else { throw SystemError("open", path: source) }
+            let synced = fsync(fd) == 0
+            close(fd)
+            guard synced else { throw SystemError("fsync", path: source) }
             let target = store.chunkPath(digest)
             let fanOut = (target as NSString).deletingLastPathComponent
             if !touched.contains(fanOut) {
