@@ -8,9 +8,10 @@ import CChunkCodec
 /// in fixed chunks, hashes each, tells the server the digest, and sends the chunk (one zstd frame)
 /// only when the server answers that it lacks it. All-zero chunks are announced by length only.
 ///
-/// Up to `ChunkFormat.window` chunks wait for their answers while the next ones are read and hashed,
-/// so a round trip to the server does not stall the disk; memory stays at (window + 1) chunks plus
-/// one compression buffer.
+/// Up to `ChunkFormat.window` chunks wait for their answers while the next ones are read and hashed
+/// (on a thread of their own: ChunkReadAhead), so neither a round trip to the server nor compression
+/// stalls the disk; memory stays at (window + 2) chunks plus one compression buffer. On an error the
+/// buffers are left to the process's exit (the reader may still be blocked on the disk).
 public struct ChunkSender {
     public struct Totals: Equatable, Sendable {
         public var bytes: UInt64 = 0
@@ -58,18 +59,18 @@ public struct ChunkSender {
     /// Sends the whole source; on a read error of the disk it sends a failure frame (so the server
     /// reports the reason) and throws.
     public func run() throws -> Totals {
-        let pool = (0...window).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 4096) }
+        // window chunks wait for answers, one is read and hashed, one is ready: window + 2 buffers.
+        let pool = (0..<(window + 2)).map { _ in
+            UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 4096)
+        }
         let frameCapacity = FrameCodec.headerSize + ChunkDigest.byteCount + Int(bvm_zstd_bound(chunkSize))
         let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: frameCapacity, alignment: 16)
-        defer {
-            pool.forEach { $0.deallocate() }
-            frame.deallocate()
-        }
-        var free = Array(pool.indices)
+        let ahead = ChunkReadAhead(source: source, pool: pool, chunkSize: chunkSize)
         var pending: [(digest: ChunkDigest, buffer: Int, length: Int)] = []
         var totals = Totals()
 
         try WireIO.writeAll(output, FrameCodec.encode(.hello(version: ChunkFormat.protocolVersion, chunkSize: UInt32(chunkSize))))
+        ahead.start()
 
         func answerOldest() throws {
             var byte: UInt8 = 0
@@ -79,7 +80,7 @@ public struct ChunkSender {
             }
             guard n == 1 else { throw SendError.serverClosed }
             let oldest = pending.removeFirst()
-            defer { free.append(oldest.buffer) }
+            defer { ahead.release(oldest.buffer) }
             switch ServerAnswer(rawValue: byte) {
             case .known: return
             case .need:
@@ -103,38 +104,33 @@ public struct ChunkSender {
             return poll(&p, 1, 0) > 0
         }
 
-        while true {
-            let slot = free.removeLast()
-            var disk = FileDescriptorSource(fd: source)
-            let n: Int
-            do {
-                n = try WireIO.readFully(&disk, into: pool[slot])
-            } catch WireError.io(_, let e) {
+        loop: while true {
+            switch ahead.next() {
+            case .end:
+                break loop
+            case .failed(let e):
                 try? WireIO.writeAll(output, FrameCodec.encode(.failure(SendError.source(errno: e).description)))
                 throw SendError.source(errno: e)
-            }
-            if n == 0 {
-                free.append(slot)
-                break
-            }
-            totals.bytes += UInt64(n)
-            totals.chunks += 1
-            let content = UnsafeRawBufferPointer(rebasing: pool[slot][0..<n])
-            if bvm_all_zero(content.baseAddress, n) != 0 {
-                free.append(slot)
-                totals.zeroChunks += 1
-                try WireIO.writeAll(output, FrameCodec.encode(.zero(length: UInt32(n))))
-            } else {
-                let digest = ChunkDigest(of: content)
-                try WireIO.writeAll(output, FrameCodec.encode(.digest(digest, length: UInt32(n))))
-                pending.append((digest, slot, n))
+            case .chunk(let item):
+                totals.bytes += UInt64(item.length)
+                totals.chunks += 1
+                guard let digest = item.digest else {
+                    ahead.release(item.slot)
+                    totals.zeroChunks += 1
+                    try WireIO.writeAll(output, FrameCodec.encode(.zero(length: UInt32(item.length))))
+                    continue
+                }
+                try WireIO.writeAll(output, FrameCodec.encode(.digest(digest, length: UInt32(item.length))))
+                pending.append((digest, item.slot, item.length))
                 while pending.count >= window { try answerOldest() }
                 while !pending.isEmpty && answerReady() { try answerOldest() }
             }
-            if n < chunkSize { break }
         }
         while !pending.isEmpty { try answerOldest() }
         try WireIO.writeAll(output, FrameCodec.encode(.end(totalBytes: totals.bytes, chunks: totals.chunks)))
+        ahead.join()
+        pool.forEach { $0.deallocate() }
+        frame.deallocate()
         return totals
     }
 }

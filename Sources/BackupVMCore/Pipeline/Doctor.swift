@@ -46,7 +46,22 @@ public struct Doctor: Sendable {
     }
 
     func localChecks() -> [Finding] {
-        storageCheck() + [spoolCheck(), syslogCheck()] + toolChecks()
+        storageCheck() + [spoolCheck(), syslogCheck()] + toolChecks() + chunkHelperCheck()
+    }
+
+    /// Store=chunks: the helper this server copies to the hypervisors must be here.
+    func chunkHelperCheck() -> [Finding] {
+        guard configuration.main.store == .chunks else { return [] }
+        do {
+            let helper = try ChunkHelper.load(path: configuration.main.chunkHelper)
+            return [
+                Finding(
+                    subject: "this server: chunk helper", ok: true,
+                    detail: "\(helper.localPath) (sha256 \(helper.sha256.prefix(16))…), copied to each hypervisor on first use")
+            ]
+        } catch {
+            return [Finding(subject: "this server: chunk helper", ok: false, detail: "\(error)")]
+        }
     }
 
     func storageCheck() -> [Finding] {
@@ -97,7 +112,9 @@ public struct Doctor: Sendable {
 
     /// One script, one round trip: missing tools, libvirtd, each working path's free space, LVM.
     func preflightScript(workPaths: [String]) -> String {
-        let tools = Doctor.tools + (configuration.main.compression == .zstd ? ["zstd"] : [])
+        let tools =
+            Doctor.tools + (configuration.main.compression == .zstd ? ["zstd"] : [])
+            + (configuration.main.store == .chunks ? ["sha256sum", "mktemp"] : [])
         return """
             for t in \(tools.joined(separator: " ")); do command -v "$t" >/dev/null || echo "missing $t"; done; \
             virsh -q version --daemon 2>&1 | tail -n 1 | sed 's/^/libvirt /'; \
