@@ -152,12 +152,14 @@ struct LabChunkTests {
         #expect(try exported(config, vm, "vda") == changedSHA, "the backup made during the GC is whole")
     }
 
-    @Test("two VMs cloned from one template share their chunks: the second grows the store < 5 %")
+    @Test(
+        "two VMs cloned from one template share their chunks (the second grows the store < 5 %); a damaged shared chunk is named for both and refused by a restore"
+    )
     func templateClones() throws {
         let lab = try Lab.require()
         let (a, b) = ("tpl1", "tpl2")
-        for g in [a, b] { lab.removeGuest(g) }
-        defer { for g in [a, b] { lab.removeGuest(g) } }
+        for g in [a, b, "tpl2copy"] { lab.removeGuest(g) }
+        defer { for g in [a, b, "tpl2copy"] { lab.removeGuest(g) } }
         let disksA = try lab.makeGuest("kvm1", a, raw: 64, start: false)
         let disksB = try lab.makeGuest("kvm1", b, raw: 64, start: false)
         // The clone: b's disk is a copy of a's (as `virt-clone` or a template copy makes it).
@@ -174,5 +176,23 @@ struct LabChunkTests {
         #expect(try manifest(a).mode == .cold && manifest(b).mode == .cold)
         #expect(try exported(config, b, "vda") == disksA["vda"]?.sha256)
         print("LabChunkTests measured: template \(afterA) bytes stored, clone added \(growth)")
+
+        // One flipped byte in a chunk both use: verify names it for each backup; restore refuses
+        // before anything is written or defined.
+        let index = try ChunkIndex.parse(
+            Array(try Data(contentsOf: URL(fileURLWithPath: BackupCatalog(storage: storage).newestBackup(of: b)!.path + "/vda.index"))),
+            file: "vda.index")
+        guard case .chunk(let shared) = try #require(index.entries.first) else { throw LabError(description: "chunk 0 is zero") }
+        let path = ChunkStore(storage: storage).chunkPath(shared)
+        var bytes = try #require(FileManager.default.contents(atPath: path))
+        bytes[bytes.count / 2] ^= 0x01
+        try bytes.write(to: URL(fileURLWithPath: path))
+        let v = try backupVM(config, ["verify", a, b])
+        #expect(v.status == 1)
+        #expect(v.out.components(separatedBy: shared.hex).count - 1 == 2, "named for both backups: \(v.out)")
+        r = try backupVM(config, ["restore", b, "--as", "tpl2copy", "--to-host", "kvm2"])
+        #expect(r.status != 0 && r.err.contains(shared.hex), "\(r.err)")
+        #expect(try lab.state("kvm2", "tpl2copy") == "absent", "nothing defined")
+        #expect(try lab.ssh("kvm2", "ls /var/lib/libvirt/images/ | grep -c tpl2copy || true").trimmingCharacters(in: .whitespacesAndNewlines) == "0")
     }
 }

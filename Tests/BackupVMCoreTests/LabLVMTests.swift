@@ -196,7 +196,7 @@ final class LVMLab: @unchecked Sendable {
         "Mode=\(mode)\nExcludeLVs=\"\(excludedLVs)\"\nSnapshotSize=\(snapshotSize)"
     }
 
-    func config(_ tmp: TempDir, profile: String) -> String {
+    func config(_ tmp: TempDir, profile: String, extraMain: String = "") -> String {
         tmp.write(
             "backup_vm.d/backup_vm.conf",
             """
@@ -205,6 +205,7 @@ final class LVMLab: @unchecked Sendable {
             SshConfig=\(sshConfig)
             SyslogSocket=\(tmp.path)/syslog.sock
             ShutdownTimeout=600
+            \(extraMain)
             """)
         tmp.write("backup_vm.d/sheduler.conf", "\(guest) * 5\n")
         tmp.write("vmsnapshot.d/default", "Mode=cold\nWorkPath=/var/lib/backup_vm\n")
@@ -511,6 +512,33 @@ struct LabLVMTests {
         #expect(m.mode == .live && m.downtimeSeconds == 0 && m.disks.map(\.volume) == ["vg0/\(g)"])
         let stored = try runTool("/bin/sh", ["-c", "lzop -dc '\(backup.path)/vda.raw.lzo' | sha256sum"]).out
         #expect(stored == (try lab.ssh("sha256sum < /dev/vg0/\(g)")), "the LV's content, stored")
+    }
+
+    @Test(
+        "Store=chunks: the static helper, copied to a real hypervisor, reads the snapshot LV of a hot backup into the chunk store"
+    )
+    func chunkStoreFromSnapshot() throws {
+        let lab = try LVMLab.require()
+        try lab.ensureRunning()
+        let g = lab.guest
+        let helper = try LabChunkTests.helper()
+        let config = lab.config(
+            tmp, profile: lab.profile(mode: "hot", snapshotSize: "8M"), extraMain: "Store=chunks\nChunkHelper=\(helper)")
+        let r = try backupVM(config, [g], timeout: 900)
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.err.contains("snapshot created") && r.err.contains("disk stored in the chunk store"), "\(r.err)")
+        #expect(try lab.snapshotsLeft().isEmpty)
+        let local = try ChunkHelper.load(path: helper).sha256
+        #expect(try lab.ssh("sha256sum /var/lib/backup_vm/.bvm-chunk-helper-*").hasPrefix(local), "the helper is there, whole")
+        let backup = try #require(BackupCatalog(storage: tmp.path + "/storage").newestBackup(of: g))
+        let m = try Manifest.read(backupDirectory: backup.path)
+        #expect(m.mode == .hot && m.store == .chunks && m.disks.map(\.file) == ["vda.index"])
+        let out = tmp.path + "/vda.raw"
+        let e = try backupVM(config, ["export", g, "vda", "-o", out])
+        #expect(e.status == 0, "\(e.err)")
+        let stored = try runTool("/bin/sh", ["-c", "sha256sum < '\(out)'"]).out
+        #expect(stored == (try lab.ssh("sha256sum < /dev/vg0/\(g)")), "the LV's content, in the chunk store")
+        #expect(try backupVM(config, ["verify", g]).status == 0)
     }
 
     @Test("cold: shut down, snapshot, started, and only then copied")
