@@ -1,3 +1,5 @@
+import CChunkCodec
+
 /// Constants of the chunk store and its wire protocol (docs/chunk-store.md describes both).
 public enum ChunkFormat {
     /// Every disk is cut into chunks of this many bytes (the last one may be shorter).
@@ -12,7 +14,5 @@ public enum ChunkFormat {
     /// The zstd level the helper compresses with unless told otherwise.
     public static let defaultLevel: Int32 = 1
 }
-
-import CChunkCodec
 
 func bvmZstdBound(_ n: Int) -> Int { Int(bvm_zstd_bound(n)) }

@@ -69,7 +69,9 @@ public enum FrameCodec {
         var head = (UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0))
         let got = try withUnsafeMutableBytes(of: &head) { try WireIO.readFully(&source, into: $0) }
         if got == 0 { return nil }
-        guard got == headerSize else { throw WireError.truncated(expected: headerSize, got: got, what: "a frame header") }
+        guard got == headerSize else {
+            throw WireError.truncated(expected: headerSize, got: got, what: "a frame header")
+        }
         guard let tag = HelperFrame.Tag(rawValue: head.0) else { throw WireError.unknownTag(head.0) }
         let length = Int(UInt32(head.1) << 24 | UInt32(head.2) << 16 | UInt32(head.3) << 8 | UInt32(head.4))
         guard length <= maxPayload else {
@@ -85,7 +87,9 @@ public enum FrameCodec {
 
     public static func decode(_ tag: HelperFrame.Tag, _ p: ArraySlice<UInt8>) throws -> HelperFrame {
         let p = Array(p)
-        func bad(_ expected: String) -> WireError { .badPayload(tag: tag.rawValue, length: p.count, expected: expected) }
+        func bad(_ expected: String) -> WireError {
+            .badPayload(tag: tag.rawValue, length: p.count, expected: expected)
+        }
         switch tag {
         case .hello:
             guard p.count == 5 else { throw bad("5 bytes (version, chunk size)") }

@@ -59,78 +59,100 @@ public struct ChunkSender {
     /// Sends the whole source; on a read error of the disk it sends a failure frame (so the server
     /// reports the reason) and throws.
     public func run() throws -> Totals {
+        let session = SendSession(self)
+        try session.run()
+        return session.totals
+    }
+}
+
+/// One transfer's state on the hypervisor: the buffers, the chunks waiting for answers, the totals.
+private final class SendSession {
+    let sender: ChunkSender
+    let pool: [UnsafeMutableRawBufferPointer]
+    let frame: UnsafeMutableRawBufferPointer
+    let ahead: ChunkReadAhead
+    var pending: [(digest: ChunkDigest, buffer: Int, length: Int)] = []
+    var totals = ChunkSender.Totals()
+
+    init(_ sender: ChunkSender) {
+        self.sender = sender
         // window chunks wait for answers, one is read and hashed, one is ready: window + 2 buffers.
-        let pool = (0..<(window + 2)).map { _ in
-            UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 4096)
+        pool = (0..<(sender.window + 2)).map { _ in
+            UnsafeMutableRawBufferPointer.allocate(byteCount: sender.chunkSize, alignment: 4096)
         }
-        let frameCapacity = FrameCodec.headerSize + ChunkDigest.byteCount + Int(bvm_zstd_bound(chunkSize))
-        let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: frameCapacity, alignment: 16)
-        let ahead = ChunkReadAhead(source: source, pool: pool, chunkSize: chunkSize)
-        var pending: [(digest: ChunkDigest, buffer: Int, length: Int)] = []
-        var totals = Totals()
+        let capacity = FrameCodec.headerSize + ChunkDigest.byteCount + Int(bvm_zstd_bound(sender.chunkSize))
+        frame = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 16)
+        ahead = ChunkReadAhead(source: sender.source, pool: pool, chunkSize: sender.chunkSize)
+    }
 
-        try WireIO.writeAll(output, FrameCodec.encode(.hello(version: ChunkFormat.protocolVersion, chunkSize: UInt32(chunkSize))))
+    func write(_ bytes: [UInt8]) throws { try WireIO.writeAll(sender.output, bytes) }
+
+    func run() throws {
+        let size = UInt32(sender.chunkSize)
+        try write(FrameCodec.encode(.hello(version: ChunkFormat.protocolVersion, chunkSize: size)))
         ahead.start()
-
-        func answerOldest() throws {
-            var byte: UInt8 = 0
-            let n = try withUnsafeMutableBytes(of: &byte) { raw -> Int in
-                var src = FileDescriptorSource(fd: answers)
-                return try src.read(into: raw)
-            }
-            guard n == 1 else { throw SendError.serverClosed }
-            let oldest = pending.removeFirst()
-            defer { ahead.release(oldest.buffer) }
-            switch ServerAnswer(rawValue: byte) {
-            case .known: return
-            case .need:
-                let body = frame.baseAddress! + FrameCodec.headerSize + ChunkDigest.byteCount
-                let size = bvm_zstd_compress(
-                    body, frameCapacity - FrameCodec.headerSize - ChunkDigest.byteCount,
-                    pool[oldest.buffer].baseAddress, oldest.length, level)
-                guard size > 0 else { throw SendError.compression }
-                let payload = ChunkDigest.byteCount + size
-                let head = FrameCodec.header(.chunk, length: payload) + oldest.digest.bytes
-                head.withUnsafeBytes { frame.copyMemory(from: $0) }
-                try WireIO.writeAll(output, UnsafeRawBufferPointer(rebasing: frame[0..<(FrameCodec.headerSize + payload)]))
-                totals.sentChunks += 1
-                totals.sentBytes += UInt64(size)
-            case nil: throw SendError.badAnswer(byte)
-            }
-        }
-
-        func answerReady() -> Bool {
-            var p = pollfd(fd: answers, events: Int16(POLLIN), revents: 0)
-            return poll(&p, 1, 0) > 0
-        }
-
         loop: while true {
             switch ahead.next() {
             case .end:
                 break loop
             case .failed(let e):
-                try? WireIO.writeAll(output, FrameCodec.encode(.failure(SendError.source(errno: e).description)))
-                throw SendError.source(errno: e)
+                try? write(FrameCodec.encode(.failure(ChunkSender.SendError.source(errno: e).description)))
+                throw ChunkSender.SendError.source(errno: e)
             case .chunk(let item):
                 totals.bytes += UInt64(item.length)
                 totals.chunks += 1
                 guard let digest = item.digest else {
                     ahead.release(item.slot)
                     totals.zeroChunks += 1
-                    try WireIO.writeAll(output, FrameCodec.encode(.zero(length: UInt32(item.length))))
+                    try write(FrameCodec.encode(.zero(length: UInt32(item.length))))
                     continue
                 }
-                try WireIO.writeAll(output, FrameCodec.encode(.digest(digest, length: UInt32(item.length))))
+                try write(FrameCodec.encode(.digest(digest, length: UInt32(item.length))))
                 pending.append((digest, item.slot, item.length))
-                while pending.count >= window { try answerOldest() }
+                while pending.count >= sender.window { try answerOldest() }
                 while !pending.isEmpty && answerReady() { try answerOldest() }
             }
         }
         while !pending.isEmpty { try answerOldest() }
-        try WireIO.writeAll(output, FrameCodec.encode(.end(totalBytes: totals.bytes, chunks: totals.chunks)))
+        try write(FrameCodec.encode(.end(totalBytes: totals.bytes, chunks: totals.chunks)))
         ahead.join()
-        pool.forEach { $0.deallocate() }
+        for buffer in pool { buffer.deallocate() }
         frame.deallocate()
-        return totals
+    }
+
+    func answerReady() -> Bool {
+        var p = pollfd(fd: sender.answers, events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, 0) > 0
+    }
+
+    /// The server's answer to the oldest digest: the chunk goes out compressed, or is dropped.
+    func answerOldest() throws {
+        var byte: UInt8 = 0
+        let n = try withUnsafeMutableBytes(of: &byte) { raw -> Int in
+            var src = FileDescriptorSource(fd: sender.answers)
+            return try src.read(into: raw)
+        }
+        guard n == 1 else { throw ChunkSender.SendError.serverClosed }
+        let oldest = pending.removeFirst()
+        defer { ahead.release(oldest.buffer) }
+        switch ServerAnswer(rawValue: byte) {
+        case .known: return
+        case .need: try send(oldest.digest, pool[oldest.buffer], length: oldest.length)
+        case nil: throw ChunkSender.SendError.badAnswer(byte)
+        }
+    }
+
+    func send(_ digest: ChunkDigest, _ buffer: UnsafeMutableRawBufferPointer, length: Int) throws {
+        let offset = FrameCodec.headerSize + ChunkDigest.byteCount
+        let size = bvm_zstd_compress(
+            frame.baseAddress! + offset, frame.count - offset, buffer.baseAddress, length, sender.level)
+        guard size > 0 else { throw ChunkSender.SendError.compression }
+        let payload = ChunkDigest.byteCount + size
+        let head = FrameCodec.header(.chunk, length: payload) + digest.bytes
+        head.withUnsafeBytes { frame.copyMemory(from: $0) }
+        try WireIO.writeAll(
+            sender.output, UnsafeRawBufferPointer(rebasing: frame[0..<(FrameCodec.headerSize + payload)]))
+        totals.sentChunks += 1
+        totals.sentBytes += UInt64(size)
     }
 }

@@ -7,7 +7,8 @@ struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
         abstract: "Write one disk of a backup as a raw image (or qcow2, as stored) to a file or stdout.",
-        discussion: "The image is checked first (every chunk of a chunk-store backup). Exit 0 when written, 1 when not.")
+        discussion: "The image is checked first (every chunk of a chunk-store backup). Exit 0 when written, 1 when not."
+    )
 
     @OptionGroup var global: GlobalOptions
 

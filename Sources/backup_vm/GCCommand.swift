@@ -33,7 +33,8 @@ struct GCCommand: ParsableCommand {
 /// `backup_vm store-stats`: what the chunk store holds and protects.
 struct StoreStatsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "store-stats", abstract: "Chunks, bytes stored, bytes protected and the dedup ratio of the chunk store.")
+        commandName: "store-stats",
+        abstract: "Chunks, bytes stored, bytes protected and the dedup ratio of the chunk store.")
 
     @OptionGroup var global: GlobalOptions
 

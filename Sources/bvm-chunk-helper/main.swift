@@ -40,10 +40,14 @@ case "send":
             if fd < 0 { fail("cannot open \(value): \(String(cString: strerror(errno)))", code: 1) }
             sourceFD = fd
         case "--source-fd":
-            guard let fd = Int32(value), fd >= 0 else { fail("--source-fd: expected a file descriptor, got \(value)", code: 64) }
+            guard let fd = Int32(value), fd >= 0 else {
+                fail("--source-fd: expected a file descriptor, got \(value)", code: 64)
+            }
             sourceFD = fd
         case "--level":
-            guard let l = Int32(value), (-7...19).contains(l) else { fail("--level: expected -7...19, got \(value)", code: 64) }
+            guard let l = Int32(value), (-7...19).contains(l) else {
+                fail("--level: expected -7...19, got \(value)", code: 64)
+            }
             level = l
         default:
             fail("unknown option \(option); " + usage, code: 64)

@@ -55,7 +55,8 @@ struct ChunkCollectorTests {
             target: "vda", source: "/images/\(vm).raw", kind: .file, format: .raw, file: "vda.index",
             rawBytes: receipt.index.size, storedBytes: Int64(bytes.count), storedCksum: 0,
             storedSHA256: try FileDigest.sha256(ofFile: partial + "/vda.index").digest,
-            chunks: Manifest.ChunkedImage(chunks: datas.count, zeroChunks: 0, newChunks: 0, newStoredBytes: 0, wireBytes: 0))
+            chunks: Manifest.ChunkedImage(
+                chunks: datas.count, zeroChunks: 0, newChunks: 0, newStoredBytes: 0, wireBytes: 0))
         let manifest = Manifest(
             vm: vm, id: id, host: "kvm1", mode: .cold, requestedMode: .cold, modeNote: nil, priorState: .running,
             compression: .lzop, started: id, finished: id, durationSeconds: 1, downtimeSeconds: 1, disks: [image],
@@ -93,7 +94,9 @@ struct ChunkCollectorTests {
         #expect(r.removed == 1 && r.chunks == 4, "\(r)")
         #expect(!FileManager.default.fileExists(atPath: store.chunkPath(ChunkTestData.digest(content(2)))))
         for vm in ["vm1", "vm2"] {
-            for backup in BackupCatalog(storage: storage).backups(of: vm) { #expect(BackupVerifier().verify(backup).ok) }
+            for backup in BackupCatalog(storage: storage).backups(of: vm) {
+                #expect(BackupVerifier().verify(backup).ok)
+            }
         }
     }
 
@@ -163,10 +166,13 @@ struct ChunkCollectorTests {
         age(3600)
         let config = dir.path + "/config"
         try Files.makeDirectory(config + "/backup_vm.d", mode: 0o700)
-        ChunkTestData.write(Array("HostServers=kvm1\nBackupStorage=\(storage)\nStore=chunks\n".utf8), to: config + "/backup_vm.d/backup_vm.conf")
+        ChunkTestData.write(
+            Array("HostServers=kvm1\nBackupStorage=\(storage)\nStore=chunks\n".utf8),
+            to: config + "/backup_vm.d/backup_vm.conf")
         ChunkTestData.write(Array("vm1 * 3\n".utf8), to: config + "/backup_vm.d/sheduler.conf")
         try Files.makeDirectory(config + "/vmsnapshot.d", mode: 0o700)
-        ChunkTestData.write(Array("Mode=cold\nWorkPath=/var/lib/backup_vm\n".utf8), to: config + "/vmsnapshot.d/default")
+        ChunkTestData.write(
+            Array("Mode=cold\nWorkPath=/var/lib/backup_vm\n".utf8), to: config + "/vmsnapshot.d/default")
         var caughtMidway = false
         for attempt in 0..<40 where !caughtMidway {
             let before = ChunkTestData.storedChunks(store).count

@@ -12,7 +12,9 @@ struct ChunkProtocolTests {
     var store: ChunkStore { ChunkStore(storage: dir.path) }
     let chunk = ChunkTestData.chunk
 
-    var hello: [UInt8] { FrameCodec.encode(.hello(version: ChunkFormat.protocolVersion, chunkSize: UInt32(ChunkFormat.chunkSize))) }
+    var hello: [UInt8] {
+        FrameCodec.encode(.hello(version: ChunkFormat.protocolVersion, chunkSize: UInt32(ChunkFormat.chunkSize)))
+    }
 
     /// Runs the receiver on `stream`; answers go into a pipe nobody reads (they are few bytes).
     func receive(_ stream: [UInt8], expectedSize: Int64? = nil) throws -> ChunkReceipt {
@@ -25,7 +27,8 @@ struct ChunkProtocolTests {
         let staging = try store.staging(for: "t")
         var source = BytesSource(stream)
         do {
-            let r = try ChunkReceiver(staging: staging, expectedSize: expectedSize).receive(from: &source, answers: fds[1])
+            let r = try ChunkReceiver(staging: staging, expectedSize: expectedSize).receive(
+                from: &source, answers: fds[1])
             try staging.commit()
             staging.release()
             return r
@@ -98,8 +101,12 @@ struct ChunkProtocolTests {
             if case .protocolViolation(1, _) = $0 { return true }
             return false
         }
-        expectRefused(hello + [0x44, 0xff, 0xff, 0xff, 0xff]) { if case .wire(.payloadTooLong) = $0 { return true } else { return false } }
-        expectRefused(hello + [0x51, 0, 0, 0, 0]) { if case .wire(.unknownTag(0x51)) = $0 { return true } else { return false } }
+        expectRefused(hello + [0x44, 0xff, 0xff, 0xff, 0xff]) {
+            if case .wire(.payloadTooLong) = $0 { return true } else { return false }
+        }
+        expectRefused(hello + [0x51, 0, 0, 0, 0]) {
+            if case .wire(.unknownTag(0x51)) = $0 { return true } else { return false }
+        }
     }
 
     @Test func aChunkNobodyAskedForIsRefused() {
@@ -112,14 +119,18 @@ struct ChunkProtocolTests {
 
     @Test func countsAndSizesMustAddUp() {
         let z = FrameCodec.encode(.zero(length: UInt32(chunk)))
-        expectRefused(hello + z + FrameCodec.encode(.end(totalBytes: 5, chunks: 1))) { "\($0)".contains("end frame says") }
+        expectRefused(hello + z + FrameCodec.encode(.end(totalBytes: 5, chunks: 1))) {
+            "\($0)".contains("end frame says")
+        }
         expectRefused(hello + z + FrameCodec.encode(.end(totalBytes: UInt64(chunk), chunks: 1)), expectedSize: 7) {
             $0 == .sizeMismatch(expected: 7, sent: Int64(chunk))
         }
         expectRefused(hello + FrameCodec.encode(.zero(length: 10)) + z) { "\($0)".contains("after the short last one") }
         expectRefused(hello + FrameCodec.encode(.zero(length: UInt32(chunk + 1)))) { "\($0)".contains("a chunk of") }
         expectRefused(hello + z) { "\($0)".contains("ended before the end frame") }
-        expectRefused(hello + FrameCodec.encode(.end(totalBytes: 0, chunks: 0)) + z) { "\($0)".contains("after the end frame") }
+        expectRefused(hello + FrameCodec.encode(.end(totalBytes: 0, chunks: 0)) + z) {
+            "\($0)".contains("after the end frame")
+        }
         expectRefused(FrameCodec.encode(.hello(version: 9, chunkSize: 4096))) { "\($0)".contains("protocol 9") }
         expectRefused(z) { "\($0)".contains("expected the hello frame first") }
     }
@@ -138,7 +149,9 @@ struct ChunkProtocolTests {
             + FrameCodec.encode(.chunk(d, frame: ChunkTestData.zstd(content)))
             + FrameCodec.encode(.end(totalBytes: UInt64(chunk), chunks: 1))
         _ = try receive(stream)
-        let again = hello + FrameCodec.encode(.digest(d, length: UInt32(chunk))) + FrameCodec.encode(.end(totalBytes: UInt64(chunk), chunks: 1))
+        let again =
+            hello + FrameCodec.encode(.digest(d, length: UInt32(chunk)))
+            + FrameCodec.encode(.end(totalBytes: UInt64(chunk), chunks: 1))
         let r = try receive(again)
         #expect(r.knownChunks == 1 && r.newChunks == 0)
     }
@@ -162,7 +175,10 @@ struct ChunkIndexTests {
         // One hex digit of the chunk line (line 5) changes: the checksum on line 6 no longer matches.
         let i = bytes.lastIndex(of: UInt8(ascii: "s"))! - 10
         bytes[i] = bytes[i] == UInt8(ascii: "0") ? UInt8(ascii: "1") : UInt8(ascii: "0")
-        #expect(throws: ChunkIndexError(file: "vda.index", line: 6, reason: "the index's checksum does not match its content (damaged)")) {
+        #expect(
+            throws: ChunkIndexError(
+                file: "vda.index", line: 6, reason: "the index's checksum does not match its content (damaged)")
+        ) {
             try ChunkIndex.parse(bytes, file: "vda.index")
         }
     }
@@ -180,7 +196,8 @@ struct ChunkIndexTests {
             try ChunkIndex.parse(reindex(head + "zero\nzero\n"), file: "f")
         }
         #expect(throws: ChunkIndexError(file: "f", line: 4, reason: "2 chunks for 10 bytes (expected 1)")) {
-            try ChunkIndex.parse(reindex(head.replacingOccurrences(of: "chunks 1", with: "chunks 2") + "zero\nzero\n"), file: "f")
+            try ChunkIndex.parse(
+                reindex(head.replacingOccurrences(of: "chunks 1", with: "chunks 2") + "zero\nzero\n"), file: "f")
         }
         #expect(throws: ChunkIndexError.self) { try ChunkIndex.parse(Array("hello".utf8), file: "f") }
     }

@@ -19,7 +19,8 @@ struct ChunkStreamTests {
     /// A 2½-chunk disk in the sandbox.
     func disk(_ sandbox: SandboxHost) -> (path: String, content: [UInt8]) {
         let content =
-            ChunkTestData.random(chunk, seed: 1) + ChunkTestData.text(chunk, seed: 2) + ChunkTestData.random(chunk / 2, seed: 3)
+            ChunkTestData.random(chunk, seed: 1) + ChunkTestData.text(chunk, seed: 2)
+            + ChunkTestData.random(chunk / 2, seed: 3)
         let path = sandbox.sandbox + "/disk.raw"
         ChunkTestData.write(content, to: path)
         return (path, content)

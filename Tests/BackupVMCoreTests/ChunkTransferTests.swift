@@ -15,7 +15,9 @@ struct ChunkTransferTests {
     func send(_ argv: [String], job: String, size: Int64?) throws -> ChunkReceipt {
         let staging = try store.staging(for: job)
         do {
-            let receipt = try ChunkChannel.receive(argv, staging: staging, expectedSize: size, limits: CommandLimits(stall: 20)).receipt
+            let receipt = try ChunkChannel.receive(
+                argv, staging: staging, expectedSize: size, limits: CommandLimits(stall: 20)
+            ).receipt
             try staging.commit()
             staging.release()
             return receipt
@@ -70,7 +72,8 @@ struct ChunkTransferTests {
         #expect(second.wireBytes < first.wireBytes / 5, "first \(first.wireBytes), second \(second.wireBytes)")
         #expect(ChunkTestData.storedChunks(store).count == 9)
         #expect(try ChunkTestData.reassemble(second.index, store: store) == image)
-        #expect(try ChunkTestData.reassemble(first.index, store: store) != image, "the first backup keeps its own content")
+        #expect(
+            try ChunkTestData.reassemble(first.index, store: store) != image, "the first backup keeps its own content")
     }
 
     /// The shape a job runs on the hypervisor: the disk arrives on a pipe (dd, nbdcopy) as fd 3 and
@@ -92,7 +95,8 @@ struct ChunkTransferTests {
         defer { staging.discard() }
         let started = Date()
         #expect {
-            try ChunkChannel.receive(["sh", "-c", script, helper], staging: staging, expectedSize: nil, limits: CommandLimits(stall: 1))
+            try ChunkChannel.receive(
+                ["sh", "-c", script, helper], staging: staging, expectedSize: nil, limits: CommandLimits(stall: 1))
         } throws: { error in
             guard case .cut(_, .stalled(1), _)? = error as? ProcessError else { return false }
             return true
@@ -132,8 +136,9 @@ struct ChunkRestoreScriptTests {
     @Test func theDocumentedScriptIsTheShippedOne() throws {
         let doc = try String(contentsOfFile: Paths.packageRoot + "/docs/chunk-store.md", encoding: .utf8)
         let script = try String(contentsOfFile: Paths.packageRoot + "/scripts/restore-chunks", encoding: .utf8)
-        let block = try #require(doc.components(separatedBy: "<!-- restore-chunks: begin").last?
-            .components(separatedBy: "<!-- restore-chunks: end -->").first)
+        let block = try #require(
+            doc.components(separatedBy: "<!-- restore-chunks: begin").last?
+                .components(separatedBy: "<!-- restore-chunks: end -->").first)
         #expect(block.contains("```bash\n" + script + "```"))
     }
 

@@ -79,7 +79,7 @@ struct DiskPathTests {
         let manifest = try Manifest.read(backupDirectory: backup.path)
         #expect(manifest.disks.map(\.target) == ["vda"] && manifest.disks.first?.volume == "vg0/web01")
         #expect(manifest.excluded.map(\.target) == ["vdb", "vdc"])
-        #expect(hv.count(.createSnapshot) == 1 && manifest.formatVersion == 3)
+        #expect(hv.count(.createSnapshot) == 1 && manifest.formatVersion == 4)
     }
 }
 

@@ -22,7 +22,8 @@ struct LabChunkTests {
     }
 
     func config(_ lab: Lab, schedule: String, profiles: [String: String] = [:]) throws -> String {
-        lab.config(tmp, schedule: schedule, extraMain: "Store=chunks\nChunkHelper=\(try Self.helper())", profiles: profiles)
+        lab.config(
+            tmp, schedule: schedule, extraMain: "Store=chunks\nChunkHelper=\(try Self.helper())", profiles: profiles)
     }
 
     var storage: String { tmp.path + "/storage" }
@@ -94,12 +95,14 @@ struct LabChunkTests {
         #expect(try sha256(ofFile: lab.images("kvm2") + "/\(first)-vda.raw") == disks["vda"]?.sha256)
 
         // The helper on the hypervisor is checked before every use: a damaged copy is replaced.
-        let remote = try lab.ssh("kvm1", "ls /var/lib/backup_vm/.bvm-chunk-helper-*").trimmingCharacters(in: .whitespacesAndNewlines)
+        let remote = try lab.ssh("kvm1", "ls /var/lib/backup_vm/.bvm-chunk-helper-*").trimmingCharacters(
+            in: .whitespacesAndNewlines)
         try lab.ssh("kvm1", "printf X | dd of=\(remote) bs=1 seek=4096 conv=notrunc status=none")
 
         // 2 of the 64 chunks change (random data, as the guest would write it), the guest running.
         for chunk in [10, 41] {
-            try lab.ssh("kvm1", "dd if=/dev/urandom of=\(image) bs=4M seek=\(chunk) count=1 conv=notrunc,fsync status=none")
+            try lab.ssh(
+                "kvm1", "dd if=/dev/urandom of=\(image) bs=4M seek=\(chunk) count=1 conv=notrunc,fsync status=none")
         }
         let changedSHA = try sha256(ofFile: image)
         w0 = wire.bytes
@@ -134,7 +137,8 @@ struct LabChunkTests {
 
         // A GC while a backup uploads: the backup's chunks are unreferenced and old (its only backup
         // deleted by hand), the GC runs while the upload is held; the backup still completes whole.
-        try FileManager.default.removeItem(atPath: try #require(BackupCatalog(storage: storage).newestBackup(of: vm)).path)
+        try FileManager.default.removeItem(
+            atPath: try #require(BackupCatalog(storage: storage).newestBackup(of: vm)).path)
         try runTool("/bin/sh", ["-c", "find '\(storage)/.chunks' -name '*.zst' -exec touch -d '-10 minutes' {} +"])
         let job = try ChildProcess(Paths.binary("backup_vm"), [vm, "--config-dir", config])
         defer { job.stop() }
@@ -180,9 +184,14 @@ struct LabChunkTests {
         // One flipped byte in a chunk both use: verify names it for each backup; restore refuses
         // before anything is written or defined.
         let index = try ChunkIndex.parse(
-            Array(try Data(contentsOf: URL(fileURLWithPath: BackupCatalog(storage: storage).newestBackup(of: b)!.path + "/vda.index"))),
+            Array(
+                try Data(
+                    contentsOf: URL(
+                        fileURLWithPath: BackupCatalog(storage: storage).newestBackup(of: b)!.path + "/vda.index"))),
             file: "vda.index")
-        guard case .chunk(let shared) = try #require(index.entries.first) else { throw LabError(description: "chunk 0 is zero") }
+        guard case .chunk(let shared) = try #require(index.entries.first) else {
+            throw LabError(description: "chunk 0 is zero")
+        }
         let path = ChunkStore(storage: storage).chunkPath(shared)
         var bytes = try #require(FileManager.default.contents(atPath: path))
         bytes[bytes.count / 2] ^= 0x01
@@ -193,6 +202,8 @@ struct LabChunkTests {
         r = try backupVM(config, ["restore", b, "--as", "tpl2copy", "--to-host", "kvm2"])
         #expect(r.status != 0 && r.err.contains(shared.hex), "\(r.err)")
         #expect(try lab.state("kvm2", "tpl2copy") == "absent", "nothing defined")
-        #expect(try lab.ssh("kvm2", "ls /var/lib/libvirt/images/ | grep -c tpl2copy || true").trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+        #expect(
+            try lab.ssh("kvm2", "ls /var/lib/libvirt/images/ | grep -c tpl2copy || true").trimmingCharacters(
+                in: .whitespacesAndNewlines) == "0")
     }
 }

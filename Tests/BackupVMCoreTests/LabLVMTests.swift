@@ -523,13 +523,16 @@ struct LabLVMTests {
         let g = lab.guest
         let helper = try LabChunkTests.helper()
         let config = lab.config(
-            tmp, profile: lab.profile(mode: "hot", snapshotSize: "8M"), extraMain: "Store=chunks\nChunkHelper=\(helper)")
+            tmp, profile: lab.profile(mode: "hot", snapshotSize: "8M"), extraMain: "Store=chunks\nChunkHelper=\(helper)"
+        )
         let r = try backupVM(config, [g], timeout: 900)
         #expect(r.status == 0, "\(r.err)")
         #expect(r.err.contains("snapshot created") && r.err.contains("disk stored in the chunk store"), "\(r.err)")
         #expect(try lab.snapshotsLeft().isEmpty)
         let local = try ChunkHelper.load(path: helper).sha256
-        #expect(try lab.ssh("sha256sum /var/lib/backup_vm/.bvm-chunk-helper-*").hasPrefix(local), "the helper is there, whole")
+        #expect(
+            try lab.ssh("sha256sum /var/lib/backup_vm/.bvm-chunk-helper-*").hasPrefix(local),
+            "the helper is there, whole")
         let backup = try #require(BackupCatalog(storage: tmp.path + "/storage").newestBackup(of: g))
         let m = try Manifest.read(backupDirectory: backup.path)
         #expect(m.mode == .hot && m.store == .chunks && m.disks.map(\.file) == ["vda.index"])

@@ -33,7 +33,7 @@ struct LiveBackupTests {
         #expect(h.messages.contains("crash-consistent backup, after the sysrq emergency sync"))
         let m = try manifest(h)
         #expect(m.mode == .live && m.requestedMode == .live && m.downtimeSeconds == 0)
-        #expect(m.consistency == .crash && m.formatVersion == 3)
+        #expect(m.consistency == .crash && m.formatVersion == 4)
         #expect(m.disks.map(\.file) == ["vda.raw.lzo", "vdb.raw.lzo"])
         #expect(m.disks.map(\.format) == [.raw, .qcow2] && m.disks.map(\.content) == [.raw, .raw])
         #expect(h.hypervisor.paths.isEmpty, "nothing left in the working path: \(h.hypervisor.paths)")

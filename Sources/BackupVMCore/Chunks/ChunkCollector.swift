@@ -71,9 +71,11 @@ public struct ChunkCollector {
         var inUse = Set<ChunkDigest>()
         for vm in (try? Files.visibleEntries(storage)) ?? [] {
             let vmDir = storage + "/" + vm
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: vmDir)) ?? [] where !name.hasSuffix(".deleting") {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: vmDir)) ?? []
+            where !name.hasSuffix(".deleting") {
                 let dir = vmDir + "/" + name
-                for file in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where file.hasSuffix(".index") {
+                for file in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+                where file.hasSuffix(".index") {
                     let path = dir + "/" + file
                     guard let bytes = Files.readRegularFile(path, limit: 1 << 30) else { continue }
                     do {
@@ -99,7 +101,8 @@ public struct ChunkCollector {
                 let path = dir + "/" + name
                 var st = stat()
                 guard lstat(path, &st) == 0 else { continue }
-                let mtime = Date(timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec) + TimeInterval(st.st_mtim.tv_nsec) / 1e9)
+                let mtime = Date(
+                    timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec) + TimeInterval(st.st_mtim.tv_nsec) / 1e9)
                 if mtime >= cutoff {
                     report.keptYoung += 1
                     continue

@@ -21,11 +21,13 @@ public struct ChunkHelper: Sendable, Equatable {
         else {
             throw ChunkHelperError.missing(path: local)
         }
-        return ChunkHelper(localPath: local, sha256: SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined())
+        return ChunkHelper(
+            localPath: local, sha256: SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined())
     }
 
     static func besideExecutable() -> String {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let exe =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         return (exe as NSString).deletingLastPathComponent + "/" + fileName
     }
 

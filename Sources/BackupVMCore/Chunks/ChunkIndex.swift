@@ -60,12 +60,15 @@ public struct ChunkIndex: Equatable, Sendable {
     /// Parses and checks an index: its own checksum first (a damaged index is never half-believed),
     /// then every line; errors name the file and line.
     public static func parse(_ bytes: [UInt8], file: String) throws -> ChunkIndex {
-        func fail(_ line: Int, _ why: String) -> ChunkIndexError { ChunkIndexError(file: file, line: line, reason: why) }
+        func fail(_ line: Int, _ why: String) -> ChunkIndexError {
+            ChunkIndexError(file: file, line: line, reason: why)
+        }
         guard let lastNewline = bytes.dropLast().lastIndex(of: UInt8(ascii: "\n")), bytes.last == UInt8(ascii: "\n")
         else { throw fail(1, "not a chunk index (no lines)") }
         let body = bytes[...lastNewline]
         let sumLine = String(decoding: bytes[(lastNewline + 1)..<(bytes.count - 1)], as: UTF8.self)
-        let lines = String(decoding: body, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+        let lines = String(decoding: body, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+            .dropLast()
         let sumLineNumber = lines.count + 1
         guard sumLine.hasPrefix("sha256 "), let recorded = ChunkDigest(hex: sumLine.dropFirst(7)) else {
             throw fail(sumLineNumber, "expected `sha256 <64 hex digits>` as the last line")
@@ -84,7 +87,9 @@ public struct ChunkIndex: Equatable, Sendable {
         let size = try number(1, "size")
         let chunkSize = try number(2, "chunk-size")
         let count = try number(3, "chunks")
-        guard chunkSize == ChunkFormat.chunkSize else { throw fail(3, "chunk size \(chunkSize) (this version reads \(ChunkFormat.chunkSize))") }
+        guard chunkSize == ChunkFormat.chunkSize else {
+            throw fail(3, "chunk size \(chunkSize) (this version reads \(ChunkFormat.chunkSize))")
+        }
         let expected = (size + chunkSize - 1) / chunkSize
         guard count == expected else { throw fail(4, "\(count) chunks for \(size) bytes (expected \(expected))") }
         guard lines.count - 4 == count else { throw fail(4, "says \(count) chunks, lists \(lines.count - 4)") }

@@ -32,9 +32,11 @@ public enum ChunkTransferError: Error, CustomStringConvertible, Equatable {
         case .wire(let e): return "chunk stream from the helper: \(e)"
         case .protocolViolation(let frame, let why): return "chunk stream from the helper, frame \(frame): \(why)"
         case .digestMismatch(let chunk, let offset, let digest):
-            return "chunk \(chunk) (disk offset \(offset)) does not match its digest \(digest.hex): refused, nothing stored"
+            return
+                "chunk \(chunk) (disk offset \(offset)) does not match its digest \(digest.hex): refused, nothing stored"
         case .badFrame(let chunk, let offset, let bytes):
-            return "chunk \(chunk) (disk offset \(offset)) is not a zstd frame of \(bytes) bytes: refused, nothing stored"
+            return
+                "chunk \(chunk) (disk offset \(offset)) is not a zstd frame of \(bytes) bytes: refused, nothing stored"
         case .sizeMismatch(let expected, let sent):
             return "the helper sent \(sent) bytes of a disk of \(expected) bytes"
         case .answer(let e): return "answering the helper failed (errno \(e))"
@@ -56,120 +58,165 @@ public struct ChunkReceiver {
     }
 
     public func receive<S: ByteSource>(from source: inout S, answers: Int32) throws -> ChunkReceipt {
-        var input = CountingSource(base: source)
-        defer { source = input.base }
-        var frameNumber = 0
-        var payload: [UInt8] = []
-        var chunkLength = 0  // the last frame's payload length
-        /// The next frame; a chunk frame's content stays in `payload` (`.chunk` carries no bytes).
-        func next() throws -> HelperFrame? {
-            frameNumber += 1
-            do {
-                guard let (tag, length) = try FrameCodec.readRaw(from: &input, into: &payload) else { return nil }
-                chunkLength = length
-                if tag == .chunk {
-                    guard length > ChunkDigest.byteCount else {
-                        throw WireError.badPayload(tag: tag.rawValue, length: length, expected: "a digest and a zstd frame")
-                    }
-                    return .chunk(ChunkDigest(bytes: Array(payload[0..<ChunkDigest.byteCount]))!, frame: [])
-                }
-                return try FrameCodec.decode(tag, payload[0..<length])
-            } catch let e as WireError { throw ChunkTransferError.wire(e) }
-        }
-        func violation(_ why: String) -> ChunkTransferError { .protocolViolation(frame: frameNumber, why) }
-        let chunkSize = ChunkFormat.chunkSize
+        let session = ReceiveSession(
+            input: CountingSource(base: source), answers: answers, staging: staging, expectedSize: expectedSize)
+        defer { source = session.input.base }
+        return try session.run()
+    }
+}
 
-        guard case .hello(let version, let size)? = try next() else { throw violation("expected the hello frame first") }
-        guard version == ChunkFormat.protocolVersion, Int(size) == chunkSize else {
-            throw violation("helper speaks protocol \(version) with \(size)-byte chunks; this server: "
-                + "\(ChunkFormat.protocolVersion), \(chunkSize) (copy the matching helper)")
-        }
-        var entries: [ChunkIndex.Entry] = []
-        var total: Int64 = 0
-        var sawShort = false
-        var requested: [(digest: ChunkDigest, length: Int, chunk: Int)] = []
-        var head = 0
-        var inStream = Set<ChunkDigest>()
-        var receipt = ChunkReceipt(
-            index: ChunkIndex(size: 0, entries: []), wireBytes: 0, newChunks: 0, newStoredBytes: 0, knownChunks: 0,
-            zeroChunks: 0)
-        var content = [UInt8](repeating: 0, count: chunkSize)
+/// One transfer's state: the frames so far, what was asked for and not yet sent, the index growing.
+private final class ReceiveSession<S: ByteSource> {
+    var input: CountingSource<S>
+    let answers: Int32
+    let staging: ChunkStaging
+    let expectedSize: Int64?
+    let chunkSize = ChunkFormat.chunkSize
 
-        func accept(_ length: UInt32) throws {
-            guard length > 0, Int(length) <= chunkSize else {
-                throw violation("a chunk of \(length) bytes (expected 1...\(chunkSize))")
-            }
-            guard !sawShort else { throw violation("a chunk after the short last one") }
-            if Int(length) < chunkSize { sawShort = true }
-            total += Int64(length)
-        }
-        func answer(_ a: ServerAnswer) throws {
-            var byte = a.rawValue
-            do { try withUnsafeBytes(of: &byte) { try WireIO.writeAll(answers, $0) } } catch WireError.io(_, let e) {
-                throw ChunkTransferError.answer(errno: e)
-            }
-        }
+    var frameNumber = 0
+    /// The last frame's payload (reused); a chunk frame's content is read from here.
+    var payload: [UInt8] = []
+    var payloadLength = 0
+    var entries: [ChunkIndex.Entry] = []
+    var total: Int64 = 0
+    var sawShort = false
+    /// Chunks asked for, in order; `head` is the next one to arrive.
+    var requested: [(digest: ChunkDigest, length: Int, chunk: Int)] = []
+    var head = 0
+    var inStream = Set<ChunkDigest>()
+    var receipt = ChunkReceipt(
+        index: ChunkIndex(size: 0, entries: []), wireBytes: 0, newChunks: 0, newStoredBytes: 0, knownChunks: 0,
+        zeroChunks: 0)
+    lazy var content = [UInt8](repeating: 0, count: chunkSize)
 
+    init(input: CountingSource<S>, answers: Int32, staging: ChunkStaging, expectedSize: Int64?) {
+        self.input = input
+        self.answers = answers
+        self.staging = staging
+        self.expectedSize = expectedSize
+    }
+
+    func run() throws -> ChunkReceipt {
+        try hello()
         while true {
             guard let frame = try next() else { throw violation("the stream ended before the end frame") }
             switch frame {
-            case .digest(let digest, let length):
-                try accept(length)
-                entries.append(.chunk(digest))
-                if inStream.contains(digest) || staging.has(digest) {
-                    receipt.knownChunks += 1
-                    try answer(.known)
-                } else {
-                    inStream.insert(digest)
-                    requested.append((digest, Int(length), entries.count - 1))
-                    try answer(.need)
-                }
+            case .digest(let digest, let length): try digestFrame(digest, length)
             case .zero(let length):
                 try accept(length)
                 entries.append(.zero)
                 receipt.zeroChunks += 1
-            case .chunk(let digest, _):
-                guard head < requested.count else { throw violation("chunk \(digest.hex) was not asked for") }
-                let wanted = requested[head]
-                guard digest == wanted.digest else {
-                    throw violation("chunk \(digest.hex) sent where \(wanted.digest.hex) was next")
-                }
-                let offset = Int64(wanted.chunk) * Int64(chunkSize)
-                let frame = ChunkDigest.byteCount..<chunkLength
-                let ok = content.withUnsafeMutableBytes { out in
-                    payload.withUnsafeBytes {
-                        bvm_zstd_decompress_exact(out.baseAddress, wanted.length, $0.baseAddress! + frame.lowerBound, frame.count) == 0
-                    }
-                }
-                guard ok else { throw ChunkTransferError.badFrame(chunk: wanted.chunk, offset: offset, expectedBytes: wanted.length) }
-                let actual = content.withUnsafeBytes { ChunkDigest(of: UnsafeRawBufferPointer(rebasing: $0[0..<wanted.length])) }
-                guard actual == digest else {
-                    throw ChunkTransferError.digestMismatch(chunk: wanted.chunk, offset: offset, digest: digest)
-                }
-                try payload.withUnsafeBytes { try staging.write(digest, frame: UnsafeRawBufferPointer(rebasing: $0[frame])) }
-                receipt.newChunks += 1
-                receipt.newStoredBytes += Int64(frame.count)
-                head += 1
+            case .chunk(let digest, _): try chunkFrame(digest)
             case .end(let totalBytes, let chunks):
-                guard head == requested.count else {
-                    throw violation("ended with \(requested.count - head) chunks asked for and not sent")
-                }
-                guard totalBytes == UInt64(total), chunks == UInt64(entries.count) else {
-                    throw violation("end frame says \(totalBytes) bytes in \(chunks) chunks; sent \(total) in \(entries.count)")
-                }
-                if let expectedSize, expectedSize != total {
-                    throw ChunkTransferError.sizeMismatch(expected: expectedSize, sent: total)
-                }
-                guard try next() == nil else { throw violation("data after the end frame") }
-                receipt.index = ChunkIndex(size: total, chunkSize: chunkSize, entries: entries)
-                receipt.wireBytes = input.count
+                try endFrame(totalBytes, chunks)
                 return receipt
-            case .failure(let message):
-                throw ChunkTransferError.helper(message)
-            case .hello:
-                throw violation("a second hello frame")
+            case .failure(let message): throw ChunkTransferError.helper(message)
+            case .hello: throw violation("a second hello frame")
             }
         }
+    }
+
+    /// The next frame; a chunk frame's content stays in `payload` (`.chunk` carries no bytes).
+    func next() throws -> HelperFrame? {
+        frameNumber += 1
+        do {
+            guard let (tag, length) = try FrameCodec.readRaw(from: &input, into: &payload) else { return nil }
+            payloadLength = length
+            guard tag == .chunk else { return try FrameCodec.decode(tag, payload[0..<length]) }
+            guard length > ChunkDigest.byteCount else {
+                throw WireError.badPayload(tag: tag.rawValue, length: length, expected: "a digest and a zstd frame")
+            }
+            return .chunk(ChunkDigest(bytes: Array(payload[0..<ChunkDigest.byteCount]))!, frame: [])
+        } catch let e as WireError { throw ChunkTransferError.wire(e) }
+    }
+
+    func violation(_ why: String) -> ChunkTransferError { .protocolViolation(frame: frameNumber, why) }
+
+    func hello() throws {
+        guard case .hello(let version, let size)? = try next() else {
+            throw violation("expected the hello frame first")
+        }
+        guard version == ChunkFormat.protocolVersion, Int(size) == chunkSize else {
+            throw violation(
+                "helper speaks protocol \(version) with \(size)-byte chunks; this server: "
+                    + "\(ChunkFormat.protocolVersion), \(chunkSize) (copy the matching helper)")
+        }
+    }
+
+    /// A chunk's length: full, but for the last.
+    func accept(_ length: UInt32) throws {
+        guard length > 0, Int(length) <= chunkSize else {
+            throw violation("a chunk of \(length) bytes (expected 1...\(chunkSize))")
+        }
+        guard !sawShort else { throw violation("a chunk after the short last one") }
+        if Int(length) < chunkSize { sawShort = true }
+        total += Int64(length)
+    }
+
+    func answer(_ a: ServerAnswer) throws {
+        var byte = a.rawValue
+        do { try withUnsafeBytes(of: &byte) { try WireIO.writeAll(answers, $0) } } catch WireError.io(_, let e) {
+            throw ChunkTransferError.answer(errno: e)
+        }
+    }
+
+    func digestFrame(_ digest: ChunkDigest, _ length: UInt32) throws {
+        try accept(length)
+        entries.append(.chunk(digest))
+        if inStream.contains(digest) || staging.has(digest) {
+            receipt.knownChunks += 1
+            try answer(.known)
+        } else {
+            inStream.insert(digest)
+            requested.append((digest, Int(length), entries.count - 1))
+            try answer(.need)
+        }
+    }
+
+    /// The next chunk asked for: one zstd frame of exactly its length whose content has its digest.
+    func chunkFrame(_ digest: ChunkDigest) throws {
+        guard head < requested.count else { throw violation("chunk \(digest.hex) was not asked for") }
+        let wanted = requested[head]
+        guard digest == wanted.digest else {
+            throw violation("chunk \(digest.hex) sent where \(wanted.digest.hex) was next")
+        }
+        let offset = Int64(wanted.chunk) * Int64(chunkSize)
+        let frame = ChunkDigest.byteCount..<payloadLength
+        let ok = content.withUnsafeMutableBytes { out in
+            payload.withUnsafeBytes {
+                bvm_zstd_decompress_exact(
+                    out.baseAddress, wanted.length, $0.baseAddress! + frame.lowerBound, frame.count)
+                    == 0
+            }
+        }
+        guard ok else {
+            throw ChunkTransferError.badFrame(chunk: wanted.chunk, offset: offset, expectedBytes: wanted.length)
+        }
+        let actual = content.withUnsafeBytes {
+            ChunkDigest(of: UnsafeRawBufferPointer(rebasing: $0[0..<wanted.length]))
+        }
+        guard actual == digest else {
+            throw ChunkTransferError.digestMismatch(chunk: wanted.chunk, offset: offset, digest: digest)
+        }
+        try payload.withUnsafeBytes { try staging.write(digest, frame: UnsafeRawBufferPointer(rebasing: $0[frame])) }
+        receipt.newChunks += 1
+        receipt.newStoredBytes += Int64(frame.count)
+        head += 1
+    }
+
+    func endFrame(_ totalBytes: UInt64, _ chunks: UInt64) throws {
+        guard head == requested.count else {
+            throw violation("ended with \(requested.count - head) chunks asked for and not sent")
+        }
+        guard totalBytes == UInt64(total), chunks == UInt64(entries.count) else {
+            throw violation("end frame says \(totalBytes) bytes in \(chunks) chunks; sent \(total) in \(entries.count)")
+        }
+        if let expectedSize, expectedSize != total {
+            throw ChunkTransferError.sizeMismatch(expected: expectedSize, sent: total)
+        }
+        guard try next() == nil else { throw violation("data after the end frame") }
+        receipt.index = ChunkIndex(size: total, chunkSize: chunkSize, entries: entries)
+        receipt.wireBytes = input.count
     }
 }
 

@@ -59,7 +59,9 @@ public struct ChunkStore: Sendable {
         let ok = content.withUnsafeMutableBytes { out in
             frame.withUnsafeBytes { bvm_zstd_decompress_exact(out.baseAddress, length, $0.baseAddress, $0.count) == 0 }
         }
-        guard ok else { throw ChunkStoreError.damaged(digest: digest, path: path, why: "not a zstd frame of \(length) bytes") }
+        guard ok else {
+            throw ChunkStoreError.damaged(digest: digest, path: path, why: "not a zstd frame of \(length) bytes")
+        }
         guard content.withUnsafeBytes({ ChunkDigest(of: $0) }) == digest else {
             throw ChunkStoreError.damaged(digest: digest, path: path, why: "its content does not hash to its name")
         }
@@ -98,7 +100,8 @@ final class WriterRegistration {
             }
             var mine = stat()
             var named = stat()
-            if fstat(fd, &mine) == 0, lstat(path, &named) == 0, mine.st_ino == named.st_ino, mine.st_dev == named.st_dev {
+            if fstat(fd, &mine) == 0, lstat(path, &named) == 0, mine.st_ino == named.st_ino, mine.st_dev == named.st_dev
+            {
                 // The start time the collector reads: set now, after the lock is ours.
                 _ = futimens(fd, nil)
                 self.path = path

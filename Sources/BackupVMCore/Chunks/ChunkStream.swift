@@ -10,10 +10,14 @@ struct ChunkStream {
     let helper: ChunkHelper
     let workPath: String
 
-    func send(_ image: ImageSource, scratch: String, into staging: ChunkStaging, abort: AbortFlag) throws -> ChunkReceipt {
+    func send(_ image: ImageSource, scratch: String, into staging: ChunkStaging, abort: AbortFlag) throws
+        -> ChunkReceipt
+    {
         do {
             return try attempt(image, scratch: scratch, staging: staging, abort: abort)
-        } catch let e as ChunkChannelError where e.status == ChunkHelper.missingStatus && e.stderr.contains(ChunkHelper.missingMarker) {
+        } catch let e as ChunkChannelError
+            where e.status == ChunkHelper.missingStatus && e.stderr.contains(ChunkHelper.missingMarker)
+        {
             try upload()
             return try attempt(image, scratch: scratch, staging: staging, abort: abort)
         }
@@ -30,7 +34,8 @@ struct ChunkStream {
         // The export arrives on a pipe as fd 3; our answers stay on stdin. pipefail fails the script
         // when nbdcopy fails, even after the helper has seen a clean end of its input.
         case .export(let uri):
-            read = "exec 4<&0; nbdcopy --no-extents \(ShellQuote.quote(uri)) - </dev/null | \"$h\" send --source-fd 3 3<&0 0<&4"
+            read =
+                "exec 4<&0; nbdcopy --no-extents \(ShellQuote.quote(uri)) - </dev/null | \"$h\" send --source-fd 3 3<&0 0<&4"
         }
         let work = ShellQuote.quote(scratch)
         return """
@@ -78,6 +83,8 @@ struct ChunkStream {
         let fd = open(helper.localPath, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SystemError("open", path: helper.localPath) }
         defer { close(fd) }
-        _ = try host.stream(helper.uploadScript(remote: remote), what: "copying the chunk helper to \(remote)", stdin: fd) { _ in true }
+        _ = try host.stream(
+            helper.uploadScript(remote: remote), what: "copying the chunk helper to \(remote)", stdin: fd
+        ) { _ in true }
     }
 }

@@ -21,7 +21,8 @@ extension BackupRun {
     func startChunkSession() throws {
         guard storeFormat == .chunks else { return }
         let helper = try ChunkHelper.load(path: chunkHelperPath)
-        let staging = try ChunkStore(storage: store.layout.storage).staging(for: ChunkStore.stagingName(vm: plan.vm, id: plan.id))
+        let staging = try ChunkStore(storage: store.layout.storage).staging(
+            for: ChunkStore.stagingName(vm: plan.vm, id: plan.id))
         chunkSession = ChunkSession(helper: helper, staging: staging)
         if plan.keepOnHost {
             log.notice("the schedule asks to keep a copy on the hypervisor; with Store=chunks none is kept")

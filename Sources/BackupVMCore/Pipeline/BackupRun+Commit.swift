@@ -54,7 +54,10 @@ extension BackupRun {
             let r = try ChunkCollector(storage: store.layout.storage).collect()
             log.info(
                 "chunk store collected",
-                metadata: ["removed_chunks": "\(r.removed)", "removed_bytes": "\(r.removedBytes)", "kept_young": "\(r.keptYoung)"])
+                metadata: [
+                    "removed_chunks": "\(r.removed)", "removed_bytes": "\(r.removedBytes)",
+                    "kept_young": "\(r.keptYoung)",
+                ])
         } catch ChunkCollectorError.busy {
             log.info("chunk store: another garbage collection runs; this one is skipped")
         } catch {

@@ -59,7 +59,9 @@ extension BackupRun {
     }
 
     func copy(_ disk: DomainDisk, from source: String, volume: LogicalVolume? = nil) throws {
-        if chunkSession != nil { return try storeChunked(disk, from: .path(source), volume: volume?.fullName, content: nil) }
+        if chunkSession != nil {
+            return try storeChunked(disk, from: .path(source), volume: volume?.fullName, content: nil)
+        }
         let file = BackupNames.image(target: disk.target, format: disk.format, compression: compression)
         let t0 = Date()
         let r = try transfer(source, file: file, stage: plan.keepOnHost)

@@ -57,7 +57,9 @@ public struct Doctor: Sendable {
             return [
                 Finding(
                     subject: "this server: chunk helper", ok: true,
-                    detail: "\(helper.localPath) (sha256 \(helper.sha256.prefix(16))…), copied to each hypervisor on first use")
+                    detail:
+                        "\(helper.localPath) (sha256 \(helper.sha256.prefix(16))…), copied to each hypervisor on first use"
+                )
             ]
         } catch {
             return [Finding(subject: "this server: chunk helper", ok: false, detail: "\(error)")]

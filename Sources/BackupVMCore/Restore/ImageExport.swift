@@ -39,7 +39,8 @@ public struct ImageExport {
             let status = child.wait()
             guard status == 0 else {
                 throw RestoreError.damagedImage(
-                    vm: backup.vm, id: backup.id, file: path, detail: "\(tool) -d failed: \(RemoteError.trim(child.stderr))")
+                    vm: backup.vm, id: backup.id, file: path,
+                    detail: "\(tool) -d failed: \(RemoteError.trim(child.stderr))")
             }
             return
         }

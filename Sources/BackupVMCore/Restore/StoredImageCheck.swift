@@ -22,7 +22,9 @@ struct StoredImageCheck {
             }
             // A chunk image: every chunk it names is read and hashed before anything is written.
             if image.chunks != nil {
-                if let problem = ChunkImageCheck(store: .of(backupFile: path)).problems(indexFile: path, image: image).first {
+                if let problem = ChunkImageCheck(store: .of(backupFile: path)).problems(indexFile: path, image: image)
+                    .first
+                {
                     throw damaged(path, problem)
                 }
             }
