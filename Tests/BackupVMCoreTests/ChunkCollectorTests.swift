@@ -128,6 +128,19 @@ struct ChunkCollectorTests {
         #expect((try? FileManager.default.contentsOfDirectory(atPath: store.root + "/.staging")) == [])
     }
 
+    @Test func aRecoveryRemovesOnlyAnAbandonedStaging() throws {
+        let live = try store.staging(for: "vm1.20261101T000000Z")
+        #expect(!store.removeAbandonedStaging(job: "vm1.20261101T000000Z"), "a running job's staging stays")
+        #expect(FileManager.default.fileExists(atPath: live.directory))
+        // A dead worker: its registration file is there, nobody holds its lock.
+        try Files.makeDirectory(store.root + "/.staging/vm2.20261101T000000Z", mode: 0o700)
+        ChunkTestData.write([], to: store.root + "/.staging/vm2.20261101T000000Z.writer")
+        #expect(store.removeAbandonedStaging(job: "vm2.20261101T000000Z"))
+        #expect(!FileManager.default.fileExists(atPath: store.root + "/.staging/vm2.20261101T000000Z"))
+        #expect(!FileManager.default.fileExists(atPath: store.root + "/.staging/vm2.20261101T000000Z.writer"))
+        live.discard()
+    }
+
     @Test func anUnreadableIndexStopsTheCollectionBeforeAnythingIsRemoved() throws {
         let b = try commitBackup("vm1", id: "20261101T000000Z", [content(1)])
         try commitBackup("vm2", id: "20261101T000000Z", [content(2)])

@@ -49,6 +49,23 @@ public struct ChunkStore: Sendable {
 
     static let writerSuffix = ".writer"
 
+    /// Removes the staging directory and registration of job `job` if no process holds it any more
+    /// (its worker died); true if there was one to remove. A running job's staging is left alone.
+    @discardableResult
+    public func removeAbandonedStaging(job: String) -> Bool {
+        let writer = stagingRoot + "/" + job + ChunkStore.writerSuffix
+        let directory = stagingRoot + "/" + job
+        guard Files.exists(writer) || Files.exists(directory) else { return false }
+        let fd = open(writer, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        if fd >= 0 {
+            defer { close(fd) }
+            guard flock(fd, LOCK_SH | LOCK_NB) == 0 else { return false }
+            unlink(writer)
+        }
+        Files.removeTree(directory)
+        return true
+    }
+
     /// One chunk's content, decompressed and checked against its name; `length` is what the index says.
     public func read(_ digest: ChunkDigest, length: Int) throws -> [UInt8] {
         let path = chunkPath(digest)

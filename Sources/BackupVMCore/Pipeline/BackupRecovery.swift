@@ -19,6 +19,12 @@ struct BackupRecovery {
             }
             store.discard(partial: partial)
             notes.append("partial backup \((partial as NSString).lastPathComponent) removed")
+            // Store=chunks: the dead job's new chunks, staged and never committed.
+            if let id = BackupNames.partialID((partial as NSString).lastPathComponent),
+                ChunkStore(storage: store.layout.storage).removeAbandonedStaging(job: ChunkStore.stagingName(vm: vm, id: id))
+            {
+                notes.append("its staged chunks removed")
+            }
         }
         let swept = store.sweepTemporaries(vm: vm)
         if !swept.isEmpty { notes.append("removed \(swept.joined(separator: ", "))") }

@@ -32,6 +32,10 @@ public enum BackupNames {
         name.hasPrefix(".") && (name.hasSuffix(".partial") || name.hasSuffix(".deleting"))
     }
     public static func isPartial(_ name: String) -> Bool { name.hasPrefix(".") && name.hasSuffix(".partial") }
+    /// The backup ID of a partial directory's name (`.ID.partial`).
+    public static func partialID(_ name: String) -> String? {
+        isPartial(name) ? String(name.dropFirst().dropLast(".partial".count)) : nil
+    }
 
     /// The stored image of one disk: `vda.raw.lzo`.
     public static func image(target: String, format: DomainDisk.Format, compression: Compression) -> String {
