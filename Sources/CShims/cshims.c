@@ -21,3 +21,5 @@ int bvm_sync_range(int fd, long long offset, long long nbytes, int wait) {
         : SYNC_FILE_RANGE_WRITE;
     return sync_file_range(fd, (off64_t)offset, (off64_t)nbytes, flags);
 }
+
+int bvm_syncfs(int fd) { return syncfs(fd); }

@@ -15,4 +15,9 @@ int bvm_spawn_close_from(posix_spawn_file_actions_t *actions, int lowfd);
 /// sync_file_range(2) (Linux; needs _GNU_SOURCE): `wait` 0 starts writeback of the range, 1 waits for
 /// it to be on disk. Used to keep a long stream's dirty pages bounded and the final fsync short.
 int bvm_sync_range(int fd, long long offset, long long nbytes, int wait);
+
+/// syncfs(2) (Linux; needs _GNU_SOURCE): every dirty page and inode of the file system holding `fd`
+/// written and committed in one go (one journal commit for many small files, where an fsync of each
+/// costs one commit each).
+int bvm_syncfs(int fd);
 #endif
