@@ -94,6 +94,9 @@ public struct ChunkCollector {
         let root = store.root
         for fan in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] where fan.utf8.count == 4 {
             let dir = root + "/" + fan
+            // Only our own fan-out directories: a link planted here is not followed.
+            var dirStat = stat()
+            guard lstat(dir, &dirStat) == 0, (dirStat.st_mode & S_IFMT) == S_IFDIR else { continue }
             for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
                 guard name.hasSuffix(".zst"), let digest = ChunkDigest(hex: name.dropLast(4)) else { continue }
                 report.chunks += 1
