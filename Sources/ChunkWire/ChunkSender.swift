@@ -9,8 +9,8 @@ import CChunkCodec
 /// only when the server answers that it lacks it. All-zero chunks are announced by length only.
 ///
 /// Up to `ChunkFormat.window` chunks wait for their answers while the next ones are read and hashed
-/// (on a thread of their own: ChunkReadAhead), so neither a round trip to the server nor compression
-/// stalls the disk; memory stays at (window + 2) chunks plus one compression buffer. On an error the
+/// (on threads of their own: ChunkReadAhead), so neither a round trip to the server nor compression
+/// stalls the disk; memory stays at (window + 4) chunks plus one compression buffer. On an error the
 /// buffers are left to the process's exit (the reader may still be blocked on the disk).
 public struct ChunkSender {
     public struct Totals: Equatable, Sendable {
@@ -76,8 +76,8 @@ private final class SendSession {
 
     init(_ sender: ChunkSender) {
         self.sender = sender
-        // window chunks wait for answers, one is read and hashed, one is ready: window + 2 buffers.
-        pool = (0..<(sender.window + 2)).map { _ in
+        // window chunks wait for answers, two are hashed, one is read, one is ready: window + 4 buffers.
+        pool = (0..<(sender.window + 4)).map { _ in
             UnsafeMutableRawBufferPointer.allocate(byteCount: sender.chunkSize, alignment: 4096)
         }
         let capacity = FrameCodec.headerSize + ChunkDigest.byteCount + Int(bvm_zstd_bound(sender.chunkSize))
