@@ -21,7 +21,8 @@ struct BackupRecovery {
             notes.append("partial backup \((partial as NSString).lastPathComponent) removed")
             // Store=chunks: the dead job's new chunks, staged and never committed.
             if let id = BackupNames.partialID((partial as NSString).lastPathComponent),
-                ChunkStore(storage: store.layout.storage).removeAbandonedStaging(job: ChunkStore.stagingName(vm: vm, id: id))
+                ChunkStore(storage: store.layout.storage).removeAbandonedStaging(
+                    job: ChunkStore.stagingName(vm: vm, id: id))
             {
                 notes.append("its staged chunks removed")
             }
