@@ -75,6 +75,19 @@ struct ChunkPipelineTests {
         #expect(!h.hypervisor.calls.contains(.shutdown))
     }
 
+    @Test("a helper installed as a link is followed; a directory or a missing file is not a helper")
+    func helperByLink() throws {
+        let dir = TempDir("helperlink")
+        let link = dir.path + "/bvm-chunk-helper"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: Paths.binary("bvm-chunk-helper"))
+        let viaLink = try ChunkHelper.load(path: link)
+        #expect(viaLink.sha256 == (try ChunkHelper.load(path: Paths.binary("bvm-chunk-helper")).sha256))
+        #expect(throws: ChunkHelperError.missing(path: dir.path)) { try ChunkHelper.load(path: dir.path) }
+        #expect(throws: ChunkHelperError.missing(path: dir.path + "/none")) {
+            try ChunkHelper.load(path: dir.path + "/none")
+        }
+    }
+
     @Test("live: every export goes through the helper; the content is raw")
     func liveIntoTheStore() throws {
         let h = try harness(ScriptedVMs.files(), mode: .live)

@@ -13,13 +13,15 @@ public struct ChunkHelper: Sendable, Equatable {
 
     public static let fileName = "bvm-chunk-helper"
 
-    /// The helper at `path`, or beside the running executable.
+    /// The helper at `path`, or beside the running executable (an installed link is followed: this
+    /// server's own file, named by its administrator).
     public static func load(path: String?) throws -> ChunkHelper {
-        let local = path ?? Self.besideExecutable()
+        let named = path ?? Self.besideExecutable()
+        let local = URL(fileURLWithPath: named).resolvingSymlinksInPath().path
         guard let bytes = Files.readRegularFile(local, limit: 256 << 20), bytes.count <= 256 << 20,
             FileManager.default.isExecutableFile(atPath: local)
         else {
-            throw ChunkHelperError.missing(path: local)
+            throw ChunkHelperError.missing(path: named)
         }
         return ChunkHelper(
             localPath: local, sha256: SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined())

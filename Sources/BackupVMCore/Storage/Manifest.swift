@@ -90,7 +90,11 @@ public struct Manifest: Codable, Sendable, Equatable {
     /// How the disks are stored: absent or `files` (one compressed file each), or `chunks`.
     public var store: StoreFormat? = nil
 
-    public var storedBytes: Int64 { disks.reduce(0) { $0 + $1.storedBytes } + (ramState?.storedBytes ?? 0) }
+    /// What this backup stored: its files, and for chunk images the chunks it added to the store
+    /// (shared chunks are counted by the backup that first stored them; `store-stats` has the whole).
+    public var storedBytes: Int64 {
+        disks.reduce(0) { $0 + $1.storedBytes + ($1.chunks?.newStoredBytes ?? 0) } + (ramState?.storedBytes ?? 0)
+    }
 
     public func encoded() throws -> Data {
         let e = JSONEncoder()
