@@ -87,16 +87,29 @@ private final class ReceiveSession<S: ByteSource> {
     var receipt = ChunkReceipt(
         index: ChunkIndex(size: 0, entries: []), wireBytes: 0, newChunks: 0, newStoredBytes: 0, knownChunks: 0,
         zeroChunks: 0)
-    lazy var content = [UInt8](repeating: 0, count: chunkSize)
+    let verifier: ChunkVerifier
 
     init(input: CountingSource<S>, answers: Int32, staging: ChunkStaging, expectedSize: Int64?) {
         self.input = input
         self.answers = answers
         self.staging = staging
         self.expectedSize = expectedSize
+        verifier = ChunkVerifier(staging: staging)
     }
 
+    /// The stream, frame by frame; whatever ends it, the verifier has finished before this returns
+    /// (nothing is written into the staging directory after), and a chunk it found bad is the reason
+    /// told (it came before whatever broke the stream after it).
     func run() throws -> ChunkReceipt {
+        do {
+            return try frames()
+        } catch {
+            if let failure = verifier.finish() { throw failure }
+            throw error
+        }
+    }
+
+    private func frames() throws -> ChunkReceipt {
         try hello()
         while true {
             guard let frame = try next() else { throw violation("the stream ended before the end frame") }
@@ -180,25 +193,11 @@ private final class ReceiveSession<S: ByteSource> {
         guard digest == wanted.digest else {
             throw violation("chunk \(digest.hex) sent where \(wanted.digest.hex) was next")
         }
-        let offset = Int64(wanted.chunk) * Int64(chunkSize)
         let frame = ChunkDigest.byteCount..<payloadLength
-        let ok = content.withUnsafeMutableBytes { out in
-            payload.withUnsafeBytes {
-                bvm_zstd_decompress_exact(
-                    out.baseAddress, wanted.length, $0.baseAddress! + frame.lowerBound, frame.count)
-                    == 0
-            }
-        }
-        guard ok else {
-            throw ChunkTransferError.badFrame(chunk: wanted.chunk, offset: offset, expectedBytes: wanted.length)
-        }
-        let actual = content.withUnsafeBytes {
-            ChunkDigest(of: UnsafeRawBufferPointer(rebasing: $0[0..<wanted.length]))
-        }
-        guard actual == digest else {
-            throw ChunkTransferError.digestMismatch(chunk: wanted.chunk, offset: offset, digest: digest)
-        }
-        try payload.withUnsafeBytes { try staging.write(digest, frame: UnsafeRawBufferPointer(rebasing: $0[frame])) }
+        try verifier.submit(
+            ChunkVerifier.Work(
+                digest: digest, frame: Array(payload[frame]), length: wanted.length, chunk: wanted.chunk,
+                offset: Int64(wanted.chunk) * Int64(chunkSize)))
         receipt.newChunks += 1
         receipt.newStoredBytes += Int64(frame.count)
         head += 1
@@ -215,6 +214,7 @@ private final class ReceiveSession<S: ByteSource> {
             throw ChunkTransferError.sizeMismatch(expected: expectedSize, sent: total)
         }
         guard try next() == nil else { throw violation("data after the end frame") }
+        if let failure = verifier.finish() { throw failure }
         receipt.index = ChunkIndex(size: total, chunkSize: chunkSize, entries: entries)
         receipt.wireBytes = input.count
     }

@@ -18,6 +18,7 @@ public final class ChunkStaging {
     private(set) var stagedBytes: Int64 = 0
 
     private let writer: WriterRegistration
+    private let lock = NSLock()
 
     init(store: ChunkStore, directory: String, writer: WriterRegistration) {
         self.store = store
@@ -25,15 +26,16 @@ public final class ChunkStaging {
         self.writer = writer
     }
 
-    /// Is this chunk staged already (by an earlier disk of the same job)?
-    func contains(_ digest: ChunkDigest) -> Bool { stagedSet.contains(digest) }
+    /// Is this chunk staged already (by an earlier disk of the same job)? (The receiver asks while
+    /// the verifier writes: the staged set is behind a lock.)
+    func contains(_ digest: ChunkDigest) -> Bool { lock.withLock { stagedSet.contains(digest) } }
 
     /// Is this chunk in the store or staged here? (What a receiver need not ask for.)
     func has(_ digest: ChunkDigest) -> Bool { contains(digest) || store.contains(digest) }
 
     /// Writes one verified chunk frame under its name (once per job); `commit` makes it durable.
     func write(_ digest: ChunkDigest, frame: UnsafeRawBufferPointer) throws {
-        guard !stagedSet.contains(digest) else { return }
+        guard !contains(digest) else { return }
         let path = directory + "/" + digest.hex
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw SystemError("create", path: path) }
@@ -49,9 +51,11 @@ public final class ChunkStaging {
             done += n
         }
         close(fd)
-        staged.append(digest)
-        stagedSet.insert(digest)
-        stagedBytes += Int64(frame.count)
+        lock.withLock {
+            staged.append(digest)
+            stagedSet.insert(digest)
+            stagedBytes += Int64(frame.count)
+        }
     }
 
     /// Moves every staged chunk into the store and makes the chunks and the renames durable, then
