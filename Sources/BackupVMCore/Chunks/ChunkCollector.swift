@@ -91,29 +91,16 @@ public struct ChunkCollector {
     }
 
     func sweep(_ inUse: Set<ChunkDigest>, cutoff: Date, _ report: inout Report) {
-        let root = store.root
-        for fan in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] where fan.utf8.count == 4 {
-            let dir = root + "/" + fan
-            // Only our own fan-out directories: a link planted here is not followed.
-            var dirStat = stat()
-            guard lstat(dir, &dirStat) == 0, (dirStat.st_mode & S_IFMT) == S_IFDIR else { continue }
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
-                guard name.hasSuffix(".zst"), let digest = ChunkDigest(hex: name.dropLast(4)) else { continue }
-                report.chunks += 1
-                if inUse.contains(digest) { continue }
-                let path = dir + "/" + name
-                var st = stat()
-                guard lstat(path, &st) == 0 else { continue }
-                let mtime = Date(
-                    timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec) + TimeInterval(st.st_mtim.tv_nsec) / 1e9)
-                if mtime >= cutoff {
-                    report.keptYoung += 1
-                    continue
-                }
-                if unlink(path) == 0 {
-                    report.removed += 1
-                    report.removedBytes += Int64(st.st_size)
-                }
+        store.forEachChunk { digest, path, st in
+            report.chunks += 1
+            if inUse.contains(digest) { return }
+            let mtime = Date(
+                timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec) + TimeInterval(st.st_mtim.tv_nsec) / 1e9)
+            if mtime >= cutoff {
+                report.keptYoung += 1
+            } else if unlink(path) == 0 {
+                report.removed += 1
+                report.removedBytes += Int64(st.st_size)
             }
         }
     }

@@ -1,5 +1,4 @@
 import ChunkWire
-import Crypto
 import Foundation
 
 /// The chunk store's hypervisor helper as this server has it: the file copied to each hypervisor and
@@ -18,13 +17,14 @@ public struct ChunkHelper: Sendable, Equatable {
     public static func load(path: String?) throws -> ChunkHelper {
         let named = path ?? Self.besideExecutable()
         let local = URL(fileURLWithPath: named).resolvingSymlinksInPath().path
-        guard let bytes = Files.readRegularFile(local, limit: 256 << 20), bytes.count <= 256 << 20,
-            FileManager.default.isExecutableFile(atPath: local)
+        var st = stat()
+        guard stat(local, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG,
+            FileManager.default.isExecutableFile(atPath: local),
+            let digest = try? FileDigest.sha256(ofFile: local).digest
         else {
             throw ChunkHelperError.missing(path: named)
         }
-        return ChunkHelper(
-            localPath: local, sha256: SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined())
+        return ChunkHelper(localPath: local, sha256: digest)
     }
 
     static func besideExecutable() -> String {

@@ -39,16 +39,10 @@ public final class ChunkStaging {
         let path = directory + "/" + digest.hex
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw SystemError("create", path: path) }
-        var done = 0
-        while done < frame.count {
-            let n = Glibc.write(fd, frame.baseAddress! + done, frame.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                let error = SystemError("write", path: path)
-                close(fd)
-                throw error
-            }
-            done += n
+        do { try WireIO.writeAll(fd, frame) } catch {
+            close(fd)
+            if case WireError.io(_, let code) = error { throw SystemError("write", path: path, errno: code) }
+            throw error
         }
         close(fd)
         lock.withLock {

@@ -1,4 +1,3 @@
-import CChunkCodec
 import ChunkWire
 import Foundation
 
@@ -49,6 +48,23 @@ public struct ChunkStore: Sendable {
 
     static let writerSuffix = ".writer"
 
+    /// Every chunk file in the store, with its digest and lstat: the fan-out directories only (real
+    /// directories of 4 hex digits; a link planted among them is not followed), files named by a
+    /// digest only.
+    func forEachChunk(_ body: (ChunkDigest, String, stat) -> Void) {
+        for fan in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] where fan.utf8.count == 4 {
+            let dir = root + "/" + fan
+            var dirStat = stat()
+            guard lstat(dir, &dirStat) == 0, (dirStat.st_mode & S_IFMT) == S_IFDIR else { continue }
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+                guard name.hasSuffix(".zst"), let digest = ChunkDigest(hex: name.dropLast(4)) else { continue }
+                var st = stat()
+                guard lstat(dir + "/" + name, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+                body(digest, dir + "/" + name, st)
+            }
+        }
+    }
+
     /// Removes the staging directory and registration of job `job` if no process holds it any more
     /// (its worker died); true if there was one to remove. A running job's staging is left alone.
     @discardableResult
@@ -73,14 +89,15 @@ public struct ChunkStore: Sendable {
             throw ChunkStoreError.missing(digest: digest, path: path)
         }
         var content = [UInt8](repeating: 0, count: length)
-        let ok = content.withUnsafeMutableBytes { out in
-            frame.withUnsafeBytes { bvm_zstd_decompress_exact(out.baseAddress, length, $0.baseAddress, $0.count) == 0 }
+        let verdict = content.withUnsafeMutableBytes { out in
+            frame.withUnsafeBytes { ChunkContent.check(frame: $0, length: length, digest: digest, into: out) }
         }
-        guard ok else {
+        switch verdict {
+        case .notAFrame:
             throw ChunkStoreError.damaged(digest: digest, path: path, why: "not a zstd frame of \(length) bytes")
-        }
-        guard content.withUnsafeBytes({ ChunkDigest(of: $0) }) == digest else {
+        case .wrongDigest:
             throw ChunkStoreError.damaged(digest: digest, path: path, why: "its content does not hash to its name")
+        case .ok: break
         }
         return content
     }

@@ -18,15 +18,9 @@ public struct ChunkStoreStats: Sendable, Equatable {
 
     public static func measure(storage: String) -> ChunkStoreStats {
         var stats = ChunkStoreStats()
-        let root = ChunkStore(storage: storage).root
-        for fan in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] where fan.utf8.count == 4 {
-            let dir = root + "/" + fan
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where name.hasSuffix(".zst") {
-                var st = stat()
-                guard lstat(dir + "/" + name, &st) == 0 else { continue }
-                stats.chunks += 1
-                stats.storedBytes += Int64(st.st_size)
-            }
+        ChunkStore(storage: storage).forEachChunk { _, _, st in
+            stats.chunks += 1
+            stats.storedBytes += Int64(st.st_size)
         }
         let catalog = BackupCatalog(storage: storage)
         for vm in (try? Files.visibleEntries(storage)) ?? [] {

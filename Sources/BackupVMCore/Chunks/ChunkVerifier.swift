@@ -1,4 +1,3 @@
-import CChunkCodec
 import ChunkWire
 import Foundation
 
@@ -72,15 +71,13 @@ final class ChunkVerifier: @unchecked Sendable {
     }
 
     private func check(_ w: Work) -> Error? {
-        let ok = content.withUnsafeMutableBytes { out in
-            w.frame.withUnsafeBytes {
-                bvm_zstd_decompress_exact(out.baseAddress, w.length, $0.baseAddress, $0.count) == 0
-            }
+        let verdict = content.withUnsafeMutableBytes { out in
+            w.frame.withUnsafeBytes { ChunkContent.check(frame: $0, length: w.length, digest: w.digest, into: out) }
         }
-        guard ok else { return ChunkTransferError.badFrame(chunk: w.chunk, offset: w.offset, expectedBytes: w.length) }
-        let actual = content.withUnsafeBytes { ChunkDigest(of: UnsafeRawBufferPointer(rebasing: $0[0..<w.length])) }
-        guard actual == w.digest else {
-            return ChunkTransferError.digestMismatch(chunk: w.chunk, offset: w.offset, digest: w.digest)
+        switch verdict {
+        case .notAFrame: return ChunkTransferError.badFrame(chunk: w.chunk, offset: w.offset, expectedBytes: w.length)
+        case .wrongDigest: return ChunkTransferError.digestMismatch(chunk: w.chunk, offset: w.offset, digest: w.digest)
+        case .ok: break
         }
         do { try w.frame.withUnsafeBytes { try staging.write(w.digest, frame: $0) } } catch { return error }
         return nil

@@ -1,4 +1,4 @@
-import Crypto
+import ChunkWire
 import Foundation
 
 /// Store=chunks: this job's helper and its staging directory in the chunk store.
@@ -47,7 +47,7 @@ extension BackupRun {
         images[disk.target] = Manifest.StoredImage(
             target: disk.target, source: disk.source, kind: disk.kind, format: disk.format, file: file,
             rawBytes: receipt.index.size, storedBytes: Int64(bytes.count), storedCksum: crc.finalize(),
-            storedSHA256: SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined(), volume: volume,
+            storedSHA256: bytes.withUnsafeBytes { ChunkDigest(of: $0) }.hex, volume: volume,
             content: content,
             chunks: Manifest.ChunkedImage(
                 chunks: receipt.index.entries.count, zeroChunks: receipt.zeroChunks, newChunks: receipt.newChunks,
