@@ -29,4 +29,21 @@ struct BackupVMCommand: ParsableCommand {
         ],
         defaultSubcommand: RunCommand.self
     )
+
+    /// Parses with global options allowed before the subcommand (ArgumentOrder) and ends a
+    /// CommandFailure with its own exit status and one line on stderr, no usage text.
+    static func main() {
+        let names = Set(configuration.subcommands.map { $0._commandName })
+        let arguments = ArgumentOrder.subcommandFirst(
+            Array(CommandLine.arguments.dropFirst()), subcommands: names, valueOptions: ["--config-dir"])
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+        } catch let failure as CommandFailure {
+            CommandSupport.printError("backup_vm: \(failure.message)")
+            Foundation.exit(failure.status.rawValue)
+        } catch {
+            exit(withError: error)
+        }
+    }
 }

@@ -17,10 +17,10 @@ struct EnqueueCommand: ParsableCommand {
         let configuration = CommandSupport.loadConfiguration(explicitDirectory: global.configDir)
         for vm in vms {
             guard SafeName.isValidVMName(vm) else {
-                throw ValidationError("'\(vm)' is not a valid VM name; expected \(SafeName.vmExpectation)")
+                throw CommandFailure.usage("'\(vm)' is not a valid VM name; expected \(SafeName.vmExpectation)")
             }
             guard configuration.schedule.entry(for: vm) != nil else {
-                throw ValidationError(
+                throw CommandFailure.usage(
                     "unknown VM '\(vm)': it has no line in \(Configuration.scheduleFile(in: configuration.directory))")
             }
         }

@@ -25,7 +25,9 @@ struct ExportCommand: ParsableCommand {
     var output: String?
 
     func run() throws {
-        guard SafeName.isValidVMName(vm) else { throw ValidationError("'\(vm)' is not a valid VM name") }
+        guard SafeName.isValidVMName(vm) else {
+            throw CommandFailure.usage("'\(vm)' is not a valid VM name; expected \(SafeName.vmExpectation)")
+        }
         let configuration = CommandSupport.loadConfiguration(explicitDirectory: global.configDir)
         let backups = BackupCatalog(storage: configuration.main.backupStorage).backups(of: vm)
         guard let ref = backup.map({ id in backups.first { $0.id == id } }) ?? backups.last else {

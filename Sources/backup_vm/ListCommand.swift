@@ -13,6 +13,9 @@ struct ListCommand: ParsableCommand {
     var vm: String?
 
     func run() throws {
+        if let vm, !SafeName.isValidVMName(vm) {
+            throw CommandFailure.usage("'\(vm)' is not a valid VM name; expected \(SafeName.vmExpectation)")
+        }
         let configuration = CommandSupport.loadConfiguration(explicitDirectory: global.configDir)
         let catalog = BackupCatalog(storage: configuration.main.backupStorage)
         let vms = vm.map { [$0] } ?? configuration.schedule.entries.map(\.vm)

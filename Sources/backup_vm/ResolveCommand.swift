@@ -20,7 +20,7 @@ struct ResolveCommand: ParsableCommand {
 
     func run() throws {
         guard SafeName.isValidVMName(vm) else {
-            throw ValidationError("'\(vm)' is not a valid VM name; expected \(SafeName.vmExpectation)")
+            throw CommandFailure.usage("'\(vm)' is not a valid VM name; expected \(SafeName.vmExpectation)")
         }
         let configuration = CommandSupport.loadConfiguration(explicitDirectory: global.configDir)
         let storage = StorageLayout(storage: configuration.main.backupStorage)

@@ -40,7 +40,9 @@ struct RestoreCommand: ParsableCommand {
 
     func run() throws {
         CommandSupport.ignoreBrokenPipes()
-        guard SafeName.isValidVMName(vm) else { throw ValidationError("'\(vm)' is not a valid VM name") }
+        guard SafeName.isValidVMName(vm) else {
+            throw CommandFailure.usage("'\(vm)' is not a valid VM name; expected \(SafeName.vmExpectation)")
+        }
         let configuration = CommandSupport.loadConfiguration(explicitDirectory: global.configDir)
         let logger = CommandSupport.setUpLogging(
             configuration, label: "backup_vm", console: true, verbose: global.verbose)

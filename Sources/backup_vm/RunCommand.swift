@@ -16,11 +16,11 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         CommandSupport.ignoreBrokenPipes()
         guard SafeName.isValidVMName(vm) else {
-            throw ValidationError("'\(vm)' is not a valid VM name; expected \(SafeName.vmExpectation)")
+            throw CommandFailure.usage("'\(vm)' is not a valid VM name; expected \(SafeName.vmExpectation)")
         }
         let configuration = CommandSupport.loadConfiguration(explicitDirectory: global.configDir)
         guard configuration.schedule.entry(for: vm) != nil else {
-            throw ValidationError(
+            throw CommandFailure.usage(
                 "unknown VM '\(vm)': it has no line in \(Configuration.scheduleFile(in: configuration.directory)); add one to back it up"
             )
         }

@@ -7,7 +7,9 @@ struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Decompress and check every stored image against its manifest (size and SHA-256).",
-        discussion: "Exit 0 when every checked backup is intact, 1 when any is not (each bad file is named).")
+        discussion:
+            "Exit 0 when every checked backup is intact, 1 when any is not (each bad file is named) or when a VM named on the command line has no backup."
+    )
 
     @OptionGroup var global: GlobalOptions
 
@@ -18,6 +20,9 @@ struct VerifyCommand: ParsableCommand {
     var all = false
 
     func run() throws {
+        for vm in vms where !SafeName.isValidVMName(vm) {
+            throw CommandFailure.usage("'\(vm)' is not a valid VM name; expected \(SafeName.vmExpectation)")
+        }
         let configuration = CommandSupport.loadConfiguration(explicitDirectory: global.configDir)
         let catalog = BackupCatalog(storage: configuration.main.backupStorage)
         let names = vms.isEmpty ? configuration.schedule.entries.map(\.vm) : vms
@@ -25,9 +30,12 @@ struct VerifyCommand: ParsableCommand {
         // One verifier for the run: a chunk shared by many backups is read once, and named for each.
         let verifier = BackupVerifier()
         for vm in names {
-            guard SafeName.isValidVMName(vm) else { throw ValidationError("'\(vm)' is not a valid VM name") }
             let backups = catalog.backups(of: vm)
-            if backups.isEmpty { print("\(vm): no backups") }
+            if backups.isEmpty {
+                print("\(vm): no backups")
+                // Asked for by name: nothing verified is not a pass.
+                if !vms.isEmpty { bad += 1 }
+            }
             for backup in all ? backups : Array(backups.suffix(1)) {
                 let report = verifier.verify(backup)
                 if report.ok {

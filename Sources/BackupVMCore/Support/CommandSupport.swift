@@ -11,7 +11,7 @@ public enum CommandSupport {
             return try Configuration.load(directory: dir)
         } catch {
             printError("backup_vm: configuration in \(dir) has errors:\n\(error.description)")
-            exit(2)
+            exit(CommandFailure.Status.config.rawValue)
         }
     }
 
