@@ -39,5 +39,7 @@ struct SchedulerCommand: ParsableCommand {
             if dryRun || verbose { print(decision.description) }
             logger.debug("\(decision.description)")
         }
+        // Every tick refreshes the metrics: staleness grows while nothing runs.
+        if !dryRun { JobAftermath(configuration: configuration, logger: logger).writeMetrics() }
     }
 }

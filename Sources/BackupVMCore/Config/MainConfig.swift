@@ -62,6 +62,12 @@ public struct MainConfig: Sendable {
     /// The hypervisor helper of the chunk store (a file on this server that is copied to each
     /// hypervisor); nil: `bvm-chunk-helper` beside the running executable.
     public var chunkHelper: String? = nil
+    /// A VM whose newest good backup is older than this many hours is STALE (status, metrics, report).
+    public var staleAfterHours: Int = 48
+    /// Where the Prometheus text file goes after every job and tick (nil: none is written).
+    public var metricsFile: String? = nil
+    /// Run after each job (`/bin/sh -c`), the result in BACKUP_VM_* variables (nil: none).
+    public var notify: NotifySettings? = nil
 
     public static let defaultCiphers = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com"
 
@@ -71,6 +77,7 @@ public struct MainConfig: Sendable {
         "ShutdownTimeout", "CommandTimeout", "SaveTimeout", "StallTimeout",
         "ForceOff", "SyslogFacility", "SyslogSocket", "SpoolRescanSeconds", "TmpMaxAgeHours", "SpoolKeepDays",
         "RetryFailedAfterMinutes", "MaxRecoveries", "Store", "ChunkHelper",
+        "StaleAfterHours", "MetricsFile", "NotifyCommand", "NotifyOn", "NotifyTimeout",
     ]
 
     /// Parses the file's text. `displayName` is how errors name the file; `configDir` resolves the
@@ -113,6 +120,9 @@ public struct MainConfig: Sendable {
         let recoveries = r.integer("MaxRecoveries", in: 0...100, default: 3)
         let store: StoreFormat = r.choice("Store", default: .files)
         let helper = r.path("ChunkHelper", relativeTo: configDir)
+        let stale = r.integer("StaleAfterHours", in: 1...8760, default: 48)
+        let metrics = r.path("MetricsFile")
+        let notify = NotifySettings.parse(&r)
 
         let diagnostics = syntax + r.diagnostics
         guard diagnostics.isEmpty, let storage else { return (nil, diagnostics) }
@@ -124,7 +134,7 @@ public struct MainConfig: Sendable {
                 shutdownTimeout: shutdownTimeout, timeouts: timeouts, forceOff: forceOff, syslogFacility: facility,
                 syslogSocket: socket, spoolRescanSeconds: rescan, tmpMaxAgeHours: tmpAge,
                 spoolKeepDays: keepDays, retryFailedAfterMinutes: retry, maxRecoveries: recoveries, store: store,
-                chunkHelper: helper), []
+                chunkHelper: helper, staleAfterHours: stale, metricsFile: metrics, notify: notify), []
         )
     }
 

@@ -16,12 +16,24 @@ public struct Services: Sendable {
         self.logger = logger
     }
 
-    public var runner: JobRunner {
+    /// The runner of a manual run: metrics and the notifier run before it returns.
+    public var runner: JobRunner { makeRunner(detachedAftermath: false) }
+
+    /// `detachedAftermath`: the daemon's workers hand a finished job's metrics and notifier to a
+    /// thread of its own, so a slow notifier never holds a worker that could start the next job.
+    func makeRunner(detachedAftermath: Bool) -> JobRunner {
         let schedule = configuration.schedule
-        return JobRunner(
+        var runner = JobRunner(
             locks: spool.locks, maxGlobal: configuration.main.maxBackupThreads,
             maxPerHost: configuration.main.maxBackupThreadsForHost, executor: executor,
             isKnownVM: { schedule.entry(for: $0) != nil }, logger: logger)
+        let aftermath = JobAftermath(configuration: configuration, logger: logger)
+        if detachedAftermath {
+            runner.afterJob = { @Sendable job in Thread { aftermath.finished(job: job) }.start() }
+        } else {
+            runner.afterJob = { @Sendable job in aftermath.finished(job: job) }
+        }
+        return runner
     }
 
     public var recovery: OrphanRecovery {
@@ -32,7 +44,7 @@ public struct Services: Sendable {
     public func workerPool(exitWhenIdle: Bool = false) -> WorkerPool {
         let m = configuration.main
         return WorkerPool(
-            spool: spool, runner: runner, recovery: recovery,
+            spool: spool, runner: makeRunner(detachedAftermath: true), recovery: recovery,
             settings: WorkerPoolSettings(
                 maxGlobal: m.maxBackupThreads, maxPerHost: m.maxBackupThreadsForHost,
                 rescanInterval: TimeInterval(m.spoolRescanSeconds),

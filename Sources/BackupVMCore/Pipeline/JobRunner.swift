@@ -29,6 +29,10 @@ public struct JobRunner: Sendable {
     public let isKnownVM: @Sendable (String) -> Bool
     public let logger: Logger
     public let pollInterval: TimeInterval
+    /// Called with the job's name once it is recorded in done/ or failed/ and every lock and slot is
+    /// released (so a slow notifier holds none); not for a deferred job. Services sets it to write
+    /// the metrics file and run the notifier.
+    public var afterJob: (@Sendable (_ job: String) -> Void)? = nil
 
     public init(
         locks: SlotLocks, maxGlobal: Int, maxPerHost: Int, executor: any BackupExecutor,
@@ -44,6 +48,13 @@ public struct JobRunner: Sendable {
     }
 
     public func run(_ job: ClaimedJob, slots: SlotPolicy, abort: AbortFlag = AbortFlag()) -> JobOutcome {
+        let outcome = runHoldingLocks(job, slots: slots, abort: abort)
+        if case .deferred = outcome { return outcome }
+        afterJob?(job.name)
+        return outcome
+    }
+
+    private func runHoldingLocks(_ job: ClaimedJob, slots: SlotPolicy, abort: AbortFlag) -> JobOutcome {
         var globalSlot: FileLock?
         if case .pool(let g) = slots { globalSlot = g }
         defer { globalSlot?.release() }

@@ -23,7 +23,7 @@ public struct JobRequest: Sendable, Equatable {
 
 /// How a finished job ended; appended to the job file before it moves to done/ or failed/.
 public struct JobResult: Sendable, Equatable {
-    public enum Status: String, Sendable { case done, failed }
+    public enum Status: String, Sendable, Codable { case done, failed }
     public var status: Status
     public var reason: String?
     public var started: Date?
