@@ -43,7 +43,12 @@ struct RunCommand: ParsableCommand {
             return s
         }
         defer { for s in sources { s.cancel() } }
-        switch services.runner.run(job, slots: .wait, abort: abort) {
+        // On a terminal, a progress line under the log lines; in a file or pipe, log lines only.
+        let line = ProgressLine(spool: services.spool.layout, job: job.name)
+        line.start()
+        let outcome = services.runner.run(job, slots: .wait, abort: abort)
+        line.stop()
+        switch outcome {
         case .succeeded(let report):
             print("backup of \(vm) done: \(report.backupID ?? "-") on \(report.host), \(report.bytes) bytes")
         case .failed(let reason):

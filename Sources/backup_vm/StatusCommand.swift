@@ -2,39 +2,22 @@ import ArgumentParser
 import BackupVMCore
 import Foundation
 
-/// `backup_vm status`: what is queued, running and recently finished, and who holds which slot.
+/// `backup_vm status`: what runs (phase, bytes, rate, ETA), what is queued, each VM's last result,
+/// newest good backup, staleness and next due time, and who holds which slot. Reads files only.
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "status", abstract: "Show the spool: queued, running and finished jobs, held slots.")
+        commandName: "status",
+        abstract: "Show running and queued jobs, each VM's last result and newest backup (STALE ones), held slots.",
+        discussion: "`--json` prints the same as one JSON object (README: \"status --json\").")
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(help: "How many finished jobs to show per folder.")
-    var recent = 10
+    @Flag(help: "Print JSON instead of tables.")
+    var json = false
 
     func run() throws {
         let configuration = CommandSupport.loadConfiguration(explicitDirectory: global.configDir)
-        let spool = Spool(root: configuration.main.spoolDir)
-        print("spool \(spool.layout.root)")
-        for state in JobState.allCases {
-            let names = spool.names(in: state)
-            print("\(state.rawValue): \(names.count)")
-            let shown = (state == .done || state == .failed) ? Array(names.suffix(recent)) : names
-            for name in shown {
-                var line = "  \(name)"
-                if case .success(let job)? = spool.read(name, in: state) {
-                    line += "  vm=\(job.request.vm)"
-                    if let host = job.resultFields["host"] { line += " host=\(host)" }
-                    if let reason = job.resultFields["reason"] { line += " reason=\(reason)" }
-                    if let warning = job.resultFields["warning"] { line += " warning=\(warning)" }
-                } else if case .failure(let error)? = spool.read(name, in: state) {
-                    line += "  (unreadable: \(error.description))"
-                }
-                print(line)
-            }
-        }
-        let held = spool.locks.heldSlots()
-        print("held slots: \(held.count)")
-        for slot in held { print("  \(slot.slot)  \(slot.holder)") }
+        let report = StatusReport.gather(configuration: configuration)
+        print(json ? report.json() : StatusText.render(report), terminator: json ? "\n" : "")
     }
 }

@@ -137,6 +137,6 @@ struct ExecutableTests {
         _ = try backupVM(["enqueue", "db01"])
         let r = try backupVM(["status"])
         #expect(r.status == 0, "\(r.err)")
-        #expect(r.out.contains("new: 1") && r.out.contains("vm=db01"), "\(r.out)")
+        #expect(r.out.contains("QUEUED 1\n") && r.out.contains("  db01 "), "\(r.out)")
     }
 }

@@ -14,7 +14,9 @@ final class HungHostExecutor: BackupExecutor, @unchecked Sendable {
 
     func locate(vm: String) throws -> String { vm.hasPrefix("hung") ? "kvm1" : "kvm2" }
 
-    func backup(vm: String, host: String, jobName: String, abort: AbortFlag) throws -> BackupReport {
+    func backup(
+        vm: String, host: String, jobName: String, abort: AbortFlag, progress: ProgressReporter?
+    ) throws -> BackupReport {
         if host == "kvm1" {
             lock.withLock { hung.append(vm) }
             _ = gate.wait(timeout: .now() + 60)  // a failing test must not hang forever

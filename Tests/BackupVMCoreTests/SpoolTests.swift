@@ -13,7 +13,9 @@ struct FakeExecutor: BackupExecutor {
     struct Failure: Error, CustomStringConvertible { let description: String }
 
     func locate(vm: String) throws -> String { host }
-    func backup(vm: String, host: String, jobName: String, abort: AbortFlag) throws -> BackupReport {
+    func backup(
+        vm: String, host: String, jobName: String, abort: AbortFlag, progress: ProgressReporter?
+    ) throws -> BackupReport {
         if let fail { throw Failure(description: fail) }
         return BackupReport(host: host, backupID: "20261127T000000Z", bytes: 123)
     }

@@ -14,7 +14,9 @@ final class BlockingRecovery: BackupExecutor, @unchecked Sendable {
 
     func locate(vm: String) throws -> String { "kvm1" }
 
-    func backup(vm: String, host: String, jobName: String, abort: AbortFlag) throws -> BackupReport {
+    func backup(
+        vm: String, host: String, jobName: String, abort: AbortFlag, progress: ProgressReporter?
+    ) throws -> BackupReport {
         lock.withLock { backups.append(vm) }
         return BackupReport(host: host, backupID: "20261127T000000Z", bytes: 1)
     }

@@ -82,7 +82,9 @@ struct ScriptedExecutor: BackupExecutor {
         return host
     }
 
-    func backup(vm: String, host: String, jobName: String, abort: AbortFlag) throws -> BackupReport {
+    func backup(
+        vm: String, host: String, jobName: String, abort: AbortFlag, progress: ProgressReporter?
+    ) throws -> BackupReport {
         // Recorded while the job holds its global, host and VM slots.
         events.record("start", "\(jobName) \(vm) \(host)")
         let ms = slowPrefix.map { vm.hasPrefix($0) } == true ? slowMs : delayMs

@@ -164,6 +164,7 @@ private final class ReceiveSession<S: ByteSource> {
         guard !sawShort else { throw violation("a chunk after the short last one") }
         if Int(length) < chunkSize { sawShort = true }
         total += Int64(length)
+        staging.progress.add(Int(length))
     }
 
     func answer(_ a: ServerAnswer) throws {

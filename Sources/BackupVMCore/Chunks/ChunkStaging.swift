@@ -16,6 +16,9 @@ public final class ChunkStaging {
     private(set) var staged: [ChunkDigest] = []
     private var stagedSet = Set<ChunkDigest>()
     private(set) var stagedBytes: Int64 = 0
+    /// Disk content the receivers of this job have gone through (known, new and zero chunks): what
+    /// `status` shows as the job's progress.
+    public let progress = ProgressCounter()
 
     private let writer: WriterRegistration
     private let lock = NSLock()

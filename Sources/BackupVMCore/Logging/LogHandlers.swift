@@ -56,7 +56,8 @@ public struct ConsoleLogHandler: LogHandler {
             metadata: metadata.merging(event.metadata ?? [:]) { $1 })
         // write(2), not FileHandle.write, which traps when the reader is gone (EPIPE): a manual run
         // piped into `tee` must survive Ctrl-C long enough to return the VM to its prior state.
-        CommandSupport.printError("\(Timestamps.isoPrecise(Date())) \(text)")
+        // Above a manual run's progress line, when stderr is a terminal.
+        ConsoleStatusLine.shared.printLine("\(Timestamps.isoPrecise(Date())) \(text)")
     }
 }
 

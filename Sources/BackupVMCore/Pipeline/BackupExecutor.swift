@@ -33,8 +33,10 @@ public protocol BackupExecutor: Sendable {
     /// The hypervisor on which `vm` is to be backed up now (it may have migrated).
     func locate(vm: String) throws -> String
     /// Runs the whole pipeline for `vm` on `host`. On error the VM is already back in the state it had
-    /// before, our snapshots are removed and nothing partial is visible as a backup.
-    func backup(vm: String, host: String, jobName: String, abort: AbortFlag) throws -> BackupReport
+    /// before, our snapshots are removed and nothing partial is visible as a backup. `progress` is
+    /// told each phase and how to count the copy's bytes (`backup_vm status`).
+    func backup(vm: String, host: String, jobName: String, abort: AbortFlag, progress: ProgressReporter?) throws
+        -> BackupReport
     /// Cleans up after a job whose worker died mid-way (VM back to its prior state, our snapshots and
     /// partial files removed). Returns what it did, for the job's record.
     func recover(vm: String, jobName: String) throws -> String

@@ -33,7 +33,9 @@ public struct BackupPipeline: BackupExecutor {
 
     public func locate(vm: String) throws -> String { try fleet.locate(vm) }
 
-    public func backup(vm: String, host: String, jobName: String, abort: AbortFlag) throws -> BackupReport {
+    public func backup(vm: String, host: String, jobName: String, abort: AbortFlag, progress: ProgressReporter?)
+        throws -> BackupReport
+    {
         try refuseIfMarked(vm)
         let started = Date()
         let id = store.newID(vm: vm, started: started)
@@ -46,6 +48,7 @@ public struct BackupPipeline: BackupExecutor {
             plan: plan, hypervisor: hypervisor, store: store, compression: configuration.main.compression,
             abort: abort, log: log, started: started, pollInterval: pollInterval,
             storeFormat: configuration.main.store, chunkHelperPath: configuration.main.chunkHelper)
+        run.progress = progress
         return try run.execute()
     }
 

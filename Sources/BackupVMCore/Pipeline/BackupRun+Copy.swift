@@ -51,6 +51,7 @@ extension BackupRun {
     /// The RAM state saved by a hot backup (or of a paused VM) is part of the backup.
     func copyRAMState() throws {
         guard let ramFile = plan.ramFile else { return }
+        working(on: "ram")
         let file = BackupNames.ramImage(compression: compression)
         let r = try transfer(ramFile, file: file, stage: false)
         ramImage = Manifest.StoredImage(
@@ -59,6 +60,7 @@ extension BackupRun {
     }
 
     func copy(_ disk: DomainDisk, from source: String, volume: LogicalVolume? = nil) throws {
+        working(on: disk.target)
         if chunkSession != nil {
             return try storeChunked(disk, from: .path(source), volume: volume?.fullName, content: nil)
         }

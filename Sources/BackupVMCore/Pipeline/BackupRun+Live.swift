@@ -106,6 +106,7 @@ extension BackupRun {
                 throw LiveBackupError.noExport(vm: plan.vm, target: disk.target)
             }
             if abort.isRaised { throw PipelineError.aborted }
+            working(on: disk.target)
             if chunkSession != nil {
                 try storeChunked(
                     disk, from: .export(uri: job.uri(export: export)), volume: plan.volumes[disk.target]?.fullName,

@@ -44,6 +44,8 @@ final class BackupRun {
     var quiesceSeconds: Double?
     /// What a recovery would need if this worker died now; rewritten as steps complete.
     var breadcrumb: JobBreadcrumb?
+    /// Told each phase and how to count the copy (`backup_vm status`); nil: nobody watches.
+    var progress: ProgressReporter?
 
     init(
         plan: BackupPlan, hypervisor: any Hypervisor, store: BackupStore, compression: Compression, abort: AbortFlag,
@@ -70,24 +72,33 @@ final class BackupRun {
             // the job was shut down by someone else, and starting it would be wrong.
             thawed = true
             try keepingPriorState {
+                enter(.freeze)
                 let job = try startLiveJob()
+                countCopy()
                 try copyExports(of: job)
                 try endLiveJob(job)
             }
         } else {
             try keepingPriorState {
+                enter(.freeze)
                 try freeze()
+                enter(.snapshot)
                 try takeSnapshots()
+                countCopy()
                 try copyStoppedDisks()
+                enter(.thaw)
                 try thaw()
+                countCopy()
                 try copySnapshots()
                 try copyRAMState()
             }
         }
+        enter(.commit)
         let manifest = try commit()
         // The backup is good from here on: what fails now is told, and never costs it or the rotation.
         var warnings: [String] = []
         afterCommit("keeping the copy on the hypervisor", &warnings) { try keepOnHost() }
+        enter(.rotate)
         afterCommit("rotation", &warnings) { try rotate() }
         return BackupReport(host: plan.host, backupID: plan.id, bytes: manifest.storedBytes, warnings: warnings)
     }

@@ -48,13 +48,17 @@ public struct JobRunner: Sendable {
     }
 
     public func run(_ job: ClaimedJob, slots: SlotPolicy, abort: AbortFlag = AbortFlag()) -> JobOutcome {
-        let outcome = runHoldingLocks(job, slots: slots, abort: abort)
+        let progress = ProgressReporter(spool: job.layout, job: job.name, vm: job.vm ?? "?")
+        let outcome = runHoldingLocks(job, slots: slots, abort: abort, progress: progress)
+        progress.finish()
         if case .deferred = outcome { return outcome }
         afterJob?(job.name)
         return outcome
     }
 
-    private func runHoldingLocks(_ job: ClaimedJob, slots: SlotPolicy, abort: AbortFlag) -> JobOutcome {
+    private func runHoldingLocks(_ job: ClaimedJob, slots: SlotPolicy, abort: AbortFlag, progress: ProgressReporter)
+        -> JobOutcome
+    {
         var globalSlot: FileLock?
         if case .pool(let g) = slots { globalSlot = g }
         defer { globalSlot?.release() }
@@ -69,7 +73,8 @@ public struct JobRunner: Sendable {
         }
         defer { vmLock.release() }
         vmLock.describeHolder("pid=\(getpid()) job=\(job.name)")
-        return runLocked(job, vm: vm, vmLock: vmLock, slots: slots, globalSlot: &globalSlot, abort: abort)
+        return runLocked(
+            job, vm: vm, vmLock: vmLock, slots: slots, globalSlot: &globalSlot, abort: abort, progress: progress)
     }
 
     /// The VM a job is for, when the job may run at all.
@@ -97,8 +102,9 @@ public struct JobRunner: Sendable {
     /// back up.
     private func runLocked(
         _ job: ClaimedJob, vm: String, vmLock: FileLock, slots: SlotPolicy, globalSlot: inout FileLock?,
-        abort: AbortFlag
+        abort: AbortFlag, progress: ProgressReporter
     ) -> JobOutcome {
+        progress.phase(.locate)
         let host: String
         do {
             host = try executor.locate(vm: vm)
@@ -118,6 +124,7 @@ public struct JobRunner: Sendable {
                 return putBack(job, vm: vm, host: host)
             }
         case .wait:
+            progress.phase(.wait, host: host)
             guard let taken = waitForSlots(vm: vm, host: host, abort: abort) else {
                 return fail(job, JobRefusal.abortedWhileWaiting.description, started: nil, host: host)
             }
@@ -126,7 +133,7 @@ public struct JobRunner: Sendable {
         let holder = "pid=\(getpid()) job=\(job.name) vm=\(vm)"
         globalSlot?.describeHolder(holder)
         hostSlot?.describeHolder(holder)
-        return backup(job, vm: vm, host: host, abort: abort)
+        return backup(job, vm: vm, host: host, abort: abort, progress: progress)
     }
 
     /// The pool's job whose host has no free slot goes back to new/.
@@ -160,12 +167,15 @@ public struct JobRunner: Sendable {
     }
 
     /// Runs the pipeline and records the result.
-    private func backup(_ job: ClaimedJob, vm: String, host: String, abort: AbortFlag) -> JobOutcome {
+    private func backup(_ job: ClaimedJob, vm: String, host: String, abort: AbortFlag, progress: ProgressReporter)
+        -> JobOutcome
+    {
         let started = Date()
         logger.info("backup started", metadata: ["vm": "\(vm)", "host": "\(host)", "job": "\(job.name)"])
         let report: BackupReport
         do {
-            report = try executor.backup(vm: vm, host: host, jobName: job.name, abort: abort)
+            progress.phase(.prepare, host: host)
+            report = try executor.backup(vm: vm, host: host, jobName: job.name, abort: abort, progress: progress)
         } catch {
             return fail(job, "\(error)", started: started, host: host)
         }

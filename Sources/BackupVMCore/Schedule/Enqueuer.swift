@@ -31,27 +31,32 @@ public struct Enqueuer: Sendable {
         }
         defer { lock.release() }
         for warning in configuration.warnings { logger.warning("\(warning)") }
+        var result = TickResult(decisions: decisions(now: now), enqueued: [:])
+        for decision in result.decisions {
+            if let warning = decision.warning { logger.warning("\(warning)", metadata: ["vm": "\(decision.vm)"]) }
+            guard decision.due, !dryRun else { continue }
+            let name = try spool.enqueue(
+                JobRequest(vm: decision.vm, requestedBy: "vm_backup_sheduler", created: Timestamps.iso(now)))
+            result.enqueued[decision.vm] = name
+            logger.info("enqueued", metadata: ["vm": "\(decision.vm)", "job": "\(name)"])
+        }
+        return result
+    }
+
+    /// Is each scheduled VM due at `now`, and why (or why not)? Reads only; `status` asks too.
+    public func decisions(now: Date) -> [DueDecision] {
         let store = BackupStore(storage: configuration.main.backupStorage)
         let failures = lastFailures(notAfter: now)
-        var result = TickResult(decisions: [], enqueued: [:])
-        for entry in configuration.schedule.entries {
+        return configuration.schedule.entries.map { entry in
             let newest = newestBackup(of: entry.vm, in: store, now: now)
             let state = DuePlanner.VMState(
                 newestGoodBackup: newest?.started, newestBackupID: newest?.id,
                 hasOpenJob: spool.hasOpenJob(for: entry.vm),
                 lastFailure: failures[entry.vm])
-            let decision = planner.decide(
+            return planner.decide(
                 entry, now: now, hours: configuration.main.backupHours, state: state,
                 retryFailedAfter: TimeInterval(configuration.main.retryFailedAfterMinutes * 60))
-            result.decisions.append(decision)
-            if let warning = decision.warning { logger.warning("\(warning)", metadata: ["vm": "\(entry.vm)"]) }
-            guard decision.due, !dryRun else { continue }
-            let name = try spool.enqueue(
-                JobRequest(vm: entry.vm, requestedBy: "vm_backup_sheduler", created: Timestamps.iso(now)))
-            result.enqueued[entry.vm] = name
-            logger.info("enqueued", metadata: ["vm": "\(entry.vm)", "job": "\(name)"])
         }
-        return result
     }
 
     /// The newest backup of a VM as the planner must see it. IDs are start times, so the newest ID is

@@ -5,6 +5,7 @@
 ///   done/    finished jobs with their result block
 ///   failed/  failed or unreadable jobs with the reason
 ///   locks/   flock slot files (SlotLocks)
+///   progress/ one small file per running job: its phase and bytes (JobProgress), for `status`
 public struct SpoolLayout: Sendable {
     public let root: String
 
@@ -16,8 +17,9 @@ public struct SpoolLayout: Sendable {
     public var done: String { root + "/done" }
     public var failed: String { root + "/failed" }
     public var locks: String { root + "/locks" }
+    public var progress: String { root + "/progress" }
 
-    public var allDirectories: [String] { [tmp, new, active, done, failed, locks] }
+    public var allDirectories: [String] { [tmp, new, active, done, failed, locks, progress] }
 
     /// Creates the folders. The spool is root's alone (0700): a job file requests a backup of any
     /// configured VM, so only the operator may write there.

@@ -1,0 +1,72 @@
+import Foundation
+import Logging
+
+/// Everything `backup_vm status` shows, gathered by reading files only (the spool, its progress
+/// files and slot locks, the storage's manifests): queued and running jobs, and per scheduled VM its
+/// last result, newest good backup, staleness and whether it is due now. `status --json` prints it;
+/// README "status --json" documents the fields.
+public struct StatusReport: Codable, Sendable {
+    public struct QueuedJob: Codable, Sendable, Equatable {
+        public var job: String
+        public var vm: String?
+        public var queued: Date
+        public var requestedBy: String?
+    }
+
+    public struct RunningJob: Codable, Sendable, Equatable {
+        public var job: String
+        public var vm: String?
+        /// nil: the job has not published its progress yet, or its worker died (recovery will run).
+        public var progress: JobProgress?
+    }
+
+    public struct VMStatus: Codable, Sendable, Equatable {
+        public var history: VMHistory
+        public var due: Bool
+        public var dueReason: String
+    }
+
+    public struct HeldSlot: Codable, Sendable, Equatable {
+        public var slot: String
+        public var holder: String
+    }
+
+    public var generated: Date
+    public var staleAfterHours: Int
+    public var queued: [QueuedJob]
+    public var running: [RunningJob]
+    public var vms: [VMStatus]
+    public var heldSlots: [HeldSlot]
+
+    public static func gather(configuration: Configuration, now: Date = Date()) -> StatusReport {
+        let spool = Spool(root: configuration.main.spoolDir)
+        let queued = ((try? spool.pendingJobs(now: now)) ?? []).map { pending in
+            let file = spool.peek(pending.name)
+            return QueuedJob(
+                job: pending.name, vm: file?.request.vm, queued: pending.queuedAt,
+                requestedBy: file?.request.requestedBy)
+        }
+        let running = spool.names(in: .active).map { name in
+            var vm: String?
+            if case .success(let file)? = spool.read(name, in: .active) { vm = file.request.vm }
+            return RunningJob(job: name, vm: vm, progress: JobProgress.read(spool.layout.progress + "/" + name))
+        }
+        let histories = FleetHistory(configuration: configuration).histories(
+            of: configuration.schedule.entries.map(\.vm), now: now)
+        let enqueuer = Enqueuer(configuration: configuration, spool: spool, logger: Logger(label: "status"))
+        let decisions = Dictionary(enqueuer.decisions(now: now).map { ($0.vm, $0) }) { a, _ in a }
+        let vms = histories.map { h in
+            VMStatus(history: h, due: decisions[h.vm]?.due ?? false, dueReason: decisions[h.vm]?.reason ?? "")
+        }
+        return StatusReport(
+            generated: now, staleAfterHours: configuration.main.staleAfterHours, queued: queued, running: running,
+            vms: vms, heldSlots: spool.locks.heldSlots().map { HeldSlot(slot: $0.slot, holder: $0.holder) })
+    }
+
+    public func json() -> String {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+    }
+}
