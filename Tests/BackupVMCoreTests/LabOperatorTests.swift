@@ -122,7 +122,27 @@ struct LabOperatorTests {
         #expect(plain.status == 0, "\(plain.err)")
         #expect(!plain.err.contains("\r") && !plain.err.contains("\u{1B}["), "\(plain.err)")
 
+        try coverage(lab, config: config)
         try failureAndHangingNotifier(lab, config: config, metrics: metrics)
+    }
+
+    /// doctor asks the hypervisors which domains exist: a defined guest without a schedule line is a
+    /// warning, a schedule line without a guest a failure; status shows what doctor found.
+    func coverage(_ lab: Lab, config: String) throws {
+        let stray = "op2"
+        lab.removeGuest(stray)
+        defer { lab.removeGuest(stray) }
+        try lab.makeGuest("kvm1", stray, raw: 8, start: false)
+        let doctor = try backupVM(config, ["doctor"])
+        #expect(doctor.status == 1, "ghost1 exists nowhere: \(doctor.out)")
+        #expect(
+            doctor.out.contains("WARN coverage: \(stray) (on kvm1) has no line in sheduler.conf: nobody backs it up"),
+            "\(doctor.out)")
+        #expect(doctor.out.contains("FAIL coverage: sheduler.conf schedules ghost1, which is defined on no hypervisor"))
+        #expect(!doctor.out.contains("coverage: op1"), "op1 is scheduled and defined")
+        let status = try backupVM(config, ["status"]).out
+        #expect(status.contains("UNSCHEDULED \(stray) on kvm1: no line in sheduler.conf"), "\(status)")
+        #expect(status.contains("MISSING ghost1: scheduled, defined on no hypervisor"))
     }
 
     /// A VM that exists on no hypervisor fails at once: the metrics count it, and a notifier that

@@ -37,6 +37,8 @@ public struct StatusReport: Codable, Sendable {
     public var running: [RunningJob]
     public var vms: [VMStatus]
     public var heldSlots: [HeldSlot]
+    /// What the last `backup_vm doctor` found about VMs nobody backs up (nil: doctor never ran).
+    public var coverage: Coverage?
 
     public static func gather(configuration: Configuration, now: Date = Date()) -> StatusReport {
         let spool = Spool(root: configuration.main.spoolDir)
@@ -60,7 +62,8 @@ public struct StatusReport: Codable, Sendable {
         }
         return StatusReport(
             generated: now, staleAfterHours: configuration.main.staleAfterHours, queued: queued, running: running,
-            vms: vms, heldSlots: spool.locks.heldSlots().map { HeldSlot(slot: $0.slot, holder: $0.holder) })
+            vms: vms, heldSlots: spool.locks.heldSlots().map { HeldSlot(slot: $0.slot, holder: $0.holder) },
+            coverage: Coverage.read(spool: spool.layout))
     }
 
     public func json() -> String {

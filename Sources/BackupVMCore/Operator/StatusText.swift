@@ -27,8 +27,22 @@ public enum StatusText {
         if !r.vms.isEmpty {
             out += table(["VM", "STATE", "LAST JOB", "NEWEST BACKUP", "AGE", "SIZE", "NEXT"], r.vms.map { vm(r, $0) })
         }
+        out += coverage(r)
         out += "HELD SLOTS \(r.heldSlots.count)\n"
         for slot in r.heldSlots { out += "  \(slot.slot)  \(slot.holder)\n" }
+        return out
+    }
+
+    /// From the last doctor run: the VMs nobody backs up, and lines for VMs that exist nowhere.
+    static func coverage(_ r: StatusReport) -> String {
+        guard let c = r.coverage else { return "COVERAGE unknown (run backup_vm doctor)\n" }
+        let age = HumanUnits.duration(r.generated.timeIntervalSince(c.checked))
+        var out = "COVERAGE as of doctor \(age) ago: \(c.unscheduled.count) unscheduled, \(c.missing.count) missing\n"
+        for vm in c.unscheduled {
+            out += "  UNSCHEDULED \(vm) on \(c.hosts(of: vm).joined(separator: ", ")): no line in sheduler.conf\n"
+        }
+        for vm in c.missing { out += "  MISSING \(vm): scheduled, defined on no hypervisor\n" }
+        if !c.unreachable.isEmpty { out += "  (not asked: \(c.unreachable.joined(separator: ", ")))\n" }
         return out
     }
 

@@ -8,7 +8,15 @@ public struct Doctor: Sendable {
         public var subject: String
         public var ok: Bool
         public var detail: String
-        public var description: String { "\(ok ? "ok  " : "FAIL") \(subject): \(detail)" }
+        /// Worth the operator's attention, but nothing a backup needs (exit status 0).
+        public var warning = false
+        public var description: String { "\(!ok ? "FAIL" : warning ? "WARN" : "ok  ") \(subject): \(detail)" }
+    }
+
+    /// One hypervisor's findings, and the domains it has defined (nil: it did not answer).
+    struct HostReport {
+        var findings: [Finding]
+        var domains: [String]?
     }
 
     /// Runs the preflight script on one host and returns its stdout.
@@ -34,15 +42,67 @@ public struct Doctor: Sendable {
 
     static let tools = ["virsh", "dd", "lzop", "cksum", "mkfifo", "tee", "stat", "blockdev"]
 
-    public func run() -> [Finding] { localChecks() + hostChecks() }
+    public func run() -> [Finding] { examine().findings }
+
+    /// Every check, and which VMs nobody backs up (Coverage) as the hypervisors told it.
+    public func examine(now: Date = Date()) -> (findings: [Finding], coverage: Coverage) {
+        let main = configuration.main
+        let reports = hostReports()
+        var listed: [String: [String]] = [:]
+        var unreachable: [String] = []
+        for (host, report) in zip(main.hostServers, reports) {
+            if let domains = report.domains { listed[host] = domains } else { unreachable.append(host) }
+        }
+        let coverage = Coverage.compute(
+            scheduled: configuration.schedule.entries.map(\.vm), listed: listed, unreachable: unreachable, now: now)
+        return (localChecks() + reports.flatMap(\.findings) + coverageFindings(coverage), coverage)
+    }
+
+    func hostChecks() -> [Finding] { hostReports().flatMap(\.findings) }
 
     /// Every hypervisor, all at once (one thread per host, so unreachable hosts cost one connect
-    /// timeout in all); the findings in the order of HostServers.
-    func hostChecks() -> [Finding] {
+    /// timeout in all); the reports in the order of HostServers.
+    func hostReports() -> [HostReport] {
         let main = configuration.main
         let workPaths = Set([configuration.defaultProfile.workPath] + configuration.profiles.values.map(\.workPath))
         let hosts = main.hostServers.map { RemoteHost($0, main: main) }
-        return OneThreadEach.map(hosts) { host in check(host: host, workPaths: workPaths.sorted()) }.flatMap { $0 }
+        return OneThreadEach.map(hosts) { host in check(host: host, workPaths: workPaths.sorted()) }
+    }
+
+    /// VMs nobody backs up (a warning each: some may be left out on purpose) and scheduled VMs that
+    /// exist nowhere (a failure when every hypervisor answered: their jobs fail every night).
+    func coverageFindings(_ c: Coverage) -> [Finding] {
+        var findings: [Finding] = []
+        for vm in c.unscheduled {
+            findings.append(
+                Finding(
+                    subject: "coverage", ok: true,
+                    detail:
+                        "\(vm) (on \(c.hosts(of: vm).joined(separator: ", "))) has no line in sheduler.conf: nobody backs it up",
+                    warning: true))
+        }
+        let answered =
+            c.unreachable.isEmpty ? "" : " that answered (not asked: \(c.unreachable.joined(separator: ", ")))"
+        for vm in c.missing {
+            findings.append(
+                Finding(
+                    subject: "coverage", ok: !c.unreachable.isEmpty,
+                    detail: "sheduler.conf schedules \(vm), which is defined on no hypervisor\(answered)",
+                    warning: true))
+        }
+        for name in c.unsafeNames {
+            findings.append(
+                Finding(
+                    subject: "coverage", ok: true,
+                    detail: "a domain named \(name) cannot be backed up (not a valid VM name)", warning: true))
+        }
+        if findings.isEmpty {
+            findings.append(
+                Finding(
+                    subject: "coverage", ok: true,
+                    detail: "every domain on the hypervisors has a line in sheduler.conf, and every line's VM exists"))
+        }
+        return findings
     }
 
     func localChecks() -> [Finding] {
@@ -123,23 +183,34 @@ public struct Doctor: Sendable {
             for w in \(workPaths.map(ShellQuote.quote).joined(separator: " ")); do \
             mkdir -p "$w" && echo "work $w $(df -P "$w" | awk 'NR==2 {print $4}')" || echo "nowork $w"; done; \
             command -v lvs >/dev/null && echo "lvm $(lvs --noheadings 2>/dev/null | wc -l)" || echo "lvm none"; \
+            if d=$(virsh -q list --all --name 2>/dev/null); then \
+            printf '%s\\n' "$d" | while IFS= read -r n; do if [ -n "$n" ]; then echo "domain $n"; fi; done; echo "domains listed"; fi; \
             \(LiveSupport.probeScript)
             """
     }
 
-    func check(host: RemoteHost, workPaths: [String]) -> [Finding] {
+    func check(host: RemoteHost, workPaths: [String]) -> HostReport {
         let subject = "host \(host.name)"
         let out: String
         do throws(RemoteError) {
             out = try preflight(host, preflightScript(workPaths: workPaths))
         } catch {
-            return [
-                Finding(subject: subject, ok: false, detail: "\(error); \(Doctor.hint(for: error, host: host.name))")
-            ]
+            return HostReport(
+                findings: [
+                    Finding(
+                        subject: subject, ok: false, detail: "\(error); \(Doctor.hint(for: error, host: host.name))")
+                ], domains: nil)
         }
-        let findings = out.split(separator: "\n").compactMap { finding(forLine: String($0), subject: subject) }
-        return [Finding(subject: subject, ok: true, detail: "ssh as root with a verified host key")] + findings
-            + [liveFinding(LiveSupport(probeOutput: out), subject: subject)]
+        let lines = out.split(separator: "\n").map(String.init)
+        let findings = lines.compactMap { finding(forLine: $0, subject: subject) }
+        // `virsh list --name` printed "domain NAME" lines; a host whose libvirtd did not answer has
+        // none, and is then not a host that answered.
+        let domains = lines.filter { $0.hasPrefix("domain ") }.map { String($0.dropFirst("domain ".count)) }
+        let listed = lines.contains("domains listed")
+        return HostReport(
+            findings: [Finding(subject: subject, ok: true, detail: "ssh as root with a verified host key")] + findings
+                + [liveFinding(LiveSupport(probeOutput: out), subject: subject)],
+            domains: listed ? domains : nil)
     }
 
     /// Live backups on this host: a failure only when a profile asks for Mode=live without a fallback.
