@@ -73,4 +73,26 @@ struct StatusTests {
         let history = vms?.first?["history"] as? [String: Any]
         #expect(history?["stale"] as? Bool == true && history?["consecutiveFailures"] as? Int == 2, "\(later.json())")
     }
+
+    @Test func theDailyReportTellsWhatNeedsAttention() throws {
+        let h = try PipelineHarness(ScriptedVMs.lvm(), mode: .hot)
+        try h.backup()
+        let good = DailyReport.gather(configuration: h.configuration, hours: 24)
+        #expect(good.healthy && good.jobsDone == 1 && good.jobsFailed == 0, "\(good.text())")
+        #expect(good.text().contains("All well.\n1 backups done"))
+        h.hypervisor.failAlways(.save)
+        try h.backup()
+        try h.backup()
+        let bad = DailyReport.gather(configuration: h.configuration, hours: 24)
+        #expect(!bad.healthy && bad.jobsDone == 1 && bad.jobsFailed == 2)
+        let text = bad.text()
+        #expect(text.contains("NEEDS ATTENTION."), "\(text)")
+        #expect(text.contains("  \(h.vm): 2 failed in a row, last: save failed on kvm1"), "\(text)")
+        #expect(text.contains(" failed ") && text.contains(" done "), "the jobs table: \(text)")
+        let old = DailyReport.gather(configuration: h.configuration, hours: 1, now: Date().addingTimeInterval(3 * 86400))
+        #expect(old.jobs.isEmpty, "nothing finished in that hour")
+        #expect(old.text().contains("STALE: newest good backup 3d"), "\(old.text())")
+        let json = try JSONSerialization.jsonObject(with: Data(bad.json().utf8)) as? [String: Any]
+        #expect(json?["jobsFailed"] as? Int == 2 && (json?["jobs"] as? [Any])?.count == 3)
+    }
 }
