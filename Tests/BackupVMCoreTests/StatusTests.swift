@@ -89,7 +89,8 @@ struct StatusTests {
         #expect(text.contains("NEEDS ATTENTION."), "\(text)")
         #expect(text.contains("  \(h.vm): 2 failed in a row, last: save failed on kvm1"), "\(text)")
         #expect(text.contains(" failed ") && text.contains(" done "), "the jobs table: \(text)")
-        let old = DailyReport.gather(configuration: h.configuration, hours: 1, now: Date().addingTimeInterval(3 * 86400))
+        let old = DailyReport.gather(
+            configuration: h.configuration, hours: 1, now: Date().addingTimeInterval(3 * 86400))
         #expect(old.jobs.isEmpty, "nothing finished in that hour")
         #expect(old.text().contains("STALE: newest good backup 3d"), "\(old.text())")
         let json = try JSONSerialization.jsonObject(with: Data(bad.json().utf8)) as? [String: Any]
