@@ -25,7 +25,7 @@ struct BackupVMCommand: ParsableCommand {
         subcommands: [
             RunCommand.self, EnqueueCommand.self, StatusCommand.self, ListCommand.self, VerifyCommand.self,
             RestoreCommand.self, ResolveCommand.self, DoctorCommand.self, ConfigCommand.self, GCCommand.self,
-            StoreStatsCommand.self, ExportCommand.self, ReportCommand.self,
+            StoreStatsCommand.self, ExportCommand.self, ReportCommand.self, RestoreTestCommand.self,
         ],
         defaultSubcommand: RunCommand.self
     )

@@ -38,8 +38,14 @@ struct ListCommand: ParsableCommand {
                     print("  \(b.id)  (manifest unreadable)")
                     continue
                 }
-                let verified =
-                    BackupVerifier.lastRecord(b).map { $0.ok ? "ok \($0.verified)" : "BAD \($0.verified)" } ?? "no"
+                let record = BackupVerifier.lastRecord(b)
+                var verified = record.map { $0.ok ? "ok \($0.verified)" : "BAD \($0.verified)" } ?? "no"
+                if let test = record?.restoreTest {
+                    verified +=
+                        test.ok
+                        ? ", booted \(test.tested) in \(String(format: "%.0f", test.bootSeconds ?? 0)) s"
+                        : ", BOOT FAILED \(test.tested)"
+                }
                 print(
                     "  "
                         + row([

@@ -23,9 +23,17 @@ public struct SnapshotProfile: Sendable, Equatable {
     /// Mode=live on a host that cannot do it (no backup API, no nbdcopy): the mode to use instead
     /// (cold or hot, said in the log and the manifest); nil: the backup fails naming what is missing.
     public var liveFallback: SnapshotMode? = nil
+    /// `backup_vm restore-test`: an extended regular expression (grep -E) a line of the booted copy's
+    /// serial console must match; nil: the guest agent answering, else running RestoreTestSeconds.
+    public var restoreTestReady: String? = nil
+    /// How long a restore test waits for that sign of life.
+    public var restoreTestTimeout: Int = 300
+    /// Without a console line or an agent to wait for: how long the copy must keep running.
+    public var restoreTestSeconds: Int = 30
 
     public static let knownKeys = [
         "Mode", "WorkPath", "ExcludeLVs", "ShutdownTimeout", "ForceOff", "SnapshotSize", "LiveFallback",
+        "RestoreTestReady", "RestoreTestTimeout", "RestoreTestSeconds",
     ]
 
     /// Parses one profile file; `base` supplies the keys it does not set (nil for `default` itself).
@@ -71,8 +79,26 @@ public struct SnapshotProfile: Sendable, Equatable {
             if fallback == .live { r.fail("LiveFallback", "expected cold or hot (the mode used when live cannot be)") }
             profile.liveFallback = fallback == .live ? nil : fallback
         }
+        parseRestoreTest(&r, into: &profile)
         let diagnostics = syntax + r.diagnostics
         return (diagnostics.isEmpty ? profile : nil, diagnostics)
+    }
+
+    static func parseRestoreTest(_ r: inout AssignmentReader, into profile: inout SnapshotProfile) {
+        if let re = r.string("RestoreTestReady") {
+            // It is passed to grep -E as one quoted argument; a line break could never match a line.
+            if re.unicodeScalars.contains(where: { $0.value < 32 }) {
+                r.fail("RestoreTestReady", "expected a regular expression on one line")
+            } else {
+                profile.restoreTestReady = re
+            }
+        }
+        if r.has("RestoreTestTimeout") {
+            profile.restoreTestTimeout = r.integer("RestoreTestTimeout", in: 10...86400, default: 300)
+        }
+        if r.has("RestoreTestSeconds") {
+            profile.restoreTestSeconds = r.integer("RestoreTestSeconds", in: 1...3600, default: 30)
+        }
     }
 
     static func isValidSnapshotSize(_ s: String) -> Bool {

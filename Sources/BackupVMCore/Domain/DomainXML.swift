@@ -168,4 +168,61 @@ public enum DomainXML {
             if let a = source.attribute(forName: "dev") { a.stringValue = newPath }
         }
     }
+
+    /// The XML of a restore test's throw-away copy: a new name, no UUID, no network interface, no host
+    /// device, no CD-ROM or floppy medium, no UEFI variable store of the original's, every restored
+    /// disk a file (`diskFiles`: target -> path and format) and every other disk dropped, one serial
+    /// console into `console` (where the test looks for its sign of life), and the agent channel's
+    /// socket left to libvirt (the original's path would clash).
+    public static func forRestoreTest(
+        _ xml: String, name: String, diskFiles: [String: (path: String, format: DomainDisk.Format)], console: String
+    ) throws(Problem) -> String {
+        let doc = try parse(xml, what: "stored domain XML")
+        guard let root = doc.rootElement() else { throw Problem(description: "stored domain XML is empty") }
+        root.elements(forName: "name").first?.stringValue = name
+        for uuid in root.elements(forName: "uuid") { uuid.detach() }
+        let drop =
+            "devices/interface | devices/hostdev | devices/redirdev | devices/serial | devices/console | os/nvram"
+        for case let node as XMLElement in (try? root.nodes(forXPath: drop)) ?? [] { node.detach() }
+        for case let source as XMLElement in (try? root.nodes(forXPath: "devices/channel/source")) ?? [] {
+            source.detach()
+        }
+        for case let disk as XMLElement in (try? root.nodes(forXPath: "devices/disk")) ?? [] {
+            let device = disk.attribute(forName: "device")?.stringValue ?? "disk"
+            if device == "cdrom" || device == "floppy" {
+                for source in disk.elements(forName: "source") { source.detach() }
+                continue
+            }
+            guard let target = disk.elements(forName: "target").first?.attribute(forName: "dev")?.stringValue,
+                let file = diskFiles[target]
+            else {
+                disk.detach()
+                continue
+            }
+            disk.attribute(forName: "type")?.stringValue = "file"
+            for node in disk.elements(forName: "source") + disk.elements(forName: "backingStore") { node.detach() }
+            let source = XMLElement(name: "source")
+            source.addAttribute(XMLNode.attribute(withName: "file", stringValue: file.path) as! XMLNode)
+            disk.addChild(source)
+            if let driver = disk.elements(forName: "driver").first {
+                driver.attribute(forName: "type")?.stringValue = file.format.rawValue
+                // io='native' needs cache='none', which a file in WorkPath's file system may not allow.
+                driver.removeAttribute(forName: "io")
+                driver.removeAttribute(forName: "cache")
+            }
+        }
+        guard let devices = root.elements(forName: "devices").first else {
+            throw Problem(description: "stored domain XML has no <devices>")
+        }
+        let serial = XMLElement(name: "serial")
+        serial.addAttribute(XMLNode.attribute(withName: "type", stringValue: "file") as! XMLNode)
+        let source = XMLElement(name: "source")
+        source.addAttribute(XMLNode.attribute(withName: "path", stringValue: console) as! XMLNode)
+        let target = XMLElement(name: "target")
+        target.addAttribute(XMLNode.attribute(withName: "port", stringValue: "0") as! XMLNode)
+        serial.addChild(source)
+        serial.addChild(target)
+        devices.addChild(serial)
+        return doc.xmlString(options: [.nodePrettyPrint])
+    }
 }

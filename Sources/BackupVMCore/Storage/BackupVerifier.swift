@@ -20,6 +20,8 @@ public struct BackupVerifier: Sendable {
         public var verified: String
         public var ok: Bool
         public var problems: [String]
+        /// The last restore test (kept when verify rewrites the record).
+        public var restoreTest: RestoreTestRecord? = nil
     }
 
     /// Chunks checked in this verifier's run, shared by the backups it verifies: each chunk is read
@@ -82,13 +84,24 @@ public struct BackupVerifier: Sendable {
     }
 
     func record(_ report: Report) -> Report {
-        let rec = Record(verified: Timestamps.iso(Date()), ok: report.ok, problems: report.problems.map(\.description))
+        var rec = Record(verified: Timestamps.iso(Date()), ok: report.ok, problems: report.problems.map(\.description))
+        rec.restoreTest = Self.lastRecord(report.backup)?.restoreTest
         if let data = try? JSONEncoder().encode(rec) {
             _ = FileManager.default.createFile(
                 atPath: report.backup.path + "/" + BackupNames.verifyRecord, contents: data,
                 attributes: [.posixPermissions: 0o600])
         }
         return report
+    }
+
+    /// Records a restore test: into the existing record, or a new one saying the stored images
+    /// checked out (the test checks them before it writes anything).
+    public static func record(_ test: RestoreTestRecord, for backup: BackupRef) {
+        var rec = lastRecord(backup) ?? Record(verified: test.tested, ok: true, problems: [])
+        rec.restoreTest = test
+        if let data = try? JSONEncoder().encode(rec) {
+            try? Files.replaceFile(backup.path + "/" + BackupNames.verifyRecord, contents: Array(data))
+        }
     }
 
     public static func lastRecord(_ backup: BackupRef) -> Record? {

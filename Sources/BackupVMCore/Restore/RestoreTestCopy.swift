@@ -1,0 +1,140 @@
+import Foundation
+import Logging
+
+/// The throw-away domain of one restore test on one hypervisor, and its directory: made, started,
+/// watched, removed.
+struct RestoreTestCopy {
+    let host: RemoteHost
+    let name: String
+    let directory: String
+    let log: Logger
+
+    var console: String { directory + "/console.log" }
+
+    /// The domain (stopped, undefined) and the directory, gone; says what could not be removed.
+    func remove() throws {
+        let n = ShellQuote.quote(name)
+        try host.run(
+            """
+            virsh destroy \(n) >/dev/null 2>&1 || true; \
+            if virsh dominfo \(n) >/dev/null 2>&1; then \
+            virsh undefine \(n) --nvram >/dev/null 2>&1 || virsh undefine \(n) >/dev/null; fi; \
+            rm -rf \(ShellQuote.quote(directory))
+            """, what: "removing the restore test's domain \(name) and \(directory)")
+    }
+
+    func removeReporting() {
+        do { try remove() } catch {
+            log.error("the restore test's copy could not be removed: \(error); remove \(name) and \(directory) by hand")
+        }
+    }
+
+    /// Writes the disks, defines and starts the copy, waits for its sign of life.
+    func bootAndWatch(
+        _ manifest: Manifest, backup: BackupRef, profile: SnapshotProfile, hasAgent: Bool, abort: AbortFlag
+    ) throws -> RestoreTestRecord {
+        var files: [String: (path: String, format: DomainDisk.Format)] = [:]
+        let d = ShellQuote.quote(directory)
+        // qemu runs as its own user: the path to the disks must be searchable (not readable).
+        let parent = (directory as NSString).deletingLastPathComponent
+        try host.run(
+            "mkdir -p \(d) && chmod 711 \(d) && chmod a+x \(ShellQuote.quote(parent)) "
+                + ShellQuote.quote((parent as NSString).deletingLastPathComponent),
+            what: "making \(directory)")
+        for image in manifest.disks {
+            if abort.isRaised { throw PipelineError.aborted }
+            let format: DomainDisk.Format = image.format == .qcow2 ? .qcow2 : .raw
+            let path = directory + "/\(image.target).\(format.rawValue)"
+            try ImageWriter(host: host).send(
+                backup.path + "/" + image.file, image: image,
+                script: ImageWriter.fileScript(image, to: path, temporary: path + ".part")
+                    + "; mv -f \"$tmp\" \(ShellQuote.quote(path))",
+                what: "writing \(image.target) of backup \(backup.id) to \(path)", abort: abort)
+            files[image.target] = (path, format)
+        }
+        let xml = try DomainXML.forRestoreTest(manifest.domainXML, name: name, diskFiles: files, console: console)
+        try Virsh(host: host).define(xml: xml, what: "virsh define \(name)")
+        try Virsh(host: host).start(name)
+        let started = Date()
+        log.info("restore test: \(name) started on \(host.name) from backup \(backup.id)")
+        let waiter = RestoreTestWatch(
+            host: host, name: name, console: console, ready: profile.restoreTestReady, agent: hasAgent,
+            runFor: profile.restoreTestSeconds)
+        let outcome = try waiter.wait(timeout: TimeInterval(profile.restoreTestTimeout), since: started, abort: abort)
+        var record = RestoreTestRecord(
+            tested: Timestamps.iso(Date()), ok: false, host: host.name, name: name, bootSeconds: nil, signal: nil,
+            problem: nil)
+        switch outcome {
+        case .alive(let signal, let seconds):
+            record.ok = true
+            record.signal = signal
+            record.bootSeconds = seconds
+        case .failed(let problem):
+            record.problem = problem
+        }
+        return record
+    }
+}
+
+/// Watching a started copy for its sign of life, one ssh round trip a second.
+struct RestoreTestWatch {
+    let host: RemoteHost
+    let name: String
+    let console: String
+    let ready: String?
+    let agent: Bool
+    let runFor: Int
+
+    enum Outcome: Equatable {
+        case alive(signal: String, seconds: Double)
+        case failed(String)
+    }
+
+    var probe: String {
+        let n = ShellQuote.quote(name)
+        var s = "echo \"state $(virsh domstate \(n) 2>/dev/null | head -n 1)\""
+        if let ready {
+            s +=
+                "; grep -Eq -- \(ShellQuote.quote(ready)) \(ShellQuote.quote(console)) 2>/dev/null && echo ready console"
+        }
+        if agent {
+            s +=
+                "; virsh qemu-agent-command \(n) '{\"execute\":\"guest-ping\"}' --timeout 2 >/dev/null 2>&1 && echo ready agent"
+        }
+        return s + "; true"
+    }
+
+    func wait(timeout: TimeInterval, since started: Date, abort: AbortFlag) throws -> Outcome {
+        let deadline = started.addingTimeInterval(timeout)
+        while true {
+            if abort.isRaised { throw PipelineError.aborted }
+            let out = try host.run(probe, what: "watching \(name)")
+            let seconds = Date().timeIntervalSince(started)
+            let lines = out.split(separator: "\n").map(String.init)
+            if let line = lines.first(where: { $0.hasPrefix("ready ") }) {
+                return .alive(signal: String(line.dropFirst("ready ".count)), seconds: seconds)
+            }
+            let state = lines.first { $0.hasPrefix("state ") }.map { String($0.dropFirst("state ".count)) } ?? ""
+            if state != "running" {
+                return .failed("the copy is \(state.isEmpty ? "gone" : state) after \(Int(seconds)) s\(tail())")
+            }
+            if ready == nil && !agent && seconds >= Double(runFor) {
+                return .alive(signal: "running", seconds: seconds)
+            }
+            if Date() >= deadline {
+                let what =
+                    ready.map { "no console line matched RestoreTestReady '\($0)'" } ?? "the agent did not answer"
+                return .failed("\(what) within \(Int(timeout)) s\(tail())")
+            }
+            Thread.sleep(forTimeInterval: 1)
+        }
+    }
+
+    /// The console's last lines, for the reason.
+    func tail() -> String {
+        guard let text = try? host.run("tail -n 5 \(ShellQuote.quote(console)) 2>/dev/null; true", what: "console"),
+            !text.isEmpty
+        else { return "" }
+        return "; its console ended: " + text.split(whereSeparator: \.isNewline).joined(separator: " | ")
+    }
+}
