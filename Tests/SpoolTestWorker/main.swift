@@ -6,6 +6,9 @@
 //                   [--delay-ms MS] [--slow-prefix P --slow-ms MS] [--exit-when-idle] [--rescan S]
 //   SpoolTestWorker --produce --spool DIR --hosts FILE   (the producer: one job per VM in FILE, in order,
 //                   through Spool.enqueue, the same path as `backup_vm enqueue`; prints the job names)
+//   SpoolTestWorker --produce --pace-ms MS --events FILE ...   (the same, one job every MS ms, each
+//                   recorded as `enqueued NS PID NAME` right after its rename into new/: the claim
+//                   latency benchmark, scripts/bench-operator)
 // hosts FILE: lines `VM HOST`. Unknown VMs fail to locate, as on real hypervisors.
 import BackupVMCore
 import Foundation
@@ -23,6 +26,7 @@ struct Options {
     var exitWhenIdle = false
     var rescan = 1.0
     var produce = false
+    var paceMs = 0
 }
 
 func parseOptions() -> Options {
@@ -41,6 +45,7 @@ func parseOptions() -> Options {
         case "--exit-when-idle": o.exitWhenIdle = true
         case "--rescan": o.rescan = Double(args.next()!)!
         case "--produce": o.produce = true
+        case "--pace-ms": o.paceMs = Int(args.next()!)!
         default:
             FileHandle.standardError.write(Data("SpoolTestWorker: unknown argument \(a)\n".utf8))
             exit(64)
@@ -124,7 +129,15 @@ if options.produce {
         $0.split(separator: " ").first
     }
     var out = ""
-    for vm in order { out += try spool.enqueue(JobRequest(vm: String(vm), requestedBy: "producer")) + "\n" }
+    let paced = options.paceMs > 0 ? EventLog(path: options.events) : nil
+    for vm in order {
+        let name = try spool.enqueue(JobRequest(vm: String(vm), requestedBy: "producer"))
+        out += name + "\n"
+        if let paced {
+            paced.record("enqueued", name)
+            usleep(useconds_t(options.paceMs * 1000))
+        }
+    }
     FileHandle.standardOutput.write(Data(out.utf8))
     exit(0)
 }

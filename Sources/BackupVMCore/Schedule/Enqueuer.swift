@@ -47,11 +47,12 @@ public struct Enqueuer: Sendable {
     public func decisions(now: Date) -> [DueDecision] {
         let store = BackupStore(storage: configuration.main.backupStorage)
         let failures = lastFailures(notAfter: now)
+        let open = spool.vmsWithOpenJobs()
         return configuration.schedule.entries.map { entry in
             let newest = newestBackup(of: entry.vm, in: store, now: now)
             let state = DuePlanner.VMState(
                 newestGoodBackup: newest?.started, newestBackupID: newest?.id,
-                hasOpenJob: spool.hasOpenJob(for: entry.vm),
+                hasOpenJob: open.contains(entry.vm),
                 lastFailure: failures[entry.vm])
             return planner.decide(
                 entry, now: now, hours: configuration.main.backupHours, state: state,

@@ -112,14 +112,20 @@ public struct Spool: Sendable {
         return Result { () throws(JobFile.ParseError) in try JobFile.parse(bytes) }
     }
 
-    /// Is a job for `vm` queued or running? The cron tick asks before it enqueues.
-    public func hasOpenJob(for vm: String) -> Bool {
+    /// Is a job for `vm` queued or running?
+    public func hasOpenJob(for vm: String) -> Bool { vmsWithOpenJobs().contains(vm) }
+
+    /// The VMs with a job queued or running, in one pass over new/ and active/: the cron tick and
+    /// `status` ask this once for all VMs (asking per VM read every job file once per VM: 2,000 VMs
+    /// with 2,000 queued jobs took over 30 s).
+    public func vmsWithOpenJobs() -> Set<String> {
+        var vms = Set<String>()
         for state in [JobState.new, .active] {
             for name in names(in: state) {
-                if case .success(let job)? = read(name, in: state), job.request.vm == vm { return true }
+                if case .success(let job)? = read(name, in: state) { vms.insert(job.request.vm) }
             }
         }
-        return false
+        return vms
     }
 
     // MARK: - Claiming
