@@ -18,6 +18,40 @@ struct LabRestoreTestTests {
         ).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// RestoreTestEveryDays=1 and a last test two days old: the cron tick queues a restore-test job
+    /// and the daemon runs it, under the same slots as backups.
+    func scheduled(_ lab: Lab, vm: String, config: String, ref: BackupRef) throws {
+        tmp.write(
+            "vmsnapshot.d/\(vm)",
+            "Mode=cold\nRestoreTestReady=LAB-GUEST-READY\nRestoreTestTimeout=180\nRestoreTestEveryDays=1\n")
+        var last = try #require(BackupVerifier.lastRecord(ref)?.restoreTest)
+        last.tested = Timestamps.iso(Date().addingTimeInterval(-2 * 86400))
+        BackupVerifier.record(last, for: ref)
+        let tick = try runTool(Paths.binary("vm_backup_sheduler"), ["--config-dir", config, "--verbose"])
+        #expect(tick.status == 0, "\(tick.err)")
+        let spool = Spool(root: config + "/spool")
+        let queued = spool.names(in: .new)
+        #expect(queued.count == 1 && spool.peek(queued[0])?.request.kind == .restoreTest, "\(tick.out)")
+        // Finished restore tests (the manual backup left a record in done/ too).
+        func tests(_ state: JobState) -> [String] {
+            spool.names(in: state).filter {
+                if case .success(let f)? = spool.read($0, in: state) { return f.request.kind == .restoreTest }
+                return false
+            }
+        }
+        let daemon = try ChildProcess(Paths.binary("backup_vmd"), ["--config-dir", config, "--console"])
+        defer { daemon.stop() }
+        #expect(eventually(timeout: 300) { tests(.done).count + tests(.failed).count >= 1 })
+        daemon.signal(SIGTERM)
+        #expect(daemon.wait(timeout: 60))
+        #expect(tests(.done).count == 1, "the scheduled test passed: \(daemon.standardError.suffix(3000))")
+        let record = try #require(BackupVerifier.lastRecord(ref)?.restoreTest)
+        #expect(
+            record.ok && Date().timeIntervalSince(Timestamps.parseISO(record.tested) ?? .distantPast) < 600,
+            "\(record) \(daemon.standardError.suffix(3000))")
+        #expect(try remains(lab, "kvm1", vm: vm) == "")
+    }
+
     @Test("a backup boots as a throw-away copy, is recorded and removed; damaged or silent ones fail clearly")
     func restoreTest() throws {
         let lab = try Lab.require()
@@ -26,7 +60,7 @@ struct LabRestoreTestTests {
         defer { lab.removeGuest(vm) }
         let disks = try lab.makeGuest("kvm1", vm, raw: 16, qcow2: 16)
         let profile = "Mode=cold\nRestoreTestReady=LAB-GUEST-READY\nRestoreTestTimeout=180"
-        let config = lab.config(tmp, schedule: "\(vm) * 3", profiles: [vm: profile])
+        let config = lab.config(tmp, schedule: "\(vm) * 3", extraMain: "BackupHours=0-24", profiles: [vm: profile])
         let backup = try backupVM(config, [vm])
         try #require(backup.status == 0, "\(backup.err)")
         let ref = try #require(BackupCatalog(storage: tmp.path + "/storage").newestBackup(of: vm))
@@ -52,6 +86,8 @@ struct LabRestoreTestTests {
             "\(silent.err)")
         #expect(try remains(lab, "kvm1", vm: vm) == "")
         #expect(BackupVerifier.lastRecord(ref)?.restoreTest?.ok == false)
+
+        try scheduled(lab, vm: vm, config: config, ref: ref)
 
         // One flipped byte in the stored disk: refused before anything is written or defined.
         let manifest = try Manifest.read(backupDirectory: ref.path)

@@ -50,6 +50,7 @@ struct OperatorNoticeTests {
         #expect(env["BACKUP_VM_BACKUP_ID"] == report.backupID)
         #expect(env["BACKUP_VM_BYTES"] == String(report.bytes))
         #expect(env["BACKUP_VM_REASON"] == "")
+        #expect(env["BACKUP_VM_KIND"] == "backup")
         #expect(
             Double(env["BACKUP_VM_DURATION"] ?? "") != nil && Double(env["BACKUP_VM_DOWNTIME"] ?? "") != nil, "\(env)")
     }

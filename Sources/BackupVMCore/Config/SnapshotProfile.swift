@@ -30,10 +30,13 @@ public struct SnapshotProfile: Sendable, Equatable {
     public var restoreTestTimeout: Int = 300
     /// Without a console line or an agent to wait for: how long the copy must keep running.
     public var restoreTestSeconds: Int = 30
+    /// The cron tick queues a restore test of the VM's newest backup when its last one is older than
+    /// this many days (0: never).
+    public var restoreTestEveryDays: Int = 0
 
     public static let knownKeys = [
         "Mode", "WorkPath", "ExcludeLVs", "ShutdownTimeout", "ForceOff", "SnapshotSize", "LiveFallback",
-        "RestoreTestReady", "RestoreTestTimeout", "RestoreTestSeconds",
+        "RestoreTestReady", "RestoreTestTimeout", "RestoreTestSeconds", "RestoreTestEveryDays",
     ]
 
     /// Parses one profile file; `base` supplies the keys it does not set (nil for `default` itself).
@@ -95,6 +98,9 @@ public struct SnapshotProfile: Sendable, Equatable {
         }
         if r.has("RestoreTestTimeout") {
             profile.restoreTestTimeout = r.integer("RestoreTestTimeout", in: 10...86400, default: 300)
+        }
+        if r.has("RestoreTestEveryDays") {
+            profile.restoreTestEveryDays = r.integer("RestoreTestEveryDays", in: 0...366, default: 0)
         }
         if r.has("RestoreTestSeconds") {
             profile.restoreTestSeconds = r.integer("RestoreTestSeconds", in: 1...3600, default: 30)

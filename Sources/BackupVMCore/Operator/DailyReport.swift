@@ -65,7 +65,8 @@ public struct DailyReport: Codable, Sendable {
                 ["FINISHED", "VM", "RESULT", "HOST", "SIZE", "TIME", "REASON"],
                 jobs.map { j in
                     [
-                        Timestamps.iso(j.finished), j.vm, j.status.rawValue, j.host ?? "-",
+                        Timestamps.iso(j.finished), j.vm,
+                        (j.kind == .backup ? "" : j.kind.rawValue + " ") + j.status.rawValue, j.host ?? "-",
                         j.bytes.map(HumanUnits.size) ?? "-", j.durationSeconds.map(HumanUnits.duration) ?? "-",
                         j.reason.map { String($0.prefix(100)) } ?? "",
                     ]

@@ -5,6 +5,7 @@ import Foundation
 public struct JobSummary: Sendable, Codable, Equatable {
     public var job: String
     public var vm: String
+    public var kind: JobKind
     public var status: JobResult.Status
     public var started: Date?
     public var finished: Date
@@ -24,6 +25,7 @@ public struct JobSummary: Sendable, Codable, Equatable {
         else { return nil }
         self.job = job
         vm = file.request.vm
+        kind = file.request.kind
         self.status = status
         self.finished = finished
         started = f["started"].flatMap(Timestamps.parseISO)
@@ -51,6 +53,8 @@ public struct BackupSummary: Sendable, Codable, Equatable {
 /// the backup that quietly stopped happening).
 public struct VMHistory: Sendable, Codable, Equatable {
     public var vm: String
+    /// The last backup job (restore tests are not backups: they neither count as one nor as a
+    /// backup's failure).
     public var lastJob: JobSummary?
     public var lastSuccess: JobSummary?
     public var consecutiveFailures: Int
@@ -58,6 +62,8 @@ public struct VMHistory: Sendable, Codable, Equatable {
     public var stale: Bool
     /// Hours since the newest good backup finished (nil: none).
     public var newestBackupAgeHours: Double?
+    /// The last restore-test job (nil: none in the spool's records).
+    public var lastRestoreTest: JobSummary? = nil
 }
 
 /// Reads the spool's finished jobs and the storage's manifests into one history per VM. Only files
@@ -100,14 +106,16 @@ public struct FleetHistory: Sendable {
         return vms.map { vm in history(of: vm, jobs: byVM[vm] ?? [], now: now) }
     }
 
-    func history(of vm: String, jobs: [JobSummary], now: Date) -> VMHistory {
+    func history(of vm: String, jobs all: [JobSummary], now: Date) -> VMHistory {
+        let jobs = all.filter { $0.kind == .backup }
         let failures = jobs.reversed().prefix { $0.status == .failed }.count
         let newest = newestGoodBackup(of: vm)
         let age = newest.map { now.timeIntervalSince($0.finished) / 3600 }
         return VMHistory(
             vm: vm, lastJob: jobs.last, lastSuccess: jobs.last { $0.status == .done },
             consecutiveFailures: failures, newestBackup: newest,
-            stale: age.map { $0 > Double(staleAfterHours) } ?? true, newestBackupAgeHours: age)
+            stale: age.map { $0 > Double(staleAfterHours) } ?? true, newestBackupAgeHours: age,
+            lastRestoreTest: all.last { $0.kind == .restoreTest })
     }
 
     /// The newest committed backup that verify has not found damaged.

@@ -32,6 +32,7 @@ public struct JobNotice: Sendable, Equatable {
         var env: [String: String] = [
             "BACKUP_VM_VM": job.vm,
             "BACKUP_VM_JOB": job.job,
+            "BACKUP_VM_KIND": job.kind.rawValue,
             "BACKUP_VM_STATUS": job.status.rawValue,
             "BACKUP_VM_FINISHED": Timestamps.iso(job.finished),
             "BACKUP_VM_HOST": job.host ?? "",

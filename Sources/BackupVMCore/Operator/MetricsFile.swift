@@ -48,6 +48,10 @@ public struct MetricsFile: Sendable {
         for h in s.histories { out.sample(vm: h.vm, Double(h.consecutiveFailures)) }
         out.family("backup_vm_stale", "1 when the VM has no good backup younger than StaleAfterHours.")
         for h in s.histories { out.sample(vm: h.vm, h.stale ? 1 : 0) }
+        out.family("backup_vm_restore_test_ok", "1 when the VM's last scheduled restore test booted, 0 when not.")
+        for h in s.histories {
+            if let t = h.lastRestoreTest { out.sample(vm: h.vm, t.status == .done ? 1 : 0) }
+        }
         out.family("backup_vm_running_jobs", "Backup jobs running on the hypervisor (its held slots).")
         for (host, n) in s.runningByHost.sorted(by: { $0.key < $1.key }) {
             out.sample(labels: [("host", host)], Double(n))

@@ -29,6 +29,19 @@ public final class AbortFlag: @unchecked Sendable {
 /// The three things the spool machinery needs from the backup pipeline. The real pipeline implements
 /// them over ssh; tests of the spool plug in a scripted one. Every method may block (it runs external
 /// commands): callers run it on a thread of its own, never on the concurrency pool.
+/// A restore test that did not boot: the job's reason.
+public struct RestoreTestFailure: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension BackupExecutor {
+    /// Executors of the spool's tests run backups only.
+    public func restoreTest(vm: String, host: String, jobName: String, abort: AbortFlag) throws -> BackupReport {
+        throw RestoreTestFailure("this executor runs no restore tests")
+    }
+}
+
 public protocol BackupExecutor: Sendable {
     /// The hypervisor on which `vm` is to be backed up now (it may have migrated).
     func locate(vm: String) throws -> String
@@ -37,6 +50,9 @@ public protocol BackupExecutor: Sendable {
     /// told each phase and how to count the copy's bytes (`backup_vm status`).
     func backup(vm: String, host: String, jobName: String, abort: AbortFlag, progress: ProgressReporter?) throws
         -> BackupReport
+    /// Restores `vm`'s newest backup as a throw-away domain on `host`, boots it and removes it
+    /// (RestoreTest); throws when it did not boot. The report names the backup tested.
+    func restoreTest(vm: String, host: String, jobName: String, abort: AbortFlag) throws -> BackupReport
     /// Cleans up after a job whose worker died mid-way (VM back to its prior state, our snapshots and
     /// partial files removed). Returns what it did, for the job's record.
     func recover(vm: String, jobName: String) throws -> String

@@ -52,6 +52,16 @@ public struct BackupPipeline: BackupExecutor {
         return try run.execute()
     }
 
+    public func restoreTest(vm: String, host: String, jobName: String, abort: AbortFlag) throws -> BackupReport {
+        let (backup, record) = try RestoreTest(configuration: configuration, logger: logger).run(
+            .init(vm: vm, host: host, abort: abort))
+        guard record.ok else {
+            throw RestoreTestFailure(
+                "restore test of backup \(backup.id) on \(host): \(record.problem ?? "did not boot")")
+        }
+        return BackupReport(host: host, backupID: backup.id, bytes: 0)
+    }
+
     /// A VM that an earlier backup could not return to its prior state is left alone until an
     /// operator has cleared it (AttentionMark).
     func refuseIfMarked(_ vm: String) throws {

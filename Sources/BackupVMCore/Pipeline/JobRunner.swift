@@ -175,7 +175,11 @@ public struct JobRunner: Sendable {
         let report: BackupReport
         do {
             progress.phase(.prepare, host: host)
-            report = try executor.backup(vm: vm, host: host, jobName: job.name, abort: abort, progress: progress)
+            if case .success(let file) = job.parsed, file.request.kind == .restoreTest {
+                report = try executor.restoreTest(vm: vm, host: host, jobName: job.name, abort: abort)
+            } else {
+                report = try executor.backup(vm: vm, host: host, jobName: job.name, abort: abort, progress: progress)
+            }
         } catch {
             return fail(job, "\(error)", started: started, host: host)
         }

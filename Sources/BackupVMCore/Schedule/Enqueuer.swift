@@ -32,6 +32,13 @@ public struct Enqueuer: Sendable {
         defer { lock.release() }
         for warning in configuration.warnings { logger.warning("\(warning)") }
         var result = TickResult(decisions: decisions(now: now), enqueued: [:])
+        let tests = restoreTestDecisions(now: now, backups: result.decisions, open: spool.vmsWithOpenJobs())
+        for test in tests where test.due && !dryRun {
+            let name = try spool.enqueue(
+                JobRequest(
+                    vm: test.vm, requestedBy: "vm_backup_sheduler", created: Timestamps.iso(now), kind: .restoreTest))
+            logger.info("restore test enqueued", metadata: ["vm": "\(test.vm)", "job": "\(name)"])
+        }
         for decision in result.decisions {
             if let warning = decision.warning { logger.warning("\(warning)", metadata: ["vm": "\(decision.vm)"]) }
             guard decision.due, !dryRun else { continue }
@@ -40,6 +47,7 @@ public struct Enqueuer: Sendable {
             result.enqueued[decision.vm] = name
             logger.info("enqueued", metadata: ["vm": "\(decision.vm)", "job": "\(name)"])
         }
+        result.decisions += tests
         return result
     }
 

@@ -6,15 +6,18 @@ public struct JobRequest: Sendable, Equatable {
     public var vm: String
     public var requestedBy: String?
     public var created: String?
+    public var kind: JobKind
 
-    public init(vm: String, requestedBy: String? = nil, created: String? = nil) {
+    public init(vm: String, requestedBy: String? = nil, created: String? = nil, kind: JobKind = .backup) {
         self.vm = vm
         self.requestedBy = requestedBy
         self.created = created
+        self.kind = kind
     }
 
     public func serialized() -> String {
         var s = "vm=\(vm)\n"
+        if kind != .backup { s += "kind=\(kind.rawValue)\n" }
         if let requestedBy { s += "requested_by=\(requestedBy)\n" }
         if let created { s += "created=\(created)\n" }
         return s
@@ -80,7 +83,7 @@ public struct JobFile: Sendable {
     public var resultFields: [String: String]
 
     public static let maxSize = 64 * 1024
-    static let requestKeys: Set<String> = ["vm", "requested_by", "created"]
+    static let requestKeys: Set<String> = ["vm", "requested_by", "created", "kind"]
     static let recordKeys: Set<String> = [
         "status", "reason", "started", "finished", "host", "bytes", "backup", "warning",
         "worker_pid", "recovered",
@@ -125,7 +128,8 @@ public struct JobFile: Sendable {
             guard requestKeys.contains(key) || key == "recovered" || (inResult && recordKeys.contains(key)) else {
                 let shown = oneLine(String(key.prefix(40)))
                 throw ParseError(
-                    description: "line \(i + 1): unknown key '\(shown)'; expected vm=, requested_by= or created=")
+                    description: "line \(i + 1): unknown key '\(shown)'; expected vm=, kind=, requested_by= or created="
+                )
             }
             if key == "recovered" {
                 recoveries += 1
@@ -142,11 +146,19 @@ public struct JobFile: Sendable {
         guard SafeName.isValidVMName(vm) else {
             throw ParseError(description: "vm='\(oneLine(String(vm.prefix(80))))': expected \(SafeName.vmExpectation)")
         }
+        var kind = JobKind.backup
+        if let raw = fields["kind"] {
+            guard let k = JobKind(rawValue: raw) else {
+                throw ParseError(
+                    description: "kind='\(oneLine(String(raw.prefix(40))))': expected backup or restore-test")
+            }
+            kind = k
+        }
         let status = fields["status"].flatMap(JobResult.Status.init(rawValue:))
         var results = fields
         for k in requestKeys { results.removeValue(forKey: k) }
         return JobFile(
-            request: JobRequest(vm: vm, requestedBy: fields["requested_by"], created: fields["created"]),
+            request: JobRequest(vm: vm, requestedBy: fields["requested_by"], created: fields["created"], kind: kind),
             recoveries: recoveries, resultStatus: status, resultFields: results)
     }
 

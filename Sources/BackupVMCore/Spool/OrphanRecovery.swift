@@ -56,6 +56,8 @@ public struct OrphanRecovery: Sendable {
     public func recover(_ jobs: [ClaimedJob]) -> [Outcome] {
         jobs.compactMap { job in
             defer { if let vm = Self.vmToClean(job) { activity.endRecovery(vm) } }
+            // The dead worker's progress file: status must not show the job as still copying.
+            unlink(spool.layout.progress + "/" + job.name)
             return recover(job)
         }
     }
