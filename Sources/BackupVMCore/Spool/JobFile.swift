@@ -95,6 +95,15 @@ public struct JobFile: Sendable {
 
     /// Parses a job file. Anything unexpected is an error with the line and what was expected, because
     /// a job that cannot be understood must be failed visibly, never guessed at.
+    /// `kind=`: absent is a backup (every job file written before kinds existed).
+    static func parseKind(_ raw: String?) throws(ParseError) -> JobKind {
+        guard let raw else { return .backup }
+        guard let kind = JobKind(rawValue: raw) else {
+            throw ParseError(description: "kind='\(oneLine(String(raw.prefix(40))))': expected backup or restore-test")
+        }
+        return kind
+    }
+
     public static func parse(_ bytes: [UInt8]) throws(ParseError) -> JobFile {
         guard bytes.count <= maxSize else {
             throw ParseError(
@@ -146,14 +155,7 @@ public struct JobFile: Sendable {
         guard SafeName.isValidVMName(vm) else {
             throw ParseError(description: "vm='\(oneLine(String(vm.prefix(80))))': expected \(SafeName.vmExpectation)")
         }
-        var kind = JobKind.backup
-        if let raw = fields["kind"] {
-            guard let k = JobKind(rawValue: raw) else {
-                throw ParseError(
-                    description: "kind='\(oneLine(String(raw.prefix(40))))': expected backup or restore-test")
-            }
-            kind = k
-        }
+        let kind = try parseKind(fields["kind"])
         let status = fields["status"].flatMap(JobResult.Status.init(rawValue:))
         var results = fields
         for k in requestKeys { results.removeValue(forKey: k) }
