@@ -23,6 +23,19 @@ struct DuePlannerTests {
 
     let night = HoursWindow.parse("22-04")!
 
+    /// What `status` shows as due next: the next opening of a window on one of the VM's days.
+    @Test func theNextWindowOpensOnTheNextScheduledDay() {
+        let weekdays = entry("Mon-Fri").weekdays
+        // Friday 2026-12-04 23:00, inside Friday's window: the next is Monday's.
+        #expect(planner.nextWindow(after: at(2026, 12, 4, 23), hours: night, weekdays: weekdays) == at(2026, 12, 7, 22))
+        // Wednesday noon: tonight's.
+        #expect(planner.nextWindow(after: at(2026, 12, 2, 12), hours: night, weekdays: weekdays) == at(2026, 12, 2, 22))
+        // Sunday only, asked on Sunday after the start: a week later.
+        #expect(
+            planner.nextWindow(after: at(2026, 12, 6, 22, 30), hours: night, weekdays: entry("Sun").weekdays)
+                == at(2026, 12, 13, 22))
+    }
+
     // 2026-11-30 is a Monday.
     @Test func insideWindowOnScheduledDay() {
         let d = planner.decide(

@@ -54,6 +54,8 @@ struct StatusTests {
         let vm = try #require(after.vms.first)
         #expect(vm.history.lastJob?.status == .done && vm.history.newestBackup?.id == report.backupID)
         #expect(!vm.history.stale && vm.history.consecutiveFailures == 0)
+        #expect(!vm.due && (vm.nextWindow ?? .distantPast) > Date(), "backed up in this window; the next opens later")
+        #expect(StatusText.render(after).contains("; next window "), "\(StatusText.render(after))")
     }
 
     @Test func failuresInARowAndStalenessAreCounted() throws {

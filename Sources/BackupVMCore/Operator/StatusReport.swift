@@ -24,6 +24,8 @@ public struct StatusReport: Codable, Sendable {
         public var history: VMHistory
         public var due: Bool
         public var dueReason: String
+        /// When its next backup window opens (nil while due, or without days).
+        public var nextWindow: Date? = nil
     }
 
     public struct HeldSlot: Codable, Sendable, Equatable {
@@ -57,8 +59,17 @@ public struct StatusReport: Codable, Sendable {
             of: configuration.schedule.entries.map(\.vm), now: now)
         let enqueuer = Enqueuer(configuration: configuration, spool: spool, logger: Logger(label: "status"))
         let decisions = Dictionary(enqueuer.decisions(now: now).map { ($0.vm, $0) }) { a, _ in a }
+        let entries = Dictionary(configuration.schedule.entries.map { ($0.vm, $0) }) { a, _ in a }
         let vms = histories.map { h in
-            VMStatus(history: h, due: decisions[h.vm]?.due ?? false, dueReason: decisions[h.vm]?.reason ?? "")
+            let due = decisions[h.vm]?.due ?? false
+            let next =
+                due
+                ? nil
+                : entries[h.vm].flatMap {
+                    enqueuer.planner.nextWindow(
+                        after: now, hours: configuration.main.backupHours, weekdays: $0.weekdays)
+                }
+            return VMStatus(history: h, due: due, dueReason: decisions[h.vm]?.reason ?? "", nextWindow: next)
         }
         return StatusReport(
             generated: now, staleAfterHours: configuration.main.staleAfterHours, queued: queued, running: running,

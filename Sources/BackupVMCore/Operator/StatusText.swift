@@ -70,7 +70,10 @@ public enum StatusText {
         return [
             h.vm, state, last, newest?.id ?? "none",
             h.newestBackupAgeHours.map { HumanUnits.duration($0 * 3600) } ?? "-",
-            newest.map { HumanUnits.size($0.storedBytes) } ?? "-", v.due ? "due now" : "not due (\(v.dueReason))",
+            newest.map { HumanUnits.size($0.storedBytes) } ?? "-",
+            v.due
+                ? "due now"
+                : "not due (\(v.dueReason))" + (v.nextWindow.map { "; next window \(Timestamps.iso($0))" } ?? ""),
         ]
     }
 

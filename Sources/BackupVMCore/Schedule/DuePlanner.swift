@@ -47,6 +47,23 @@ public struct DuePlanner: Sendable {
         return (start, (weekday + 5) % 7 + 1)
     }
 
+    /// When the next window on one of `weekdays` opens after `now` (within 8 days; nil: none, an
+    /// empty set of days). `status` shows it as what is due next.
+    public func nextWindow(after now: Date, hours: HoursWindow, weekdays: Weekdays) -> Date? {
+        var day = calendar.startOfDay(for: now)
+        for _ in 0..<9 {
+            let start =
+                calendar.date(
+                    bySettingHour: hours.startMinute / 60, minute: hours.startMinute % 60, second: 0, of: day,
+                    matchingPolicy: .nextTime) ?? day
+            let weekday = (calendar.component(.weekday, from: day) + 5) % 7 + 1
+            if start > now && weekdays.contains(isoWeekday: weekday) { return start }
+            guard let next = calendar.date(byAdding: .day, value: 1, to: day) else { return nil }
+            day = calendar.startOfDay(for: next)
+        }
+        return nil
+    }
+
     public struct VMState: Sendable {
         /// When the newest good backup started (its ID): the newest by commit order, which after the
         /// clock was set back is not the one with the latest ID.
