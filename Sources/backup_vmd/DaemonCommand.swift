@@ -39,6 +39,11 @@ struct DaemonCommand: AsyncParsableCommand {
             ])
         if let others = presence.othersMessage(spool: services.spool.layout.root) { logger.notice("\(others)") }
         await pool.run()
+        // The notifications of the last jobs (each notifier is killed after NotifyTimeout).
+        let limit = TimeInterval((configuration.main.notify?.timeoutSeconds ?? 0) + 30)
+        if !services.aftermath.drain(timeout: limit) {
+            logger.warning("stopping with notifications still queued after \(Int(limit)) s")
+        }
         withExtendedLifetime(signals) {}
         presence.release()
         logger.notice("backup_vmd stopped")

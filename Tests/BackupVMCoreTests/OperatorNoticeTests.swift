@@ -103,6 +103,20 @@ struct OperatorNoticeTests {
         #expect(h.messages.contains("notifier exited with status 3; it said: mail server down"), "\(h.messages.all)")
     }
 
+    @Test func aNotifierThatPrintsALotIsReadButOnlyItsStartKept() throws {
+        let (h, _, _) = try harness(command: "head -c 50000000 /dev/zero | tr '\\\\0' x; echo; exit 2")
+        let run = try h.backup()
+        guard case .succeeded = run.outcome else { throw HarnessError(description: "\(run.outcome)") }
+        let line = h.messages.all.first { $0.contains("notifier exited with status 2") } ?? ""
+        #expect(line.contains(String(repeating: "x", count: 4000)), "it printed: \(line.prefix(300))")
+        #expect(line.count < 5000, "\(line.count) characters")
+    }
+
+    @Test func runningJobsAreCountedPerHostExactly() {
+        let held = ["global.0", "global.1", "host.kvm1.0", "host.kvm1.dc2.0", "host.kvm1.dc2.1", "vm.web01"]
+        #expect(MetricsFile.runningJobs(held: held, hosts: ["kvm1", "kvm1.dc2"]) == ["kvm1": 1, "kvm1.dc2": 2])
+    }
+
     @Test func theMetricsFileParsesAfterASuccessAndAFailure() throws {
         let (h, _, metrics) = try harness()
         try h.backup()
@@ -142,9 +156,11 @@ struct OperatorNoticeTests {
     @Test func notifySettingsAreChecked() {
         var f = ConfigFixture("notify")
         f.main += "\nNotifyOn=always\nMetricsFile=relative.prom\n"
+        f.profiles["web01"] = "RestoreTestSeconds=600"
         let text = f.diagnostics().map(\.description).joined(separator: "\n")
         #expect(text.contains("NotifyOn='always': set without NotifyCommand"), "\(text)")
         #expect(text.contains("MetricsFile='relative.prom': expected an absolute path"), "\(text)")
+        #expect(text.contains("RestoreTestSeconds (600) must be less than RestoreTestTimeout (300)"), "\(text)")
     }
 
     /// The shipped example notifier, with a stand-in sendmail on PATH: the mail names the VM and the

@@ -73,6 +73,17 @@ struct RestoreTestScheduleTests {
         tested(daysAgo: 8)
         let old = try tick(h)
         #expect(queuedKinds(h) == [.restoreTest], "\(old.decisions)")
+        for name in h.services.spool.names(in: .new) { unlink(h.services.spool.layout.new + "/" + name) }
+        tested(daysAgo: -2)  // the clock was set back since: it does not count
+        #expect(try tick(h).decisions.contains { $0.reason.hasPrefix("restore test: never tested") })
+        for name in h.services.spool.names(in: .new) { unlink(h.services.spool.layout.new + "/" + name) }
+        h.hypervisor.failAlways(.save)
+        try h.backup()
+        let failing = try tick(h)
+        #expect(
+            failing.decisions.contains { $0.reason == "restore test: its last backup failed; that goes first" },
+            "\(failing.decisions)")
+        #expect(!queuedKinds(h).contains(.restoreTest))
         #expect(BackupVerifier.lastRecord(ref)?.ok == true, "the verify fields stay")
     }
 
@@ -99,6 +110,9 @@ struct RestoreTestScheduleTests {
         let metrics = MetricsFile.render(MetricsFile.snapshot(configuration: h.configuration))
         #expect(metrics.contains("backup_vm_restore_test_ok{vm=\"\(h.vm)\"} 0\n"), "\(metrics)")
         #expect(metrics.contains("backup_vm_consecutive_failures{vm=\"\(h.vm)\"} 0\n"))
+        let report = DailyReport.gather(configuration: h.configuration, hours: 24)
+        #expect(report.jobsDone == 1 && report.jobsFailed == 0 && report.testsFailed == 1 && !report.healthy)
+        #expect(report.text().contains("0 restore tests booted, 1 failed."), "\(report.text())")
     }
 
     @Test func theJobFileSaysItsKind() throws {

@@ -15,6 +15,9 @@ struct RestoreTestXMLTests {
         <domain type='kvm'>
           <name>web01</name>
           <uuid>4b1c9a3e-0000-4000-8000-000000000001</uuid>
+          <metadata><app:info xmlns:app="https://example.org/app">prod</app:info></metadata>
+          <sysinfo type='smbios'><system><entry name='uuid'>4b1c9a3e-0000-4000-8000-000000000001</entry>
+            <entry name='serial'>S1</entry></system></sysinfo>
           <os><type>hvm</type><nvram>/var/lib/libvirt/qemu/nvram/web01_VARS.fd</nvram></os>
           <devices>
             <disk type='block' device='disk'>
@@ -38,6 +41,12 @@ struct RestoreTestXMLTests {
             </disk>
             <interface type='bridge'><mac address='52:54:00:00:00:01'/><source bridge='br0'/></interface>
             <hostdev mode='subsystem' type='pci'><source><address bus='0x03' slot='0x00'/></source></hostdev>
+            <filesystem type='mount'><source dir='/srv/shared'/><target dir='shared'/></filesystem>
+            <shmem name='ivshmem0'><size unit='M'>4</size></shmem>
+            <tpm model='tpm-crb'><backend type='passthrough'><device path='/dev/tpm0'/></backend></tpm>
+            <input type='evdev'><source dev='/dev/input/event1'/></input>
+            <input type='tablet' bus='usb'/>
+            <graphics type='vnc' port='5901' autoport='no' listen='0.0.0.0'/>
             <serial type='pty'><target port='0'/></serial>
             <console type='pty'><target type='serial' port='0'/></console>
             <channel type='unix'>
@@ -53,7 +62,8 @@ struct RestoreTestXMLTests {
         let xml = try DomainXML.forRestoreTest(
             original, name: "web01-restoretest",
             diskFiles: ["vda": (dir + "/vda.raw", .raw), "vdb": (dir + "/vdb.qcow2", .qcow2)],
-            console: dir + "/console'<&>.log")
+            console: dir + "/console'<&>.log", marker: "https://backup-vm.invalid/restore-test",
+            backup: "20261127T220000Z")
         let doc = try XMLDocument(xmlString: xml)
         func nodes(_ path: String) throws -> [XMLElement] {
             try doc.nodes(forXPath: path).compactMap { $0 as? XMLElement }
@@ -81,5 +91,13 @@ struct RestoreTestXMLTests {
         #expect(try nodes("//serial/source").first?.attribute(forName: "path")?.stringValue == dir + "/console'<&>.log")
         #expect(try nodes("//channel/source").isEmpty, "libvirt picks the agent socket")
         #expect(try nodes("//channel/target").count == 1, "the agent channel stays")
+        #expect(
+            try nodes("//sysinfo/system/entry[@name='uuid']").isEmpty, "libvirt refuses a sysinfo UUID without <uuid>")
+        #expect(try nodes("//sysinfo/system/entry[@name='serial']").count == 1)
+        #expect(try nodes("//filesystem").isEmpty && nodes("//shmem").isEmpty && nodes("//tpm").isEmpty)
+        #expect(try nodes("//graphics").isEmpty, "no port clashing with the original's")
+        #expect(try nodes("//input").count == 1, "the tablet stays, the host's input device does not")
+        #expect(!xml.contains("https://example.org/app"), "the original's metadata is not carried over")
+        #expect(xml.contains("https://backup-vm.invalid/restore-test") && xml.contains("20261127T220000Z"), "\(xml)")
     }
 }

@@ -105,6 +105,13 @@ public struct SnapshotProfile: Sendable, Equatable {
         if r.has("RestoreTestSeconds") {
             profile.restoreTestSeconds = r.integer("RestoreTestSeconds", in: 1...3600, default: 30)
         }
+        // Waited for within RestoreTestTimeout: a longer run could never pass.
+        if profile.restoreTestSeconds >= profile.restoreTestTimeout {
+            r.fail(
+                r.has("RestoreTestSeconds") ? "RestoreTestSeconds" : "RestoreTestTimeout",
+                "RestoreTestSeconds (\(profile.restoreTestSeconds)) must be less than RestoreTestTimeout (\(profile.restoreTestTimeout))"
+            )
+        }
     }
 
     static func isValidSnapshotSize(_ s: String) -> Bool {

@@ -8,6 +8,8 @@ public struct Services: Sendable {
     public let spool: Spool
     public let executor: any BackupExecutor
     public let logger: Logger
+    /// The daemon's after-job work (metrics, notifier), drained before it exits.
+    public let aftermath = AftermathQueue()
 
     public init(configuration: Configuration, executor: (any BackupExecutor)? = nil, logger: Logger) {
         self.configuration = configuration
@@ -19,8 +21,8 @@ public struct Services: Sendable {
     /// The runner of a manual run: metrics and the notifier run before it returns.
     public var runner: JobRunner { makeRunner(detachedAftermath: false) }
 
-    /// `detachedAftermath`: the daemon's workers hand a finished job's metrics and notifier to a
-    /// thread of its own, so a slow notifier never holds a worker that could start the next job.
+    /// `detachedAftermath`: the daemon's workers hand a finished job's metrics and notifier to the
+    /// AftermathQueue, so a slow notifier never holds a worker that could start the next job.
     func makeRunner(detachedAftermath: Bool) -> JobRunner {
         let schedule = configuration.schedule
         var runner = JobRunner(
@@ -29,7 +31,8 @@ public struct Services: Sendable {
             isKnownVM: { schedule.entry(for: $0) != nil }, logger: logger)
         let aftermath = JobAftermath(configuration: configuration, logger: logger)
         if detachedAftermath {
-            runner.afterJob = { @Sendable job in Thread { aftermath.finished(job: job) }.start() }
+            let queue = self.aftermath
+            runner.afterJob = { @Sendable job in queue.submit { aftermath.finished(job: job) } }
         } else {
             runner.afterJob = { @Sendable job in aftermath.finished(job: job) }
         }

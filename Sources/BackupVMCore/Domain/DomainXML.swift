@@ -173,16 +173,24 @@ public enum DomainXML {
     /// device, no CD-ROM or floppy medium, no UEFI variable store of the original's, every restored
     /// disk a file (`diskFiles`: target -> path and format) and every other disk dropped, one serial
     /// console into `console` (where the test looks for its sign of life), and the agent channel's
-    /// socket left to libvirt (the original's path would clash).
+    /// socket left to libvirt (the original's path would clash). No shared host directory, shared
+    /// memory, TPM, smartcard, passthrough input or graphics either: the copy must not reach the
+    /// original's data or clash with its ports. `marker` (a namespace URI) in <metadata> says the
+    /// domain is a test's copy, of `backup`.
     public static func forRestoreTest(
-        _ xml: String, name: String, diskFiles: [String: (path: String, format: DomainDisk.Format)], console: String
+        _ xml: String, name: String, diskFiles: [String: (path: String, format: DomainDisk.Format)], console: String,
+        marker: String, backup: String
     ) throws(Problem) -> String {
         let doc = try parse(xml, what: "stored domain XML")
         guard let root = doc.rootElement() else { throw Problem(description: "stored domain XML is empty") }
         root.elements(forName: "name").first?.stringValue = name
         for uuid in root.elements(forName: "uuid") { uuid.detach() }
-        let drop =
-            "devices/interface | devices/hostdev | devices/redirdev | devices/serial | devices/console | os/nvram"
+        let drop = [
+            "devices/interface", "devices/hostdev", "devices/redirdev", "devices/serial", "devices/console",
+            "os/nvram", "sysinfo/system/entry[@name='uuid']", "devices/filesystem", "devices/shmem", "devices/tpm",
+            "devices/smartcard", "devices/graphics", "devices/input[@type='passthrough']",
+            "devices/input[@type='evdev']", "metadata",
+        ].joined(separator: " | ")
         for case let node as XMLElement in (try? root.nodes(forXPath: drop)) ?? [] { node.detach() }
         for case let source as XMLElement in (try? root.nodes(forXPath: "devices/channel/source")) ?? [] {
             source.detach()
@@ -223,6 +231,12 @@ public enum DomainXML {
         serial.addChild(source)
         serial.addChild(target)
         devices.addChild(serial)
+        let metadata = XMLElement(name: "metadata")
+        let mark = XMLElement(name: "bvm:restore-test", uri: marker)
+        mark.addNamespace(XMLNode.namespace(withName: "bvm", stringValue: marker) as! XMLNode)
+        mark.addAttribute(XMLNode.attribute(withName: "backup", stringValue: backup) as! XMLNode)
+        metadata.addChild(mark)
+        root.addChild(metadata)
         return doc.xmlString(options: [.nodePrettyPrint])
     }
 }

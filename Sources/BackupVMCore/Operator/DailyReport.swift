@@ -6,8 +6,12 @@ import Foundation
 public struct DailyReport: Codable, Sendable {
     public var generated: Date
     public var hours: Int
+    /// Backup jobs of the period.
     public var jobsDone: Int
     public var jobsFailed: Int
+    /// Restore-test jobs of the period.
+    public var testsPassed: Int = 0
+    public var testsFailed: Int = 0
     public var bytesStored: Int64
     /// Finished in the period, oldest first.
     public var jobs: [JobSummary]
@@ -16,7 +20,7 @@ public struct DailyReport: Codable, Sendable {
     public var coverage: Coverage?
 
     public var healthy: Bool {
-        jobsFailed == 0 && !vms.contains { $0.stale || $0.consecutiveFailures > 0 }
+        jobsFailed == 0 && testsFailed == 0 && !vms.contains { $0.stale || $0.consecutiveFailures > 0 }
             && (coverage.map { $0.unscheduled.isEmpty && $0.missing.isEmpty } ?? true)
     }
 
@@ -24,9 +28,13 @@ public struct DailyReport: Codable, Sendable {
         let history = FleetHistory(configuration: configuration)
         let since = now.addingTimeInterval(-Double(hours) * 3600)
         let jobs = history.finishedJobs().filter { $0.finished > since && $0.finished <= now }
-        let done = jobs.filter { $0.status == .done }
+        let backups = jobs.filter { $0.kind == .backup }
+        let tests = jobs.filter { $0.kind == .restoreTest }
+        let done = backups.filter { $0.status == .done }
         return DailyReport(
-            generated: now, hours: hours, jobsDone: done.count, jobsFailed: jobs.count - done.count,
+            generated: now, hours: hours, jobsDone: done.count, jobsFailed: backups.count - done.count,
+            testsPassed: tests.filter { $0.status == .done }.count,
+            testsFailed: tests.filter { $0.status == .failed }.count,
             bytesStored: done.reduce(0) { $0 + ($1.bytes ?? 0) }, jobs: jobs,
             vms: history.histories(of: configuration.schedule.entries.map(\.vm), now: now),
             coverage: Coverage.read(spool: SpoolLayout(root: configuration.main.spoolDir)))
@@ -36,6 +44,9 @@ public struct DailyReport: Codable, Sendable {
         var out = "backup_vm report, last \(hours) h, \(Timestamps.iso(generated))\n"
         out += healthy ? "All well.\n" : "NEEDS ATTENTION.\n"
         out += "\(jobsDone) backups done (\(HumanUnits.size(bytesStored)) stored), \(jobsFailed) failed.\n"
+        if testsPassed + testsFailed > 0 {
+            out += "\(testsPassed) restore tests booted, \(testsFailed) failed.\n"
+        }
         let attention = vms.filter { $0.stale || $0.consecutiveFailures > 0 }
         if !attention.isEmpty {
             out += "\nVMs needing attention:\n"

@@ -18,7 +18,10 @@ public struct JobNotice: Sendable, Equatable {
                 let summary = JobSummary(job: name, file: file)
             else { continue }
             var notice = JobNotice(job: summary)
-            if let id = summary.backupID, let ref = catalog.backups(of: summary.vm).first(where: { $0.id == id }) {
+            // A restore test names the backup it tested: that backup's downtime is not the test's.
+            if summary.kind == .backup, let id = summary.backupID,
+                let ref = catalog.backups(of: summary.vm).first(where: { $0.id == id })
+            {
                 notice.downtimeSeconds = (try? Manifest.read(backupDirectory: ref.path))?.downtimeSeconds
             }
             return notice

@@ -22,15 +22,21 @@ public struct MetricsFile: Sendable {
     public static func snapshot(configuration: Configuration, now: Date = Date()) -> Snapshot {
         let spool = Spool(root: configuration.main.spoolDir)
         let history = FleetHistory(configuration: configuration)
-        let held = spool.locks.heldSlots().map(\.slot)
-        var running: [String: Int] = [:]
-        for host in configuration.main.hostServers {
-            running[host] = held.filter { $0.hasPrefix("host.\(host).") }.count
-        }
+        let running = runningJobs(held: spool.locks.heldSlots().map(\.slot), hosts: configuration.main.hostServers)
         return Snapshot(
             histories: history.histories(of: configuration.schedule.entries.map(\.vm), now: now),
             runningByHost: running, queued: spool.names(in: .new).count, active: spool.names(in: .active).count,
             generated: now)
+    }
+
+    /// Held slots per host: `host.NAME.N` exactly (kvm1's count must not take kvm1.dc2's slots).
+    static func runningJobs(held: [String], hosts: [String]) -> [String: Int] {
+        var running: [String: Int] = [:]
+        for host in hosts {
+            let prefix = "host.\(host)."
+            running[host] = held.filter { $0.hasPrefix(prefix) && Int($0.dropFirst(prefix.count)) != nil }.count
+        }
+        return running
     }
 
     public static func render(_ s: Snapshot) -> String {

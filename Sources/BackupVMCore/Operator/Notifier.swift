@@ -10,7 +10,7 @@ import Logging
 /// (`BACKUP_VM_*`, see `JobNotice.environment`). Whatever the command does — fails, hangs, prints a lot,
 /// forks children that hang — the job is not affected: it has already been recorded; the command runs
 /// in a process group of its own, which is killed (SIGTERM, then SIGKILL 2 s later) when it runs
-/// longer than NotifyTimeout; its output is logged, at most 4 KiB of it.
+/// longer than NotifyTimeout; the start of its output (4 KiB) is logged, the rest read and dropped.
 public struct Notifier: Sendable {
     public let settings: NotifySettings
     public let logger: Logger
@@ -46,15 +46,18 @@ public struct Notifier: Sendable {
 
     /// Runs the command; returns how it ended and the start of what it wrote.
     func run(environment: [String: String]) -> (Ending, String) {
-        guard let output = OutputFile() else { return (.couldNotStart("no temporary file for its output"), "") }
-        defer { close(output.fd) }
+        guard let output = OutputTail(limit: 4096) else { return (.couldNotStart("no pipe for its output"), "") }
         let pid: pid_t
-        switch spawn(environment: environment, output: output.fd) {
+        switch spawn(environment: environment, output: output.writeFD) {
         case .success(let p): pid = p
-        case .failure(let why): return (.couldNotStart(why.description), "")
+        case .failure(let why):
+            close(output.writeFD)
+            close(output.readFD)
+            return (.couldNotStart(why.description), "")
         }
+        output.start()
         let ending = waitOrKill(pid)
-        return (ending, output.text(limit: 4096))
+        return (ending, output.text())
     }
 
     private func spawn(environment: [String: String], output: Int32) -> Result<pid_t, SystemError> {
@@ -119,26 +122,45 @@ public struct Notifier: Sendable {
         return signal == 0 ? (status >> 8) & 0xff : 128 + signal
     }
 
-    /// An unlinked temporary file: the command's stdout and stderr, read back when it has ended (no
-    /// pipe a hung grandchild could hold open).
-    private struct OutputFile {
-        let fd: Int32
+    /// The command's stdout and stderr through a pipe, of which only the first `limit` bytes are
+    /// kept (a notifier that prints gigabytes fills nothing). Read on a thread of its own until the
+    /// end of the stream, waited for at most 2 s after the command ended: a process of its that
+    /// escaped the group (setsid) and kept the pipe does not hold us.
+    private final class OutputTail: @unchecked Sendable {
+        let readFD: Int32
+        let writeFD: Int32
+        let limit: Int
+        private var kept: [UInt8] = []
+        private let lock = NSLock()
+        private let ended = DispatchSemaphore(value: 0)
 
-        init?() {
-            var template = Array((NSTemporaryDirectory() + "/backup_vm-notify.XXXXXX").utf8CString)
-            let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-            guard fd >= 0 else { return nil }
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
-            self.fd = fd
+        init?(limit: Int) {
+            var fds: [Int32] = [0, 0]
+            guard bvm_pipe_cloexec(&fds) == 0 else { return nil }
+            (readFD, writeFD, self.limit) = (fds[0], fds[1], limit)
         }
 
-        func text(limit: Int) -> String {
-            var buffer = [UInt8](repeating: 0, count: limit)
-            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, limit, 0) }
-            guard n > 0 else { return "" }
-            return String(decoding: buffer[0..<n], as: UTF8.self)
-                .split(whereSeparator: \.isNewline).joined(separator: " | ")
+        func start() {
+            close(writeFD)  // the child has its copy
+            Thread { [self] in
+                var buffer = [UInt8](repeating: 0, count: 65536)
+                while true {
+                    let n = buffer.withUnsafeMutableBytes { read(readFD, $0.baseAddress, $0.count) }
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 { break }
+                    lock.withLock {
+                        if kept.count < limit { kept += buffer[0..<min(n, limit - kept.count)] }
+                    }
+                }
+                ended.signal()
+            }.start()
+        }
+
+        func text() -> String {
+            _ = ended.wait(timeout: .now() + 2)
+            close(readFD)
+            let bytes = lock.withLock { kept }
+            return String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isNewline).joined(separator: " | ")
         }
     }
 }

@@ -26,9 +26,6 @@ public final class AbortFlag: @unchecked Sendable {
     public var isRaised: Bool { lock.withLock { raised } }
 }
 
-/// The three things the spool machinery needs from the backup pipeline. The real pipeline implements
-/// them over ssh; tests of the spool plug in a scripted one. Every method may block (it runs external
-/// commands): callers run it on a thread of its own, never on the concurrency pool.
 /// A restore test that did not boot: the job's reason.
 public struct RestoreTestFailure: Error, CustomStringConvertible, Sendable {
     public let description: String
@@ -40,8 +37,14 @@ extension BackupExecutor {
     public func restoreTest(vm: String, host: String, jobName: String, abort: AbortFlag) throws -> BackupReport {
         throw RestoreTestFailure("this executor runs no restore tests")
     }
+
+    /// After a worker died during a restore test: its throw-away copy removed wherever it may be.
+    public func recoverRestoreTest(vm: String) throws -> String { "nothing to remove" }
 }
 
+/// What the spool machinery needs from the backup pipeline. The real pipeline implements it over
+/// ssh; tests of the spool plug in a scripted one. Every method may block (it runs external
+/// commands): callers run it on a thread of its own, never on the concurrency pool.
 public protocol BackupExecutor: Sendable {
     /// The hypervisor on which `vm` is to be backed up now (it may have migrated).
     func locate(vm: String) throws -> String

@@ -62,6 +62,10 @@ public struct BackupPipeline: BackupExecutor {
         return BackupReport(host: host, backupID: backup.id, bytes: 0)
     }
 
+    public func recoverRestoreTest(vm: String) throws -> String {
+        try RestoreTest(configuration: configuration, logger: logger).removeCopies(of: vm)
+    }
+
     /// A VM that an earlier backup could not return to its prior state is left alone until an
     /// operator has cleared it (AttentionMark).
     func refuseIfMarked(_ vm: String) throws {

@@ -45,25 +45,56 @@ public struct RestoreTest: Sendable {
         let (backup, manifest) = try restorer.selectBackup(
             BackupRestorer.Request(vm: request.vm, backupID: request.backupID))
         let hostName = request.host ?? manifest.host
+        do {
+            let record = try test(backup, manifest, on: hostName, name: name, request: request)
+            BackupVerifier.record(record, for: backup)
+            return (backup, record)
+        } catch {
+            // Recorded as a failed test too, so a scheduled one is not queued again at every tick.
+            BackupVerifier.record(
+                RestoreTestRecord(
+                    tested: Timestamps.iso(Date()), ok: false, host: hostName, name: name, bootSeconds: nil,
+                    signal: nil,
+                    problem: "\(error)"), for: backup)
+            throw error
+        }
+    }
+
+    private func test(
+        _ backup: BackupRef, _ manifest: Manifest, on hostName: String, name: String, request: Request
+    ) throws -> RestoreTestRecord {
         guard configuration.main.hostServers.contains(hostName) else {
             throw RestoreError.hostNotConfigured(host: hostName, hosts: configuration.main.hostServers)
         }
         let profile = configuration.profile(for: request.vm)
-        let copy = RestoreTestCopy(
-            host: restorer.remoteHost(hostName), name: name,
-            directory: WorkLayout(workPath: profile.workPath, vm: request.vm).directory + "/restoretest", log: logger)
+        let copy = copy(of: request.vm, on: hostName)
         try copy.remove()  // a test killed earlier
         _ = try restorer.liveCopies(of: name, isNew: true, force: false)
         try StoredImageCheck(backup: backup).check(manifest.disks)
-        let record: RestoreTestRecord
-        do {
-            defer { copy.removeReporting() }
-            record = try copy.bootAndWatch(
-                manifest, backup: backup, profile: profile,
-                hasAgent: manifest.domainXML.contains("org.qemu.guest_agent.0"),
-                abort: request.abort)
+        defer { copy.removeReporting() }
+        return try copy.bootAndWatch(
+            manifest, backup: backup, profile: profile,
+            hasAgent: manifest.domainXML.contains("org.qemu.guest_agent.0"), abort: request.abort)
+    }
+
+    func copy(of vm: String, on host: String) -> RestoreTestCopy {
+        RestoreTestCopy(
+            host: restorer.remoteHost(host), name: Self.testName(of: vm),
+            directory: WorkLayout(workPath: configuration.profile(for: vm).workPath, vm: vm).directory + "/restoretest",
+            log: logger)
+    }
+
+    /// After a worker died during a test: the copy removed on every hypervisor (one that does not
+    /// answer is named; the next test there removes it).
+    public func removeCopies(of vm: String) throws -> String {
+        var failed: [String] = []
+        for host in configuration.main.hostServers {
+            do { try copy(of: vm, on: host).remove() } catch { failed.append("\(host): \(error)") }
         }
-        BackupVerifier.record(record, for: backup)
-        return (backup, record)
+        guard failed.isEmpty else {
+            throw RestoreTestFailure(
+                "the restore test's copy could not be removed on \(failed.joined(separator: "; "))")
+        }
+        return "the restore test's copy \(Self.testName(of: vm)) removed on every hypervisor"
     }
 }

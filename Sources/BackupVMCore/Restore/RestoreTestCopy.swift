@@ -11,16 +11,42 @@ struct RestoreTestCopy {
 
     var console: String { directory + "/console.log" }
 
-    /// The domain (stopped, undefined) and the directory, gone; says what could not be removed.
+    /// Written into the copy's <metadata>: only a domain carrying it is ever stopped or undefined here.
+    static let marker = "https://backup-vm.invalid/restore-test"
+
+    /// The domain (stopped, undefined) and the directory, gone. A domain of that name without our
+    /// marker is somebody's VM: it is refused, never touched.
     func remove() throws {
         let n = ShellQuote.quote(name)
         try host.run(
             """
+            if virsh dominfo \(n) >/dev/null 2>&1; then x=$(virsh dumpxml \(n) 2>/dev/null || true); \
+            case "$x" in *\(Self.marker)*) ;; *) echo "a domain named \(name) exists and is not a restore test's copy: \
+            not touched; rename it or test another way" >&2; exit 3 ;; esac; \
             virsh destroy \(n) >/dev/null 2>&1 || true; \
-            if virsh dominfo \(n) >/dev/null 2>&1; then \
             virsh undefine \(n) --nvram >/dev/null 2>&1 || virsh undefine \(n) >/dev/null; fi; \
             rm -rf \(ShellQuote.quote(directory))
             """, what: "removing the restore test's domain \(name) and \(directory)")
+    }
+
+    /// Room for the disks in the directory's file system (a qcow2 disk stored as raw content needs
+    /// its raw file and the qcow2 beside it), with 5% and 256 MiB to spare: a hypervisor whose
+    /// running VMs share that file system must never fill up because of a test.
+    func checkRoom(for disks: [Manifest.StoredImage]) throws {
+        let need = disks.reduce(Int64(0)) {
+            $0 + $1.rawBytes * ($1.storedContent == .raw && $1.format == .qcow2 ? 2 : 1)
+        }
+        let wanted = need + need / 20 + (256 << 20)
+        let out = try host.run(
+            "df -P -k \(ShellQuote.quote(directory)) | awk 'NR==2 {print $4}'", what: "free space in \(directory)")
+        guard let kib = Int64(out.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw RestoreTestFailure("cannot read the free space of \(directory) on \(host.name): \(out)")
+        }
+        guard kib * 1024 >= wanted else {
+            throw RestoreTestFailure(
+                "not enough room in \(directory) on \(host.name) for the copy: it needs \(ByteCount(wanted)), "
+                    + "\(ByteCount(kib * 1024)) free (WorkPath of the VM's profile)")
+        }
     }
 
     func removeReporting() {
@@ -41,6 +67,7 @@ struct RestoreTestCopy {
             "mkdir -p \(d) && chmod 711 \(d) && chmod a+x \(ShellQuote.quote(parent)) "
                 + ShellQuote.quote((parent as NSString).deletingLastPathComponent),
             what: "making \(directory)")
+        try checkRoom(for: manifest.disks)
         for image in manifest.disks {
             if abort.isRaised { throw PipelineError.aborted }
             let format: DomainDisk.Format = image.format == .qcow2 ? .qcow2 : .raw
@@ -52,7 +79,8 @@ struct RestoreTestCopy {
                 what: "writing \(image.target) of backup \(backup.id) to \(path)", abort: abort)
             files[image.target] = (path, format)
         }
-        let xml = try DomainXML.forRestoreTest(manifest.domainXML, name: name, diskFiles: files, console: console)
+        let xml = try DomainXML.forRestoreTest(
+            manifest.domainXML, name: name, diskFiles: files, console: console, marker: Self.marker, backup: backup.id)
         try Virsh(host: host).define(xml: xml, what: "virsh define \(name)")
         try Virsh(host: host).start(name)
         let started = Date()
@@ -135,6 +163,10 @@ struct RestoreTestWatch {
         guard let text = try? host.run("tail -n 5 \(ShellQuote.quote(console)) 2>/dev/null; true", what: "console"),
             !text.isEmpty
         else { return "" }
-        return "; its console ended: " + text.split(whereSeparator: \.isNewline).joined(separator: " | ")
+        // The guest wrote it: no escape sequence of its reaches the operator's terminal or the log.
+        let lines = text.split(whereSeparator: \.isNewline).map { line in
+            String(String.UnicodeScalarView(line.unicodeScalars.map { $0.value < 32 || $0.value == 127 ? "?" : $0 }))
+        }
+        return "; its console ended: " + lines.joined(separator: " | ")
     }
 }

@@ -32,13 +32,9 @@ public struct Enqueuer: Sendable {
         defer { lock.release() }
         for warning in configuration.warnings { logger.warning("\(warning)") }
         var result = TickResult(decisions: decisions(now: now), enqueued: [:])
+        // Computed before any backup is queued (so a VM queued now is not "open" yet), queued after
+        // them: a backup is claimed before a test of the same hour.
         let tests = restoreTestDecisions(now: now, backups: result.decisions, open: spool.vmsWithOpenJobs())
-        for test in tests where test.due && !dryRun {
-            let name = try spool.enqueue(
-                JobRequest(
-                    vm: test.vm, requestedBy: "vm_backup_sheduler", created: Timestamps.iso(now), kind: .restoreTest))
-            logger.info("restore test enqueued", metadata: ["vm": "\(test.vm)", "job": "\(name)"])
-        }
         for decision in result.decisions {
             if let warning = decision.warning { logger.warning("\(warning)", metadata: ["vm": "\(decision.vm)"]) }
             guard decision.due, !dryRun else { continue }
@@ -46,6 +42,12 @@ public struct Enqueuer: Sendable {
                 JobRequest(vm: decision.vm, requestedBy: "vm_backup_sheduler", created: Timestamps.iso(now)))
             result.enqueued[decision.vm] = name
             logger.info("enqueued", metadata: ["vm": "\(decision.vm)", "job": "\(name)"])
+        }
+        for test in tests where test.due && !dryRun {
+            let name = try spool.enqueue(
+                JobRequest(
+                    vm: test.vm, requestedBy: "vm_backup_sheduler", created: Timestamps.iso(now), kind: .restoreTest))
+            logger.info("restore test enqueued", metadata: ["vm": "\(test.vm)", "job": "\(name)"])
         }
         result.decisions += tests
         return result
@@ -81,7 +83,8 @@ public struct Enqueuer: Sendable {
     func lastFailures(notAfter now: Date) -> [String: Date] {
         var newest: [String: Date] = [:]
         for name in spool.names(in: .failed) {
-            guard case .success(let job)? = spool.read(name, in: .failed),
+            // A failed restore test is not a failed backup: it must not hold the backup's retry off.
+            guard case .success(let job)? = spool.read(name, in: .failed), job.request.kind == .backup,
                 let finished = job.resultFields["finished"].flatMap(Timestamps.parseISO), finished <= now
             else { continue }
             if newest[job.request.vm].map({ finished > $0 }) ?? true { newest[job.request.vm] = finished }

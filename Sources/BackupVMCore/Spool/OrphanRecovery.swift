@@ -96,7 +96,10 @@ public struct OrphanRecovery: Sendable {
         }
         vmLock.describeHolder("pid=\(getpid()) recovering job=\(job.name)")
         logger.warning("recovering a job abandoned by a dead worker", metadata: ["job": "\(job.name)", "vm": "\(vm)"])
-        let cleanup = Result { try executor.recover(vm: vm, jobName: job.name) }
+        let cleanup = Result {
+            file.request.kind == .restoreTest
+                ? try executor.recoverRestoreTest(vm: vm) : try executor.recover(vm: vm, jobName: job.name)
+        }
         // The VM is let go before the job is back in new/: a daemon in another process may claim it at
         // once and must not find the VM still locked by this recovery (it would fail the job as
         // "already running"). In this process VMActivity holds the VM's jobs until `recover` returns.
