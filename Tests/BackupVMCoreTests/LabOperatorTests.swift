@@ -143,6 +143,10 @@ struct LabOperatorTests {
         let status = try backupVM(config, ["status"]).out
         #expect(status.contains("UNSCHEDULED \(stray) on kvm1: no line in sheduler.conf"), "\(status)")
         #expect(status.contains("MISSING ghost1: scheduled, defined on no hypervisor"))
+        let ghost = status.split(separator: "\n").first { $0.hasPrefix("  ghost1 ") }.map(String.init) ?? ""
+        #expect(ghost.contains(" STALE "), "never backed up: STALE in the VMs table: \(status)")
+        let op = status.split(separator: "\n").first { $0.hasPrefix("  op1 ") }.map(String.init) ?? ""
+        #expect(op.contains(" ok ") && op.contains("done "), "\(status)")
     }
 
     /// A VM that exists on no hypervisor fails at once: the metrics count it, and a notifier that

@@ -89,6 +89,17 @@ struct LabRestoreTestTests {
 
         try scheduled(lab, vm: vm, config: config, ref: ref)
 
+        // Somebody's domain with the copy's name (no marker of ours): refused, left as it was.
+        let stranger = "\(vm)-restoretest"
+        lab.removeGuest(stranger)
+        defer { lab.removeGuest(stranger) }
+        try lab.makeGuest("kvm1", stranger, raw: 8, start: false)
+        let refused = try backupVM(config, ["restore-test", vm])
+        #expect(refused.status == 1)
+        #expect(refused.err.contains("is not a restore test's copy: not touched"), "\(refused.err)")
+        #expect(try lab.state("kvm1", stranger) == "shut off", "the stranger's domain is still defined")
+        lab.removeGuest(stranger)
+
         // One flipped byte in the stored disk: refused before anything is written or defined.
         let manifest = try Manifest.read(backupDirectory: ref.path)
         let file = ref.path + "/" + manifest.disks[0].file

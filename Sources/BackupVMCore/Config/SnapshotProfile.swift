@@ -105,8 +105,9 @@ public struct SnapshotProfile: Sendable, Equatable {
         if r.has("RestoreTestSeconds") {
             profile.restoreTestSeconds = r.integer("RestoreTestSeconds", in: 1...3600, default: 30)
         }
-        // Waited for within RestoreTestTimeout: a longer run could never pass.
-        if profile.restoreTestSeconds >= profile.restoreTestTimeout {
+        // Without a console line to wait for, the run is waited for within RestoreTestTimeout: a longer
+        // one could never pass.
+        if profile.restoreTestReady == nil && profile.restoreTestSeconds >= profile.restoreTestTimeout {
             r.fail(
                 r.has("RestoreTestSeconds") ? "RestoreTestSeconds" : "RestoreTestTimeout",
                 "RestoreTestSeconds (\(profile.restoreTestSeconds)) must be less than RestoreTestTimeout (\(profile.restoreTestTimeout))"
