@@ -30,7 +30,35 @@ struct RestoreTestScheduleTests {
             if let failTest { throw RestoreTestFailure(failTest) }
             return BackupReport(host: host, backupID: "20261127T000000Z", bytes: 0)
         }
-        func recover(vm: String, jobName: String) throws -> String { "cleaned" }
+        func recover(vm: String, jobName: String) throws -> String {
+            calls.steps.append("recover \(vm)")
+            return "cleaned"
+        }
+        func recoverRestoreTest(vm: String) throws -> String {
+            calls.steps.append("recover-test \(vm)")
+            return "copy removed"
+        }
+    }
+
+    /// A worker that died during a restore test: recovery removes the copy (through the executor,
+    /// as `any BackupExecutor`), not the backup's snapshots, then requeues the test.
+    @Test func aDeadWorkersRestoreTestIsRecoveredAsATest() throws {
+        let h = try harness()
+        let calls = Calls()
+        let spool = h.services.spool
+        let name = try spool.enqueue(JobRequest(vm: h.vm, kind: .restoreTest))
+        let job = try #require(try spool.claim(name))
+        job.closeDescriptor()  // the worker died
+        let outcomes = OrphanRecovery(
+            spool: spool, executor: RecordingExecutor(calls: calls), maxRecoveries: 3, logger: Logger(label: "r")
+        ).run()
+        #expect(outcomes == [.requeued(name)])
+        #expect(calls.steps == ["recover-test \(h.vm)"])
+        if case .success(let f)? = spool.read(name, in: .new) {
+            #expect(f.request.kind == .restoreTest && f.recoveries == 1)
+        } else {
+            Issue.record("the job is not back in new/")
+        }
     }
 
     func harness() throws -> PipelineHarness {
@@ -127,5 +155,26 @@ struct RestoreTestScheduleTests {
         } catch {
             #expect(error.description == "kind='wipe': expected backup or restore-test")
         }
+    }
+
+    /// Only a test that ran and failed is recorded; a damaged image is recorded as verify's failure too.
+    @Test func whatARestoreTestRecordsWhenItFails() throws {
+        #expect(
+            RestoreTest.isTestFailure(RestoreError.damagedImage(vm: "a", id: "b", file: "vda.raw.lzo", detail: "x")))
+        #expect(RestoreTest.isTestFailure(RestoreTestFailure("define failed")))
+        #expect(!RestoreTest.isTestFailure(RestoreError.hostNotConfigured(host: "kvm9", hosts: ["kvm1"])))
+        #expect(!RestoreTest.isTestFailure(RestoreTestRefusal(description: "somebody's domain")))
+        #expect(!RestoreTest.isTestFailure(PipelineError.aborted))
+        let h = try harness()
+        _ = try h.goodBackup()
+        let ref = try #require(h.store.catalog.backups(of: h.vm).last)
+        let failed = RestoreTestRecord(
+            tested: Timestamps.iso(Date()), ok: false, host: "kvm1", name: "x", bootSeconds: nil, signal: nil,
+            problem: "damaged")
+        BackupVerifier.record(failed, for: ref, damaged: "vda.raw.lzo: sha256 mismatch")
+        let record = try #require(BackupVerifier.lastRecord(ref))
+        #expect(!record.ok && record.problems == ["vda.raw.lzo: sha256 mismatch"] && record.restoreTest?.ok == false)
+        let history = FleetHistory(configuration: h.configuration).histories(of: [h.vm])[0]
+        #expect(history.newestBackup == nil, "a backup found damaged is not a good one")
     }
 }

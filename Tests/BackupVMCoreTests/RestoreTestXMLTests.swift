@@ -47,6 +47,10 @@ struct RestoreTestXMLTests {
             <input type='evdev'><source dev='/dev/input/event1'/></input>
             <input type='tablet' bus='usb'/>
             <graphics type='vnc' port='5901' autoport='no' listen='0.0.0.0'/>
+            <channel type='spicevmc'><target type='virtio' name='com.redhat.spice.0'/></channel>
+            <audio id='1' type='spice'/>
+            <sound model='ich9'><audio id='1'/></sound>
+            <vsock model='virtio'><cid auto='no' address='3'/></vsock>
             <serial type='pty'><target port='0'/></serial>
             <console type='pty'><target type='serial' port='0'/></console>
             <channel type='unix'>
@@ -90,7 +94,10 @@ struct RestoreTestXMLTests {
         #expect(serial.count == 1 && serial[0].attribute(forName: "type")?.stringValue == "file")
         #expect(try nodes("//serial/source").first?.attribute(forName: "path")?.stringValue == dir + "/console'<&>.log")
         #expect(try nodes("//channel/source").isEmpty, "libvirt picks the agent socket")
-        #expect(try nodes("//channel/target").count == 1, "the agent channel stays")
+        #expect(try nodes("//channel/target").count == 1, "the agent channel stays, SPICE's goes")
+        #expect(try nodes("//audio").isEmpty && nodes("//sound").isEmpty, "no SPICE audio without graphics")
+        let cid = try #require(try nodes("//vsock/cid").first)
+        #expect(cid.attribute(forName: "auto")?.stringValue == "yes" && cid.attribute(forName: "address") == nil)
         #expect(
             try nodes("//sysinfo/system/entry[@name='uuid']").isEmpty, "libvirt refuses a sysinfo UUID without <uuid>")
         #expect(try nodes("//sysinfo/system/entry[@name='serial']").count == 1)

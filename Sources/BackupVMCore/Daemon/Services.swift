@@ -32,7 +32,11 @@ public struct Services: Sendable {
         let aftermath = JobAftermath(configuration: configuration, logger: logger)
         if detachedAftermath {
             let queue = self.aftermath
-            runner.afterJob = { @Sendable job in queue.submit { aftermath.finished(job: job) } }
+            // The metrics at once (a file write); the notifier on the queue behind the others.
+            runner.afterJob = { @Sendable job in
+                aftermath.writeMetrics()
+                queue.submit { aftermath.notify(job: job) }
+            }
         } else {
             runner.afterJob = { @Sendable job in aftermath.finished(job: job) }
         }

@@ -27,12 +27,20 @@ extension DomainXML {
             "os/nvram", "sysinfo/system/entry[@name='uuid']", "devices/filesystem", "devices/shmem", "devices/tpm",
             "devices/smartcard", "devices/graphics", "devices/input[@type='passthrough']",
             "devices/input[@type='evdev']", "metadata",
+            // Without graphics libvirt refuses SPICE channels and audio (virt-manager's defaults).
+            "devices/channel[@type='spicevmc']", "devices/channel[@type='spiceport']", "devices/audio",
+            "devices/sound",
         ].joined(separator: " | ")
         for case let node as XMLElement in (try? root.nodes(forXPath: drop)) ?? [] { node.detach() }
         for case let source as XMLElement in (try? root.nodes(forXPath: "devices/channel/source")) ?? [] {
             source.detach()
         }
         fileDisks(root, diskFiles)
+        // A fixed vsock CID would clash with the original's on the same host.
+        for case let cid as XMLElement in (try? root.nodes(forXPath: "devices/vsock/cid")) ?? [] {
+            cid.removeAttribute(forName: "address")
+            cid.attribute(forName: "auto")?.stringValue = "yes"
+        }
         guard let devices = root.elements(forName: "devices").first else {
             throw Problem(description: "stored domain XML has no <devices>")
         }

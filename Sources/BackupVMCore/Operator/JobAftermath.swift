@@ -13,8 +13,13 @@ public struct JobAftermath: Sendable {
     }
 
     public func finished(job name: String) {
-        let main = configuration.main
         writeMetrics()
+        notify(job: name)
+    }
+
+    /// Runs the notifier for a finished job, if one is configured and wants this result.
+    public func notify(job name: String) {
+        let main = configuration.main
         guard let settings = main.notify else { return }
         guard
             let notice = JobNotice.read(

@@ -125,7 +125,7 @@ public struct Notifier: Sendable {
     /// The command's stdout and stderr through a pipe, of which only the first `limit` bytes are
     /// kept (a notifier that prints gigabytes fills nothing). Read on a thread of its own until the
     /// end of the stream, waited for at most 2 s after the command ended: a process of its that
-    /// escaped the group (setsid) and kept the pipe does not hold us.
+    /// lives on (a background delivery) and keeps the pipe does not hold us.
     private final class OutputTail: @unchecked Sendable {
         let readFD: Int32
         let writeFD: Int32
@@ -152,13 +152,16 @@ public struct Notifier: Sendable {
                         if kept.count < limit { kept += buffer[0..<min(n, limit - kept.count)] }
                     }
                 }
+                // This thread owns the read end: closed only once nobody reads it any more.
+                close(readFD)
                 ended.signal()
             }.start()
         }
 
+        /// What was kept, once the stream ended or 2 s passed (a background child of the command
+        /// may hold the pipe; the thread reads on until it lets go).
         func text() -> String {
             _ = ended.wait(timeout: .now() + 2)
-            close(readFD)
             let bytes = lock.withLock { kept }
             return String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isNewline).joined(separator: " | ")
         }

@@ -38,7 +38,6 @@ extension BackupExecutor {
         throw RestoreTestFailure("this executor runs no restore tests")
     }
 
-    /// After a worker died during a restore test: its throw-away copy removed wherever it may be.
     public func recoverRestoreTest(vm: String) throws -> String { "nothing to remove" }
 }
 
@@ -56,6 +55,8 @@ public protocol BackupExecutor: Sendable {
     /// Restores `vm`'s newest backup as a throw-away domain on `host`, boots it and removes it
     /// (RestoreTest); throws when it did not boot. The report names the backup tested.
     func restoreTest(vm: String, host: String, jobName: String, abort: AbortFlag) throws -> BackupReport
+    /// After a worker died during a restore test: its throw-away copy removed wherever it is.
+    func recoverRestoreTest(vm: String) throws -> String
     /// Cleans up after a job whose worker died mid-way (VM back to its prior state, our snapshots and
     /// partial files removed). Returns what it did, for the job's record.
     func recover(vm: String, jobName: String) throws -> String

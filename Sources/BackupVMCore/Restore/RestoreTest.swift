@@ -50,13 +50,27 @@ public struct RestoreTest: Sendable {
             BackupVerifier.record(record, for: backup)
             return (backup, record)
         } catch {
-            // Recorded as a failed test too, so a scheduled one is not queued again at every tick.
+            // A test that failed on the backup or the hypervisor is recorded too, so a scheduled one
+            // is not queued again at every tick; one that never ran (a host not configured, a name
+            // in the way, an abort) leaves the last result as it was.
+            guard Self.isTestFailure(error) else { throw error }
+            var damaged: String?
+            if case RestoreError.damagedImage = error { damaged = "\(error)" }
             BackupVerifier.record(
                 RestoreTestRecord(
                     tested: Timestamps.iso(Date()), ok: false, host: hostName, name: name, bootSeconds: nil,
-                    signal: nil,
-                    problem: "\(error)"), for: backup)
+                    signal: nil, problem: "\(error)"), for: backup, damaged: damaged)
             throw error
+        }
+    }
+
+    static func isTestFailure(_ error: Error) -> Bool {
+        switch error {
+        case RestoreError.hostNotConfigured, RestoreError.nameTaken, RestoreError.cannotCheckName, RestoreError.vmBusy,
+            PipelineError.aborted, is RestoreTestRefusal:
+            return false
+        default:
+            return true
         }
     }
 
@@ -87,6 +101,12 @@ public struct RestoreTest: Sendable {
     /// After a worker died during a test: the copy removed on every hypervisor (one that does not
     /// answer is named; the next test there removes it).
     public func removeCopies(of vm: String) throws -> String {
+        // A test of this VM still running (a manual one: it holds the copy's lock) is not ours to end.
+        let lock: FileLock
+        do { lock = try restorer.lockVM(Self.testName(of: vm)) } catch {
+            return "a restore test of \(vm) is running elsewhere (\(error)): its copy is left to it"
+        }
+        defer { lock.release() }
         var failed: [String] = []
         for host in configuration.main.hostServers {
             do { try copy(of: vm, on: host).remove() } catch { failed.append("\(host): \(error)") }

@@ -18,6 +18,14 @@ struct RestoreTestCopy {
     /// marker is somebody's VM: it is refused, never touched.
     func remove() throws {
         let n = ShellQuote.quote(name)
+        do {
+            try removeScript(n)
+        } catch RemoteError.command(_, _, 3, let stderr) where stderr.contains("is not a restore test's copy") {
+            throw RestoreTestRefusal(description: RemoteError.trim(stderr))
+        }
+    }
+
+    private func removeScript(_ n: String) throws {
         try host.run(
             """
             if virsh dominfo \(n) >/dev/null 2>&1; then x=$(virsh dumpxml \(n) 2>/dev/null || true); \

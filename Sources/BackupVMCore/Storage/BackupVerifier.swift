@@ -94,10 +94,15 @@ public struct BackupVerifier: Sendable {
         return report
     }
 
-    /// Records a restore test: into the existing record, or a new one saying the stored images
-    /// checked out (the test checks them before it writes anything).
-    public static func record(_ test: RestoreTestRecord, for backup: BackupRef) {
+    /// Records a restore test: into the existing record, or a new one saying whether the stored
+    /// images checked out (the test checks them before it writes anything; `damaged`: what did not).
+    public static func record(_ test: RestoreTestRecord, for backup: BackupRef, damaged: String? = nil) {
         var rec = lastRecord(backup) ?? Record(verified: test.tested, ok: true, problems: [])
+        if let damaged {
+            rec.verified = test.tested
+            rec.ok = false
+            rec.problems = [damaged]
+        }
         rec.restoreTest = test
         if let data = try? JSONEncoder().encode(rec) {
             try? Files.replaceFile(backup.path + "/" + BackupNames.verifyRecord, contents: Array(data))
