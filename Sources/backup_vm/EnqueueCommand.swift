@@ -17,7 +17,7 @@ struct EnqueueCommand: ParsableCommand {
         let configuration = CommandSupport.loadConfiguration(explicitDirectory: global.configDir)
         for vm in vms {
             guard SafeName.isValidVMName(vm) else {
-                throw CommandFailure.usage("'\(vm)' is not a valid VM name; expected \(SafeName.vmExpectation)")
+                throw CommandFailure.invalidVMName(vm)
             }
             guard configuration.schedule.entry(for: vm) != nil else {
                 throw CommandFailure.usage(

@@ -26,7 +26,7 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         guard SafeName.isValidVMName(vm) else {
-            throw CommandFailure.usage("'\(vm)' is not a valid VM name; expected \(SafeName.vmExpectation)")
+            throw CommandFailure.invalidVMName(vm)
         }
         let configuration = CommandSupport.loadConfiguration(explicitDirectory: global.configDir)
         let backups = BackupCatalog(storage: configuration.main.backupStorage).backups(of: vm)

@@ -20,7 +20,7 @@ struct ResolveCommand: ParsableCommand {
 
     func run() throws {
         guard SafeName.isValidVMName(vm) else {
-            throw CommandFailure.usage("'\(vm)' is not a valid VM name; expected \(SafeName.vmExpectation)")
+            throw CommandFailure.invalidVMName(vm)
         }
         let configuration = CommandSupport.loadConfiguration(explicitDirectory: global.configDir)
         let storage = StorageLayout(storage: configuration.main.backupStorage)

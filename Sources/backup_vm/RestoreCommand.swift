@@ -41,7 +41,7 @@ struct RestoreCommand: ParsableCommand {
     func run() throws {
         CommandSupport.ignoreBrokenPipes()
         guard SafeName.isValidVMName(vm) else {
-            throw CommandFailure.usage("'\(vm)' is not a valid VM name; expected \(SafeName.vmExpectation)")
+            throw CommandFailure.invalidVMName(vm)
         }
         let configuration = CommandSupport.loadConfiguration(explicitDirectory: global.configDir)
         let logger = CommandSupport.setUpLogging(
@@ -49,15 +49,9 @@ struct RestoreCommand: ParsableCommand {
         let restorer = BackupRestorer(configuration: configuration, logger: logger)
         // Ctrl-C, SIGTERM or a dropped terminal before the VM is stopped: what was written beside the
         // disks is removed and nothing else is touched (Ctrl-C also ends the stream's ssh at once).
-        let abort = AbortFlag()
-        let sources = [SIGINT, SIGTERM, SIGHUP].map { sig -> DispatchSourceSignal in
-            signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { abort.raise() }
-            s.resume()
-            return s
-        }
-        defer { for s in sources { s.cancel() } }
+        let signals = TerminalAbort()
+        defer { signals.cancel() }
+        let abort = signals.flag
         do {
             let outcome = try restorer.restore(
                 .init(

@@ -27,20 +27,14 @@ struct RestoreTestCommand: ParsableCommand {
     func run() throws {
         CommandSupport.ignoreBrokenPipes()
         guard SafeName.isValidVMName(vm) else {
-            throw CommandFailure.usage("'\(vm)' is not a valid VM name; expected \(SafeName.vmExpectation)")
+            throw CommandFailure.invalidVMName(vm)
         }
         let configuration = CommandSupport.loadConfiguration(explicitDirectory: global.configDir)
         let logger = CommandSupport.setUpLogging(
             configuration, label: "backup_vm", console: true, verbose: global.verbose)
-        let abort = AbortFlag()
-        let sources = [SIGINT, SIGTERM, SIGHUP].map { sig -> DispatchSourceSignal in
-            signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { abort.raise() }
-            s.resume()
-            return s
-        }
-        defer { for s in sources { s.cancel() } }
+        let signals = TerminalAbort()
+        defer { signals.cancel() }
+        let abort = signals.flag
         do {
             let (backup, record) = try RestoreTest(configuration: configuration, logger: logger).run(
                 .init(vm: vm, backupID: self.backup, host: host, abort: abort))

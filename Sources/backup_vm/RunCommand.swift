@@ -16,7 +16,7 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         CommandSupport.ignoreBrokenPipes()
         guard SafeName.isValidVMName(vm) else {
-            throw CommandFailure.usage("'\(vm)' is not a valid VM name; expected \(SafeName.vmExpectation)")
+            throw CommandFailure.invalidVMName(vm)
         }
         let configuration = CommandSupport.loadConfiguration(explicitDirectory: global.configDir)
         guard configuration.schedule.entry(for: vm) != nil else {
@@ -34,15 +34,9 @@ struct RunCommand: ParsableCommand {
                 created: Timestamps.iso(Date())))
         // Ctrl-C, SIGTERM, or the terminal going away (SIGHUP: a dropped ssh session): the pipeline
         // rolls back (VM to its prior state) and the job fails.
-        let abort = AbortFlag()
-        let sources = [SIGINT, SIGTERM, SIGHUP].map { sig -> DispatchSourceSignal in
-            signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { abort.raise() }
-            s.resume()
-            return s
-        }
-        defer { for s in sources { s.cancel() } }
+        let signals = TerminalAbort()
+        defer { signals.cancel() }
+        let abort = signals.flag
         // On a terminal, a progress line under the log lines; in a file or pipe, log lines only.
         let line = ProgressLine(spool: services.spool.layout, job: job.name)
         line.start()

@@ -21,7 +21,7 @@ struct VerifyCommand: ParsableCommand {
 
     func run() throws {
         for vm in vms where !SafeName.isValidVMName(vm) {
-            throw CommandFailure.usage("'\(vm)' is not a valid VM name; expected \(SafeName.vmExpectation)")
+            throw CommandFailure.invalidVMName(vm)
         }
         let configuration = CommandSupport.loadConfiguration(explicitDirectory: global.configDir)
         let catalog = BackupCatalog(storage: configuration.main.backupStorage)

@@ -47,16 +47,6 @@ struct LabOperatorTests {
         return try decoder.decode(StatusReport.self, from: Data(r.out.utf8))
     }
 
-    func environment(_ path: String) -> [String: String] {
-        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-        var env: [String: String] = [:]
-        for line in text.split(separator: "\n") {
-            let parts = line.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            env[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
-        }
-        return env
-    }
-
     @Test("progress line on a pty, status while copying, metrics and the notifier after a success and a failure")
     func operatorView() throws {
         let lab = try Lab.require()
@@ -104,7 +94,7 @@ struct LabOperatorTests {
         let op = try #require(after.vms.first { $0.history.vm == vm })
         #expect(op.history.lastJob?.status == .done && !op.history.stale && op.history.newestBackup != nil)
         let newest = try #require(BackupCatalog(storage: tmp.path + "/storage").newestBackup(of: vm))
-        let env = environment(envFile)
+        let env = notifierEnvironment(envFile)
         #expect(env["BACKUP_VM_STATUS"] == "done" && env["BACKUP_VM_VM"] == vm && env["BACKUP_VM_HOST"] == "kvm1")
         #expect(env["BACKUP_VM_BACKUP_ID"] == newest.id, "\(env)")
         #expect((Double(env["BACKUP_VM_DOWNTIME"] ?? "") ?? 0) > 0, "a cold backup stops the VM: \(env)")

@@ -29,21 +29,11 @@ struct OperatorNoticeTests {
         return (h, envFile, metrics)
     }
 
-    func environment(_ path: String) -> [String: String] {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [:] }
-        var env: [String: String] = [:]
-        for line in text.split(separator: "\n") {
-            let parts = line.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            env[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
-        }
-        return env
-    }
-
     @Test func aSuccessTellsTheBackupItMade() throws {
         let (h, envFile, _) = try harness()
         let run = try h.backup()
         guard case .succeeded(let report) = run.outcome else { throw HarnessError(description: "\(run.outcome)") }
-        let env = environment(envFile)
+        let env = notifierEnvironment(envFile)
         #expect(env["BACKUP_VM_STATUS"] == "done", "\(env)")
         #expect(env["BACKUP_VM_VM"] == h.vm)
         #expect(env["BACKUP_VM_HOST"] == "kvm1")
@@ -62,7 +52,7 @@ struct OperatorNoticeTests {
         h.hypervisor.failAlways(.save)
         let run = try h.backup()
         guard case .failed(let reason) = run.outcome else { throw HarnessError(description: "\(run.outcome)") }
-        let env = environment(envFile)
+        let env = notifierEnvironment(envFile)
         #expect(env["BACKUP_VM_STATUS"] == "failed", "\(env)")
         #expect(env["BACKUP_VM_REASON"] == JobFile.oneLine(reason))
         #expect(env["BACKUP_VM_BACKUP_ID"] == "")

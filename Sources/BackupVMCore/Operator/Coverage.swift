@@ -43,15 +43,12 @@ public struct Coverage: Codable, Sendable, Equatable {
 
     public static func read(spool: SpoolLayout) -> Coverage? {
         guard let bytes = Files.readRegularFile(spool.root + "/" + fileName, limit: 4 << 20) else { return nil }
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
+        let decoder = OperatorJSON.decoder()
         return try? decoder.decode(Coverage.self, from: Data(bytes))
     }
 
     public func write(spool: SpoolLayout) throws {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
-        encoder.outputFormatting = [.sortedKeys]
+        let encoder = OperatorJSON.encoder(pretty: false)
         try Files.replaceFile(spool.root + "/" + Self.fileName, contents: Array(try encoder.encode(self)))
     }
 }

@@ -47,15 +47,12 @@ public struct JobProgress: Codable, Sendable, Equatable {
 
     public static func read(_ path: String) -> JobProgress? {
         guard let bytes = Files.readRegularFile(path, limit: 64 * 1024) else { return nil }
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
+        let decoder = OperatorJSON.decoder()
         return try? decoder.decode(JobProgress.self, from: Data(bytes))
     }
 
     func encoded() -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
-        encoder.outputFormatting = [.sortedKeys]
+        let encoder = OperatorJSON.encoder(pretty: false)
         return Array((try? encoder.encode(self)) ?? Data())
     }
 }

@@ -43,13 +43,17 @@ struct ImageWriter {
         try feed.finish()
     }
 
-    /// A file (the RAM state): written beside `destination`, checked, synced, renamed into place.
-    func write(_ image: Manifest.StoredImage, from stored: String, to destination: String, id: String) throws {
+    /// A file (the RAM state, a restore test's disk): written beside `destination`, checked, synced,
+    /// renamed into place.
+    func write(
+        _ image: Manifest.StoredImage, from stored: String, to destination: String, id: String, abort: AbortFlag? = nil
+    ) throws {
         let dst = ShellQuote.quote(destination)
         let script =
             Self.fileScript(image, to: destination, temporary: BackupNames.restoringFile(destination, id: id))
             + "; mv -f \"$tmp\" \(dst)"
-        try send(stored, image: image, script: script, what: "restoring \(image.target) to \(destination)")
+        try send(
+            stored, image: image, script: script, what: "restoring \(image.target) to \(destination)", abort: abort)
     }
 
     /// Writes the image into `$tmp` (set to `temporary`) beside `destination`, which it removes unless

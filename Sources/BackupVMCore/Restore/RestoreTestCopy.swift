@@ -80,11 +80,8 @@ struct RestoreTestCopy {
             if abort.isRaised { throw PipelineError.aborted }
             let format: DomainDisk.Format = image.format == .qcow2 ? .qcow2 : .raw
             let path = directory + "/\(image.target).\(format.rawValue)"
-            try ImageWriter(host: host).send(
-                backup.path + "/" + image.file, image: image,
-                script: ImageWriter.fileScript(image, to: path, temporary: path + ".part")
-                    + "; mv -f \"$tmp\" \(ShellQuote.quote(path))",
-                what: "writing \(image.target) of backup \(backup.id) to \(path)", abort: abort)
+            try ImageWriter(host: host).write(
+                image, from: backup.path + "/" + image.file, to: path, id: backup.id, abort: abort)
             files[image.target] = (path, format)
         }
         let xml = try DomainXML.forRestoreTest(

@@ -21,4 +21,9 @@ public struct CommandFailure: Error, CustomStringConvertible, Sendable {
     public static func usage(_ message: String) -> CommandFailure { CommandFailure(status: .usage, message: message) }
     public static func failed(_ message: String) -> CommandFailure { CommandFailure(status: .failed, message: message) }
     public static func config(_ message: String) -> CommandFailure { CommandFailure(status: .config, message: message) }
+
+    /// A VM name on the command line that no VM can have.
+    public static func invalidVMName(_ name: String) -> CommandFailure {
+        .usage("'\(name)' is not a valid VM name; expected \(SafeName.vmExpectation)")
+    }
 }
