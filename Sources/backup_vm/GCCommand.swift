@@ -20,9 +20,12 @@ struct GCCommand: ParsableCommand {
             let r = try ChunkCollector(storage: configuration.main.backupStorage).collect()
             print(
                 "gc: \(r.indexes) indexes name \(r.referenced) chunks; \(r.chunks) chunks in the store; removed"
-                    + " \(r.removed) (\(ByteCount(r.removedBytes))); kept \(r.keptYoung) unreferenced chunks"
-                    + " younger than the oldest running backup; \(r.runningWriters) backups running;"
-                    + " \(r.abandonedStagings) abandoned stagings removed")
+                    + " \(r.removed) (\(ByteCount(r.removedBytes))); kept \(r.keptForWriters) that running backups"
+                    + " named meanwhile; \(r.runningWriters) backups running; \(r.abandonedStagings) abandoned stagings"
+                    + " removed"
+                    + (r.restoredFromTrash > 0
+                        ? "; \(r.restoredFromTrash) chunks put back from the trash"
+                            + " of a collection that died" : ""))
         } catch {
             FileHandle.standardError.write(Data("backup_vm gc: \(error)\n".utf8))
             throw ExitCode(1)
@@ -40,10 +43,17 @@ struct StoreStatsCommand: ParsableCommand {
 
     func run() throws {
         let configuration = CommandSupport.loadConfiguration(explicitDirectory: global.configDir)
-        let s = ChunkStoreStats.measure(storage: configuration.main.backupStorage)
+        let s: ChunkStoreStats
+        do { s = try ChunkStoreStats.measure(storage: configuration.main.backupStorage) } catch {
+            FileHandle.standardError.write(Data("backup_vm store-stats: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
         print("chunks: \(s.chunks)")
         print("stored: \(ByteCount(s.storedBytes))")
         print("protected: \(ByteCount(s.logicalBytes)) in \(s.backups) backups")
         print("dedup ratio: \(String(format: "%.2f", s.dedupRatio))")
+        if s.quarantined > 0 {
+            print("quarantined: \(s.quarantined) damaged chunks in .chunks/.quarantine (moved aside; see verify)")
+        }
     }
 }

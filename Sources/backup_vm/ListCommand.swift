@@ -39,7 +39,7 @@ struct ListCommand: ParsableCommand {
                     continue
                 }
                 let record = BackupVerifier.lastRecord(b)
-                var verified = record.map { $0.ok ? "ok \($0.verified)" : "BAD \($0.verified)" } ?? "no"
+                var verified = record.flatMap { r in r.ok.map { ($0 ? "ok " : "BAD ") + (r.verified ?? "") } } ?? "no"
                 if let test = record?.restoreTest {
                     verified +=
                         test.ok

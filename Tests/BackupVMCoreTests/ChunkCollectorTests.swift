@@ -80,19 +80,27 @@ struct ChunkCollectorTests {
 
     func content(_ n: Int) -> [UInt8] { ChunkTestData.text(chunk, seed: n) }
 
-    @Test func removesOnlyChunksNoBackupUsesAndOnlyOldOnes() throws {
+    /// Sets one chunk file's times `seconds` from now (negative: the past).
+    func setTime(_ digest: ChunkDigest, _ seconds: TimeInterval) {
+        var times = [timespec](repeating: timespec(), count: 2)
+        times[0] = timespec(tv_sec: Int(Date().addingTimeInterval(seconds).timeIntervalSince1970), tv_nsec: 0)
+        times[1] = times[0]
+        _ = utimensat(AT_FDCWD, store.chunkPath(digest), &times, 0)
+    }
+
+    func full(_ n: Int) -> [UInt8] { content(n) + [UInt8](repeating: 7, count: ChunkFormat.chunkSize - chunk) }
+
+    @Test func removesOnlyChunksNoBackupUses() throws {
         let a = try commitBackup("vm1", id: "20261101T000000Z", [content(1), content(2)])
         try commitBackup("vm1", id: "20261102T000000Z", [content(1), content(3)])
         try commitBackup("vm2", id: "20261102T000000Z", [content(4), content(3)])
         #expect(ChunkTestData.storedChunks(store).count == 4)
         try FileManager.default.removeItem(atPath: a.path)  // rotation took the first backup
-        // Young unreferenced chunks stay (a backup may be about to name them).
-        var r = try ChunkCollector(storage: storage).collect()
-        #expect(r.removed == 0 && r.keptYoung == 1 && r.referenced == 3 && r.indexes == 2, "\(r)")
-        age(120)
-        r = try ChunkCollector(storage: storage).collect()
-        #expect(r.removed == 1 && r.chunks == 4, "\(r)")
+        // No age is needed: nothing runs that could name the unreferenced chunk.
+        let r = try ChunkCollector(storage: storage).collect()
+        #expect(r.removed == 1 && r.chunks == 4 && r.referenced == 3 && r.indexes == 2, "\(r)")
         #expect(!FileManager.default.fileExists(atPath: store.chunkPath(ChunkTestData.digest(content(2)))))
+        #expect(!FileManager.default.fileExists(atPath: store.root + "/.trash"), "the trash is emptied")
         for vm in ["vm1", "vm2"] {
             for backup in BackupCatalog(storage: storage).backups(of: vm) {
                 #expect(BackupVerifier().verify(backup).ok)
@@ -107,16 +115,87 @@ struct ChunkCollectorTests {
         age(3600)
         // A backup starts and finds chunk 1 in the store (it will name it), then the collector runs.
         let staging = try store.staging(for: "vm1.20261102T000000Z")
-        let reused = ChunkTestData.digest(content(1) + [UInt8](repeating: 7, count: ChunkFormat.chunkSize - chunk))
-        #expect(staging.has(reused))
+        let reused = ChunkTestData.digest(full(1))
+        #expect(try staging.has(reused))
         let r = try ChunkCollector(storage: storage).collect()
         #expect(r.runningWriters == 1)
         #expect(r.removed == 1, "chunk 2 goes, chunk 1 stays: \(r)")
         #expect(store.contains(reused))
         staging.discard()
-        // Once no backup runs and the chunk has aged, it goes too.
-        age(3600)
+        // Once no backup names it, it goes too.
         #expect(try ChunkCollector(storage: storage).collect().removed == 1)
+    }
+
+    /// Issue #19 item 17: a clock stepped back by an hour after a backup registered made the time it
+    /// reused a chunk at older than the collector's cutoff (its registration less 60 s): the chunk went.
+    @Test func aClockSteppedBackCannotMakeAChunkInUseLookOld() throws {
+        try commitBackup("vm1", id: "20261101T000000Z", [content(1), content(2)])
+        try FileManager.default.removeItem(
+            atPath: try #require(BackupCatalog(storage: storage).backups(of: "vm1").first).path)
+        let staging = try store.staging(for: "vm1.20261102T000000Z")
+        let reused = ChunkTestData.digest(full(1))
+        #expect(try staging.has(reused))
+        // The reuse happened an hour "before" the registration: the clock went back in between.
+        setTime(reused, -3600)
+        let r = try ChunkCollector(storage: storage).collect()
+        #expect(store.contains(reused), "a chunk a running backup named stays, whatever its time: \(r)")
+        #expect(r.removed == 1)
+        staging.discard()
+    }
+
+    /// A backup that finds a chunk in the store while the collector is about to remove it (after its
+    /// mark): the chunk is put back, or the backup found it gone. Before, the collector's stat and
+    /// unlink could bracket the backup's touch of the chunk: the chunk went, the backup named it.
+    @Test func aChunkNamedDuringTheSweepIsKept() throws {
+        try commitBackup("vm1", id: "20261101T000000Z", [content(1), content(2)])
+        try FileManager.default.removeItem(
+            atPath: try #require(BackupCatalog(storage: storage).backups(of: "vm1").first).path)
+        let reused = ChunkTestData.digest(full(1))
+        var staging: ChunkStaging?
+        var found = false
+        var collector = ChunkCollector(storage: storage)
+        collector.beforeSweep = { unmarked in
+            #expect(unmarked.contains(reused))
+            staging = try self.store.staging(for: "vm1.20261102T000000Z")
+            found = try staging!.has(reused)
+        }
+        let r = try collector.collect()
+        #expect(found && store.contains(reused) && r.keptForWriters == 1 && r.removed == 1, "\(r)")
+        staging?.discard()
+    }
+
+    /// Issue #19 item 17: a collector that looks at the registrations while a backup is registering
+    /// (between its file's creation and its lock, before) took it for a dead writer's: it unlinked
+    /// it, or its shared lock made the backup's registration fail. Now the file is published locked.
+    @Test func aRegistrationBeingMadeIsNeverTakenForADeadOne() throws {
+        try Files.makeDirectory(store.root + "/.staging", mode: 0o700)
+        var seenWhileRegistering: (writers: [String], abandoned: Int)?
+        WriterRegistration.beforePublishing = { _ in
+            seenWhileRegistering = try? ChunkCollector(storage: self.storage).liveWriters()
+        }
+        defer { WriterRegistration.beforePublishing = nil }
+        let staging = try store.staging(for: "vm1.20261102T000000Z")
+        #expect(seenWhileRegistering?.abandoned == 0)
+        let r = try ChunkCollector(storage: storage).collect()
+        #expect(r.runningWriters == 1 && r.abandonedStagings == 0, "\(r)")
+        #expect(FileManager.default.fileExists(atPath: store.root + "/.staging/vm1.20261102T000000Z.writer"))
+        staging.discard()
+    }
+
+    /// A collection that died between moving chunks into its trash and removing them: the next one
+    /// puts every one of them back (it cannot tell which a backup committed meanwhile names), and so
+    /// does a read that misses a chunk.
+    @Test func aDeadCollectionsTrashGoesBack() throws {
+        let b = try commitBackup("vm1", id: "20261101T000000Z", [content(1), content(2)])
+        let trash = ChunkTrash(store: store)
+        let d1 = ChunkTestData.digest(full(1))
+        #expect(try trash.take(d1))
+        #expect(!store.contains(d1))
+        #expect(BackupVerifier().verify(b).ok, "a read that misses the chunk puts the trash back")
+        #expect(store.contains(d1))
+        #expect(try trash.take(d1))
+        let r = try ChunkCollector(storage: storage).collect()
+        #expect(r.restoredFromTrash == 1 && r.removed == 0 && store.contains(d1), "\(r)")
     }
 
     @Test func aDeadWritersStagingIsRemoved() throws {
@@ -153,6 +232,71 @@ struct ChunkCollectorTests {
         #expect(ChunkTestData.storedChunks(store).count == 2)
     }
 
+    /// Issue #19 item 1: what the mark cannot read stops the collection before a removal. Before, an
+    /// index that could not be opened or read, a VM or backup directory that could not be listed, and
+    /// a failed listing of BackupStorage itself all counted as "no references".
+    enum Unreadable: String, CaseIterable {
+        case indexIsALink, indexTooLarge, indexReadFails, backupDirectoryListingFails, vmDirectoryListingFails
+        case storageListingFails, vmDirectoryIsALink
+    }
+
+    @Test(arguments: Unreadable.allCases)
+    func whatCannotBeReadStopsTheCollection(_ fault: Unreadable) throws {
+        let b = try commitBackup("vm1", id: "20261101T000000Z", [content(1)])
+        try commitBackup("vm2", id: "20261101T000000Z", [content(2)])
+        try FileManager.default.removeItem(atPath: BackupCatalog(storage: storage).backups(of: "vm2")[0].path)
+        let index = b.path + "/vda.index"
+        let vmDir = storage + "/vm1"
+        let eio = SystemError("read", path: "(injected)", errno: EIO)
+        var collector = ChunkCollector(storage: storage)
+        switch fault {
+        case .indexIsALink:
+            try FileManager.default.moveItem(atPath: index, toPath: dir.path + "/elsewhere.index")
+            try FileManager.default.createSymbolicLink(
+                atPath: index, withDestinationPath: dir.path + "/elsewhere.index")
+        case .indexTooLarge:
+            let fd = open(b.path + "/vdb.index", O_WRONLY | O_CREAT, 0o600)
+            #expect(ftruncate(fd, off_t(1 << 30) + 1) == 0)  // sparse: costs nothing
+            close(fd)
+        case .indexReadFails:
+            collector.indexWalk.read = { path, limit in
+                if path == index { throw eio }
+                return try Files.readRegularFileOrThrow(path, limit: limit)
+            }
+        case .backupDirectoryListingFails, .vmDirectoryListingFails, .storageListingFails:
+            let failing = [.backupDirectoryListingFails: b.path, .vmDirectoryListingFails: vmDir][fault] ?? storage
+            collector.indexWalk.list = { path in
+                if path == failing { throw SystemError("opendir", path: path, errno: ESTALE) }
+                return try Files.entries(path)
+            }
+        case .vmDirectoryIsALink:
+            try FileManager.default.moveItem(atPath: vmDir, toPath: dir.path + "/vm1-elsewhere")
+            try FileManager.default.createSymbolicLink(atPath: vmDir, withDestinationPath: dir.path + "/vm1-elsewhere")
+        }
+        #expect {
+            try collector.collect()
+        } throws: { "\($0)".contains("before removing anything") }
+        #expect(ChunkTestData.storedChunks(store).count == 2, "nothing removed")
+        #expect(!FileManager.default.fileExists(atPath: store.root + "/.trash"))
+    }
+
+    /// A backup directory that rotation renames while the mark reads it is not an error (it is gone,
+    /// and a fresh listing agrees); one that is still listed but cannot be read is.
+    @Test func aBackupRenamedDuringTheMarkIsNotAnError() throws {
+        let b = try commitBackup("vm1", id: "20261101T000000Z", [content(1)])
+        try commitBackup("vm1", id: "20261102T000000Z", [content(2)])
+        var collector = ChunkCollector(storage: storage)
+        collector.indexWalk.list = { path in
+            if path == b.path {  // rotation gets there first
+                try FileManager.default.moveItem(
+                    atPath: b.path, toPath: self.storage + "/vm1/.20261101T000000Z.deleting")
+            }
+            return try Files.entries(path)
+        }
+        let r = try collector.collect()
+        #expect(r.removed == 1 && r.indexes == 1, "\(r)")
+    }
+
     @Test func oneCollectionAtATime() throws {
         try commitBackup("vm1", id: "20261101T000000Z", [content(1)])
         let fd = open(store.root + "/.gc.lock", O_WRONLY | O_CREAT, 0o600)
@@ -187,18 +331,27 @@ struct ChunkCollectorTests {
         ChunkTestData.write(
             Array("Mode=cold\nWorkPath=/var/lib/backup_vm\n".utf8), to: config + "/vmsnapshot.d/default")
         var caughtMidway = false
-        for attempt in 0..<40 where !caughtMidway {
+        for attempt in 0..<30 where !caughtMidway {
             let before = ChunkTestData.storedChunks(store).count
             let child = try ChildProcess(Paths.binary("backup_vm"), ["gc", "--config-dir", config])
-            usleep(useconds_t(attempt * 2_000))
+            // Into the sweep: the chunks are moving into the trash (then a little later each time).
+            while child.process.isRunning && !Files.exists(store.root + "/.trash") { usleep(200) }
+            usleep(useconds_t(attempt * 1_000))
             kill(child.process.processIdentifier, SIGKILL)
             child.process.waitUntilExit()
             let after = ChunkTestData.storedChunks(store).count
-            if after < before && after > 20 { caughtMidway = true }
+            let inTrash = ((try? Files.entries(store.root + "/.trash")) ?? []).count
+            // Killed while chunks were out of the store (in the trash), or after some were removed.
+            if inTrash > 0 || (after < before && after > 20) { caughtMidway = true }
             let backup = try #require(BackupCatalog(storage: storage).backups(of: "vm1").first)
             #expect(BackupVerifier().verify(backup).ok, "after a kill at attempt \(attempt)")
-            if after == 20 { break }  // everything swept: nothing left to catch
+            if after == 20 && inTrash == 0 { break }  // everything swept: nothing left to catch
         }
+        // A collection that runs to its end afterwards leaves exactly the backup's chunks.
+        let r = try ChunkCollector(storage: storage).collect()
+        #expect(ChunkTestData.storedChunks(store).count == 20, "\(r)")
+        let backup = try #require(BackupCatalog(storage: storage).backups(of: "vm1").first)
+        #expect(BackupVerifier().verify(backup).ok)
         #expect(caughtMidway, "no kill landed inside the sweep")
     }
 }

@@ -121,4 +121,100 @@ struct ChunkPipelineTests {
             #expect(throws: RestoreError.self) { try StoredImageCheck(backup: backup).check(m.disks) }
         }
     }
+
+    /// Damage a stored chunk file: cut it short, or flip a byte in it.
+    enum Damage: String, CaseIterable { case truncated, bitFlipped }
+
+    func damage(_ path: String, _ how: Damage) throws {
+        var bytes = try #require(FileManager.default.contents(atPath: path))
+        switch how {
+        case .truncated: bytes = bytes.prefix(bytes.count / 2)
+        case .bitFlipped: bytes[bytes.count / 2] ^= 0x40
+        }
+        try bytes.write(to: URL(fileURLWithPath: path))
+    }
+
+    /// Issue #19 item 2: a damaged chunk was reused forever (`contains` checked only that the file is
+    /// there): every later backup answered "known" and committed an index naming it. Now verify moves it
+    /// to the quarantine, every backup naming it is recorded bad (status does not count it as good),
+    /// and the next backup sends the content again, which makes the store whole.
+    @Test(arguments: Damage.allCases)
+    func aDamagedChunkIsQuarantinedAndSentAgain(_ how: Damage) throws {
+        let h = try harness()
+        _ = try h.goodBackup()
+        #expect(try h.backup().result["status"] == "done")
+        let backups = h.store.catalog.backups(of: h.vm)
+        let shared = ChunkTestData.digest(ChunkTestData.text(ChunkTestData.chunk, seed: h.hypervisor.name.count))
+        let store = chunkStore(h)
+        try damage(store.chunkPath(shared), how)
+        // Only the newest is verified (as `backup_vm verify VM` does); the older one names it too.
+        let report = BackupVerifier().verify(backups[1])
+        #expect(!report.ok && report.problems.allSatisfy { $0.detail.contains("moved to") }, "\(report.problems)")
+        #expect(!store.contains(shared), "out of the store")
+        let quarantined = try Files.entries(store.root + "/.quarantine")
+        #expect(quarantined.count == 1 && quarantined[0].hasPrefix(shared.hex + ".zst."), "\(quarantined)")
+        for backup in backups {
+            #expect(BackupVerifier.lastRecord(backup)?.isBad == true, "\(backup.id) names the damaged chunk")
+        }
+        let history = FleetHistory(configuration: h.configuration).histories(of: [h.vm])[0]
+        #expect(history.newestBackup == nil && history.stale, "no backup of it counts as good: \(history)")
+        // The next backup needs the content again: it is sent, not answered "known".
+        #expect(try h.backup().result["status"] == "done")
+        #expect(try manifest(h).disks.map { $0.chunks?.newChunks } == [1, 0])
+        #expect(store.contains(shared))
+        let newest = try #require(h.store.catalog.newestBackup(of: h.vm))
+        #expect(BackupVerifier().verify(newest).ok)
+        #expect(FleetHistory(configuration: h.configuration).histories(of: [h.vm])[0].newestBackup?.id == newest.id)
+        #expect(BackupVerifier().verify(backups[0]).ok, "the older backup restores again: the content is back")
+    }
+
+    /// A restore's check that finds a damaged chunk quarantines it too (and refuses before writing).
+    @Test func aRestoresCheckQuarantinesADamagedChunk() throws {
+        let h = try harness()
+        _ = try h.goodBackup()
+        let backup = try #require(h.store.catalog.newestBackup(of: h.vm))
+        let m = try manifest(h)
+        let index = try ChunkIndex.parse(
+            try Files.readRegularFileOrThrow(backup.path + "/vdb.index", limit: 1 << 20), file: "vdb.index")
+        guard case .chunk(let last)? = index.entries.last else {
+            Issue.record("no chunk")
+            return
+        }
+        try damage(chunkStore(h).chunkPath(last), .bitFlipped)
+        #expect(throws: RestoreError.self) { try StoredImageCheck(backup: backup).check(m.disks) }
+        #expect(!chunkStore(h).contains(last))
+        #expect(BackupVerifier.lastRecord(backup)?.isBad == true)
+    }
+
+    /// No index is committed that names a chunk known bad: a chunk this backup found in the store and
+    /// that a verify quarantined before the commit fails the commit; nothing is visible.
+    @Test func aChunkQuarantinedDuringTheBackupFailsItsCommit() throws {
+        let h = try harness()
+        _ = try h.goodBackup()
+        let first = try #require(h.store.catalog.newestBackup(of: h.vm))
+        let index = try ChunkIndex.parse(
+            try Files.readRegularFileOrThrow(first.path + "/vda.index", limit: 1 << 20), file: "vda.index")
+        guard case .chunk(let vdaOwn)? = index.entries.last else {
+            Issue.record("no chunk")
+            return
+        }
+        let store = chunkStore(h)
+        var calls = 0
+        h.hypervisor.onCall(.sendChunks) {
+            calls += 1
+            // While the second disk is sent, vda's own chunk (found "known" a moment ago) turns out damaged.
+            if calls == 2 {
+                try? self.damage(store.chunkPath(vdaOwn), .truncated)
+                _ = try? store.read(vdaOwn, length: 1)
+            }
+        }
+        let run = try h.backup()
+        #expect(run.result["status"] == "failed")
+        #expect(run.result["reason"]?.contains("left the store while it ran") == true, "\(run.result)")
+        #expect(h.hypervisor.vmState == .running)
+        #expect(h.storageEntries == [first.id], "nothing partial: \(h.storageEntries)")
+        #expect(((try? Files.entries(store.root + "/.staging")) ?? []).isEmpty)
+        #expect(h.store.catalog.backups(of: h.vm).map(\.id) == [first.id])
+        #expect(BackupVerifier.lastRecord(first)?.isBad == true)
+    }
 }

@@ -85,7 +85,7 @@ struct LabChunkTests {
         var r = try backupVM(config, [vm])
         #expect(r.status == 0, "\(r.err)")
         let wire1 = wire.bytes - w0
-        let stored1 = ChunkStoreStats.measure(storage: storage).storedBytes
+        let stored1 = (try ChunkStoreStats.measure(storage: storage)).storedBytes
         let m1 = try manifest(vm)
         #expect(m1.store == .chunks && m1.disks.first?.chunks?.chunks == 64 && m1.downtimeSeconds == 0)
         let id1 = m1.id
@@ -109,7 +109,7 @@ struct LabChunkTests {
         r = try backupVM(config, [vm])
         #expect(r.status == 0, "\(r.err)")
         let wire2 = wire.bytes - w0
-        let stored2 = ChunkStoreStats.measure(storage: storage).storedBytes
+        let stored2 = (try ChunkStoreStats.measure(storage: storage)).storedBytes
         let growth = stored2 - stored1
         let m2 = try manifest(vm)
         #expect(m2.disks.first?.chunks?.newChunks == 2, "\(String(describing: m2.disks.first?.chunks))")
@@ -171,10 +171,10 @@ struct LabChunkTests {
         let config = try config(lab, schedule: "\(a) * 3\n\(b) * 3")
         var r = try backupVM(config, [a])
         #expect(r.status == 0, "\(r.err)")
-        let afterA = ChunkStoreStats.measure(storage: storage).storedBytes
+        let afterA = (try ChunkStoreStats.measure(storage: storage)).storedBytes
         r = try backupVM(config, [b])
         #expect(r.status == 0, "\(r.err)")
-        let growth = ChunkStoreStats.measure(storage: storage).storedBytes - afterA
+        let growth = (try ChunkStoreStats.measure(storage: storage)).storedBytes - afterA
         #expect(try manifest(b).disks.first?.chunks?.newChunks == 0)
         #expect(growth * 20 < afterA, "the clone grew the store by \(growth) bytes (the template: \(afterA))")
         #expect(try manifest(a).mode == .cold && manifest(b).mode == .cold)

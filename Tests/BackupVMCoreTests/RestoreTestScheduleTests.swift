@@ -112,7 +112,25 @@ struct RestoreTestScheduleTests {
             failing.decisions.contains { $0.reason == "restore test: its last backup failed; that goes first" },
             "\(failing.decisions)")
         #expect(!queuedKinds(h).contains(.restoreTest))
-        #expect(BackupVerifier.lastRecord(ref)?.ok == true, "the verify fields stay")
+        #expect(BackupVerifier.lastRecord(ref)?.ok == nil, "a restore test never records a verification")
+    }
+
+    /// Issue #19 item 15: a restore test that failed before it checked the stored images (no room, a
+    /// host that did not answer) wrote a verify record saying `ok` for a backup never verified.
+    @Test func aTestThatFailedBeforeItsCheckRecordsNoVerification() throws {
+        let h = try harness()
+        _ = try h.goodBackup()
+        let ref = try #require(h.store.catalog.backups(of: h.vm).last)
+        let failed = RestoreTestRecord(
+            tested: Timestamps.iso(Date()), ok: false, host: "kvm1", name: "x", bootSeconds: nil, signal: nil,
+            problem: "not enough room in /var/lib/backup_vm/vm1/restoretest")
+        BackupVerifier.record(failed, for: ref)
+        let record = try #require(BackupVerifier.lastRecord(ref))
+        #expect(record.ok == nil && record.verified == nil && record.restoreTest == failed, "\(record)")
+        // A later verify fills the verify fields and keeps the test's result.
+        let verified = BackupVerifier().verify(ref)
+        let after = try #require(BackupVerifier.lastRecord(ref))
+        #expect(after.ok == verified.ok && after.verified != nil && after.restoreTest == failed)
     }
 
     @Test func theWorkerRunsTheTestAndItsResultIsNotABackups() throws {
@@ -173,7 +191,9 @@ struct RestoreTestScheduleTests {
             problem: "damaged")
         BackupVerifier.record(failed, for: ref, damaged: "vda.raw.lzo: sha256 mismatch")
         let record = try #require(BackupVerifier.lastRecord(ref))
-        #expect(!record.ok && record.problems == ["vda.raw.lzo: sha256 mismatch"] && record.restoreTest?.ok == false)
+        #expect(
+            record.ok == false && record.problems == ["vda.raw.lzo: sha256 mismatch"] && record.restoreTest?.ok == false
+        )
         let history = FleetHistory(configuration: h.configuration).histories(of: [h.vm])[0]
         #expect(history.newestBackup == nil, "a backup found damaged is not a good one")
     }

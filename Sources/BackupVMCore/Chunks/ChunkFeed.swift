@@ -53,11 +53,7 @@ final class ChunkFeed: @unchecked Sendable {
             let frame: [UInt8]
             switch entry {
             case .chunk(let digest):
-                let path = store.chunkPath(digest)
-                guard let bytes = Files.readRegularFile(path, limit: ChunkFormat.maxPayload) else {
-                    throw ChunkStoreError.missing(digest: digest, path: path)
-                }
-                frame = bytes
+                frame = try store.readFrame(digest)
             case .zero:
                 let length = index.length(of: i)
                 if zeroFrames[length] == nil {

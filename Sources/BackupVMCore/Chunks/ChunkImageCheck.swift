@@ -25,13 +25,14 @@ final class ChunkImageCheck {
             return ["\(path): the index holds \(index.size) bytes; the manifest says \(image.rawBytes)"]
         }
         var found: [String] = []
-        for entry in index.entries {
+        // One pass in index order (linear in the index: a chunk's position gives its length), each
+        // distinct chunk read once.
+        for (i, entry) in index.entries.enumerated() {
             guard case .chunk(let digest) = entry, !good.contains(digest) else { continue }
             if let known = damaged[digest] {
                 found.append(known)
                 continue
             }
-            let i = index.entries.firstIndex(of: entry)!
             do {
                 _ = try store.read(digest, length: index.length(of: i))
                 good.insert(digest)

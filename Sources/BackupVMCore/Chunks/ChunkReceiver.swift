@@ -177,7 +177,7 @@ private final class ReceiveSession<S: ByteSource> {
     func digestFrame(_ digest: ChunkDigest, _ length: UInt32) throws {
         try accept(length)
         entries.append(.chunk(digest))
-        if inStream.contains(digest) || staging.has(digest) {
+        if try inStream.contains(digest) || staging.has(digest) {
             receipt.knownChunks += 1
             try answer(.known)
         } else {

@@ -33,8 +33,15 @@ public final class ChunkStaging {
     /// the verifier writes: the staged set is behind a lock.)
     func contains(_ digest: ChunkDigest) -> Bool { lock.withLock { stagedSet.contains(digest) } }
 
-    /// Is this chunk in the store or staged here? (What a receiver need not ask for.)
-    func has(_ digest: ChunkDigest) -> Bool { contains(digest) || store.contains(digest) }
+    /// Is this chunk in the store or staged here? (What a receiver need not ask for.) The chunk is
+    /// added to the job's registration first, whatever the answer: a garbage collection that runs now
+    /// keeps every chunk a running job named (ChunkCollector), and a job names each chunk of its stream
+    /// through here before it answers for it or stages it.
+    func has(_ digest: ChunkDigest) throws -> Bool {
+        if contains(digest) { return true }
+        try writer.record(digest)
+        return store.contains(digest)
+    }
 
     /// Writes one verified chunk frame under its name (once per job); `commit` makes it durable.
     func write(_ digest: ChunkDigest, frame: UnsafeRawBufferPointer) throws {
@@ -88,6 +95,21 @@ public final class ChunkStaging {
         guard bvm_syncfs(fd) == 0 else { throw SystemError("syncfs", path: store.root) }
     }
 
+    /// Makes a backup that names `referenced` visible (`publish`: the rename of its directory) only if
+    /// every one of those chunks is in the store at that moment, under the store's commit lock (shared):
+    /// a garbage collection's sweep and a quarantine move chunks away only under the same lock held
+    /// exclusively, so a chunk checked here cannot vanish before the backup is visible (and once it is,
+    /// the collector reads its index, and a quarantine marks it). Call after `commit()`.
+    public func publish<T>(referencing referenced: Set<ChunkDigest>, _ publish: () throws -> T) throws -> T {
+        let lock = try FileLock.acquire(store.commitLockPath, shared: true)
+        defer { lock.release() }
+        let gone = referenced.filter { !store.contains($0) }
+        guard gone.isEmpty else {
+            throw ChunkStagingError.chunksGone(gone.map { store.chunkPath($0) }.sorted())
+        }
+        return try publish()
+    }
+
     /// The job's backup is committed (or given up): the writer's registration ends.
     public func release() { writer.release() }
 
@@ -95,5 +117,20 @@ public final class ChunkStaging {
     public func discard() {
         Files.removeTree(directory)
         writer.release()
+    }
+}
+
+public enum ChunkStagingError: Error, CustomStringConvertible, Equatable {
+    /// Chunks the backup found in the store were quarantined (found damaged) or removed while it ran.
+    case chunksGone([String])
+
+    public var description: String {
+        switch self {
+        case .chunksGone(let paths):
+            let shown =
+                paths.prefix(3).joined(separator: ", ") + (paths.count > 3 ? " and \(paths.count - 3) more" : "")
+            return "chunks this backup names left the store while it ran (found damaged and quarantined, or"
+                + " removed): \(shown); nothing was committed, the next backup sends them again"
+        }
     }
 }

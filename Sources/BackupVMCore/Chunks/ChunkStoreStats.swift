@@ -12,20 +12,28 @@ public struct ChunkStoreStats: Sendable, Equatable {
     /// Committed backups with chunk images, and the disk bytes they hold (each backup counted whole).
     public var backups = 0
     public var logicalBytes: Int64 = 0
+    /// Chunks found damaged and moved aside (ChunkQuarantine).
+    public var quarantined = 0
 
     /// Logical bytes per stored byte (zeros, compression and sharing together).
     public var dedupRatio: Double { storedBytes == 0 ? 0 : Double(logicalBytes) / Double(storedBytes) }
 
-    public static func measure(storage: String) -> ChunkStoreStats {
+    /// Fails on what it cannot read (a listing, a manifest): a figure that left something out silently
+    /// would be a wrong one.
+    public static func measure(storage: String) throws -> ChunkStoreStats {
         var stats = ChunkStoreStats()
-        ChunkStore(storage: storage).forEachChunk { _, _, st in
-            stats.chunks += 1
-            stats.storedBytes += Int64(st.st_size)
+        let store = ChunkStore(storage: storage)
+        if Files.exists(store.root) {
+            try store.forEachChunk { _, _, st in
+                stats.chunks += 1
+                stats.storedBytes += Int64(st.st_size)
+            }
         }
+        stats.quarantined = ChunkQuarantine(store: store).count()
         let catalog = BackupCatalog(storage: storage)
-        for vm in (try? Files.visibleEntries(storage)) ?? [] {
+        for vm in try Files.visibleEntries(storage) {
             for backup in catalog.backups(of: vm) {
-                guard let manifest = try? Manifest.read(backupDirectory: backup.path) else { continue }
+                let manifest = try Manifest.read(backupDirectory: backup.path)
                 let chunked = manifest.disks.filter { $0.chunks != nil }
                 guard !chunked.isEmpty else { continue }
                 stats.backups += 1

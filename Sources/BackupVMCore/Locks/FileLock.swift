@@ -30,6 +30,20 @@ public final class FileLock: @unchecked Sendable {
         return FileLock(path: path, fd: fd)
     }
 
+    /// Waits for the lock, shared (several holders at once) or exclusive. For the chunk store's short
+    /// critical sections (a commit, a sweep's moves), never for slots.
+    public static func acquire(_ path: String, shared: Bool) throws -> FileLock {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw SystemError("open lock", path: path) }
+        while flock(fd, shared ? LOCK_SH : LOCK_EX) != 0 {
+            let e = errno
+            if e == EINTR { continue }
+            close(fd)
+            throw SystemError("flock", path: path, errno: e)
+        }
+        return FileLock(path: path, fd: fd)
+    }
+
     /// Records who holds the lock (pid, job) in the lock file, for `backup_vm status`. Best effort.
     public func describeHolder(_ text: String) {
         guard fd >= 0 else { return }

@@ -122,7 +122,7 @@ public struct FleetHistory: Sendable {
     func newestGoodBackup(of vm: String) -> BackupSummary? {
         for ref in catalog.backups(of: vm).reversed() {
             guard let m = try? Manifest.read(backupDirectory: ref.path) else { continue }
-            let bad = BackupVerifier.lastRecord(ref).map { !$0.ok } ?? false
+            let bad = BackupVerifier.lastRecord(ref)?.isBad ?? false
             if bad { continue }
             return BackupSummary(
                 id: ref.id, host: m.host, mode: m.mode.rawValue,

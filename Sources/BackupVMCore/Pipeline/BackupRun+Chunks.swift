@@ -5,6 +5,8 @@ import Foundation
 final class ChunkSession {
     let helper: ChunkHelper
     let staging: ChunkStaging
+    /// Every chunk the job's indexes name: each must be in the store when the backup is committed.
+    var referenced = Set<ChunkDigest>()
 
     init(helper: ChunkHelper, staging: ChunkStaging) {
         self.helper = helper
@@ -39,6 +41,7 @@ extension BackupRun {
         let receipt = try hypervisor.sendChunks(
             source, helper: session.helper, workPath: plan.work.workPath, scratch: plan.stagingDirectory,
             into: session.staging, abort: abort)
+        session.referenced.formUnion(receipt.index.digests)
         let file = BackupNames.chunkIndex(target: disk.target)
         let bytes = receipt.index.serialized()
         try Files.replaceFile(partial + "/" + file, contents: bytes)
@@ -63,9 +66,14 @@ extension BackupRun {
             ])
     }
 
-    /// The staged chunks join the store (durably) before the manifest makes the backup visible.
-    func commitChunks() throws {
-        try chunkSession?.staging.commit()
+    /// The staged chunks join the store (durably) before the manifest makes the backup visible, and the
+    /// backup becomes visible only if every chunk it names is in the store then (ChunkStaging.publish).
+    func commitChunked(_ manifest: Manifest) throws -> String {
+        guard let session = chunkSession else { return try store.commit(manifest, partial: partial) }
+        try session.staging.commit()
+        return try session.staging.publish(referencing: session.referenced) {
+            try store.commit(manifest, partial: partial)
+        }
     }
 }
 

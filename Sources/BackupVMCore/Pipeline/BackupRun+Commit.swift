@@ -25,8 +25,7 @@ extension BackupRun {
         try? FileManager.default.removeItem(atPath: partial + "/" + BackupNames.breadcrumb)
         let committed: String
         do {
-            try commitChunks()
-            committed = try store.commit(manifest, partial: partial)
+            committed = try commitChunked(manifest)
             chunkSession?.staging.release()
         } catch {
             discardEverything()
@@ -56,7 +55,7 @@ extension BackupRun {
                 "chunk store collected",
                 metadata: [
                     "removed_chunks": "\(r.removed)", "removed_bytes": "\(r.removedBytes)",
-                    "kept_young": "\(r.keptYoung)",
+                    "kept_for_writers": "\(r.keptForWriters)",
                 ])
         } catch ChunkCollectorError.busy {
             log.info("chunk store: another garbage collection runs; this one is skipped")

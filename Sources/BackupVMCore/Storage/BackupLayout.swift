@@ -14,6 +14,16 @@ public enum BackupNames {
     public static let chunkStore = ".chunks"
     /// Inside the chunk store: each running job's new chunks until its stream has checked.
     public static let chunkStaging = ".staging"
+    /// Inside the chunk store: chunks a garbage collection is about to remove (moved back if a running
+    /// backup named them meanwhile; everything there goes back when a collection died midway).
+    public static let chunkTrash = ".trash"
+    /// Inside the chunk store: chunks found damaged, moved aside (never deleted by the tool).
+    public static let chunkQuarantine = ".quarantine"
+    /// Inside the chunk store: taken shared by a backup's commit, exclusively by a collection's sweep
+    /// and by a quarantine, so that no commit names a chunk that is moved away while it commits.
+    public static let chunkCommitLock = ".commit.lock"
+    /// Inside the chunk store: one garbage collection at a time.
+    public static let chunkCollectionLock = ".gc.lock"
     /// One disk of a backup in the chunk store: `vda.index` (the list of its chunks).
     public static func chunkIndex(target: String) -> String { "\(target).index" }
     /// What a running backup remembers for its own recovery (inside its partial directory).

@@ -16,12 +16,17 @@ public struct BackupVerifier: Sendable {
         public var ok: Bool { problems.isEmpty }
     }
 
+    /// `verify.json`. `verified` and `ok` are absent until a check of the stored images ran: a restore
+    /// test that failed before it checked anything records only its own result, never "ok".
     public struct Record: Codable, Sendable {
-        public var verified: String
-        public var ok: Bool
+        public var verified: String?
+        public var ok: Bool?
         public var problems: [String]
         /// The last restore test (kept when verify rewrites the record).
         public var restoreTest: RestoreTestRecord? = nil
+
+        /// A check ran and found the backup damaged.
+        public var isBad: Bool { ok == false }
     }
 
     /// Chunks checked in this verifier's run, shared by the backups it verifies: each chunk is read
@@ -86,34 +91,65 @@ public struct BackupVerifier: Sendable {
     func record(_ report: Report) -> Report {
         var rec = Record(verified: Timestamps.iso(Date()), ok: report.ok, problems: report.problems.map(\.description))
         rec.restoreTest = Self.lastRecord(report.backup)?.restoreTest
-        if let data = try? JSONEncoder().encode(rec) {
-            _ = FileManager.default.createFile(
-                atPath: report.backup.path + "/" + BackupNames.verifyRecord, contents: data,
-                attributes: [.posixPermissions: 0o600])
+        var report = report
+        if let failure = Self.write(rec, for: report.backup) {
+            report.problems.append(Problem(file: report.backup.path + "/" + BackupNames.verifyRecord, detail: failure))
         }
         return report
     }
 
-    /// Records a restore test: into the existing record, or a new one saying whether the stored
-    /// images checked out (the test checks them before it writes anything; `damaged`: what did not).
+    /// Records a restore test's result. Its verify fields change only when the test's own check of the
+    /// stored images found damage (`damaged`): a test that failed before it checked anything, or that
+    /// checked less than verify does, never records the backup as verified.
     public static func record(_ test: RestoreTestRecord, for backup: BackupRef, damaged: String? = nil) {
-        var rec = lastRecord(backup) ?? Record(verified: test.tested, ok: true, problems: [])
+        var rec = lastRecord(backup) ?? Record(verified: nil, ok: nil, problems: [])
         if let damaged {
             rec.verified = test.tested
             rec.ok = false
             rec.problems = [damaged]
         }
         rec.restoreTest = test
-        if let data = try? JSONEncoder().encode(rec) {
-            try? Files.replaceFile(backup.path + "/" + BackupNames.verifyRecord, contents: Array(data))
+        _ = write(rec, for: backup)
+    }
+
+    /// Records damage found outside a verify run (a chunk that a restore, an export or another
+    /// backup's verify found damaged and quarantined): the backup is bad until verified again.
+    public static func recordDamage(_ problem: String, for backup: BackupRef, now: Date = Date()) {
+        var rec = lastRecord(backup) ?? Record(verified: nil, ok: nil, problems: [])
+        rec.verified = Timestamps.iso(now)
+        rec.ok = false
+        if !rec.problems.contains(problem) { rec.problems.append(problem) }
+        _ = write(rec, for: backup)
+    }
+
+    /// Writes the record atomically; the failure's text, if any (the caller reports it).
+    private static func write(_ rec: Record, for backup: BackupRef) -> String? {
+        let path = backup.path + "/" + BackupNames.verifyRecord
+        do {
+            let e = JSONEncoder()
+            e.outputFormatting = [.sortedKeys]
+            try Files.replaceFile(path, contents: Array(try e.encode(rec)))
+            return nil
+        } catch {
+            return "the verify record could not be written: \(error)"
         }
     }
 
+    /// The backup's verify record; nil when there is none. One that exists but cannot be read or
+    /// parsed counts as bad (with that as its problem): what cannot be read is never taken as good.
     public static func lastRecord(_ backup: BackupRef) -> Record? {
-        guard let data = FileManager.default.contents(atPath: backup.path + "/" + BackupNames.verifyRecord) else {
+        let path = backup.path + "/" + BackupNames.verifyRecord
+        let bytes: [UInt8]
+        do { bytes = try Files.readRegularFileOrThrow(path, limit: 1 << 20) } catch let e as SystemError
+            where e.errno == ENOENT
+        {
             return nil
+        } catch {
+            return Record(verified: nil, ok: false, problems: ["\(path): \(error)"])
         }
-        return try? JSONDecoder().decode(Record.self, from: data)
+        do { return try JSONDecoder().decode(Record.self, from: Data(bytes)) } catch {
+            return Record(verified: nil, ok: false, problems: ["\(path): unreadable verify record (\(error))"])
+        }
     }
 
     func sha256(ofFile path: String) throws -> (bytes: Int64, digest: String) { try FileDigest.sha256(ofFile: path) }

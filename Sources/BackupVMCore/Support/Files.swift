@@ -122,6 +122,53 @@ enum Files {
         return try? readAll(fd, limit: limit, path: path)
     }
 
+    /// The same, but every failure is an error naming the path and errno: a missing file (ENOENT), a
+    /// link (ELOOP: never followed), something that is not a regular file, a read error, and a file
+    /// over `limit` bytes. For readers that must fail closed (the garbage collector's mark, quarantine).
+    static func readRegularFileOrThrow(_ path: String, limit: Int) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemError("open", path: path) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw SystemError("stat", path: path) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw SystemError("read (not a regular file)", path: path, errno: EINVAL)
+        }
+        guard st.st_size <= limit else {
+            throw SystemError("read (larger than \(limit) bytes)", path: path, errno: EFBIG)
+        }
+        let bytes = try readAll(fd, limit: limit, path: path)
+        guard bytes.count <= limit else {
+            throw SystemError("read (larger than \(limit) bytes)", path: path, errno: EFBIG)
+        }
+        return bytes
+    }
+
+    /// Every name in a directory but `.` and `..` (dot files included); an error naming the directory
+    /// when it cannot be opened or read, never an empty list.
+    static func entries(_ path: String) throws -> [String] {
+        guard let dir = opendir(path) else { throw SystemError("opendir", path: path) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        // The name is read in place. Copying `entry.pointee.d_name` (a 256-byte tuple) would read past
+        // the end of a short record, and past the end of readdir's buffer when the record is the last
+        // one before an unmapped page: a rare SIGSEGV seen with 2,000 jobs in new/. A readdir error
+        // (EIO, ESTALE on NFS) is an error, never the end of the listing.
+        let nameOffset = MemoryLayout<dirent>.offset(of: \dirent.d_name) ?? 19
+        while true {
+            errno = 0
+            guard let entry = readdir(dir) else {
+                if errno != 0 { throw SystemError("readdir", path: path) }
+                break
+            }
+            let name = String(
+                cString: UnsafeRawPointer(entry).advanced(by: nameOffset).assumingMemoryBound(to: CChar.self))
+            if name == "." || name == ".." { continue }
+            names.append(name)
+        }
+        return names
+    }
+
     /// fsync of a directory makes a rename into it durable.
     static func syncDirectory(_ path: String) {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -132,20 +179,7 @@ enum Files {
 
     /// Names in a directory, without . and .. and without dot files (editors' and our temporaries).
     static func visibleEntries(_ path: String) throws -> [String] {
-        guard let dir = opendir(path) else { throw SystemError("opendir", path: path) }
-        defer { closedir(dir) }
-        var names: [String] = []
-        // The name is read in place. Copying `entry.pointee.d_name` (a 256-byte tuple) would read past
-        // the end of a short record, and past the end of readdir's buffer when the record is the last
-        // one before an unmapped page: a rare SIGSEGV seen with 2,000 jobs in new/.
-        let nameOffset = MemoryLayout<dirent>.offset(of: \dirent.d_name) ?? 19
-        while let entry = readdir(dir) {
-            let name = String(
-                cString: UnsafeRawPointer(entry).advanced(by: nameOffset).assumingMemoryBound(to: CChar.self))
-            if name.hasPrefix(".") { continue }
-            names.append(name)
-        }
-        return names
+        try entries(path).filter { !$0.hasPrefix(".") }
     }
 
     static func modificationTime(_ path: String) -> Date? {

@@ -62,7 +62,7 @@ enum ChunkTestData {
         let e = FileManager.default.enumerator(atPath: store.root)
         var found: [String] = []
         while let p = e?.nextObject() as? String {
-            if p.hasSuffix(".zst") && !p.hasPrefix(BackupNames.chunkStaging) { found.append(p) }
+            if p.hasSuffix(".zst") && !p.hasPrefix(".") { found.append(p) }  // not staged, trash, quarantine
         }
         return found
     }

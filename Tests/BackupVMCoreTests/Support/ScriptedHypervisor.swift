@@ -353,7 +353,7 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
         for content in [shared, own] {
             let digest = ChunkTestData.digest(content)
             receipt.index.entries.append(.chunk(digest))
-            if staging.has(digest) {
+            if try staging.has(digest) {
                 receipt.knownChunks += 1
                 continue
             }
