@@ -28,11 +28,13 @@ public struct ImageExport {
         return image
     }
 
-    /// Writes the disk into `fd` (a regular file gets holes for zero chunks and is truncated to size).
+    /// Writes the disk into `fd` (a regular file gets holes for zero chunks where that is safe, and
+    /// ends where the image ends).
     public func write(_ target: String, to fd: Int32, output: String) throws {
         let image = try image(target)
         try StoredImageCheck(backup: backup).check([image])
         let path = backup.path + "/" + image.file
+        let sink = ExportSink(fd: fd, name: output)
         if image.chunks == nil {
             let tool = Compression(storedFileName: image.file).tool
             let child = try SpawnedProcess([tool, "-dc", "--", path], stdin: nil, stdout: fd)
@@ -42,13 +44,10 @@ public struct ImageExport {
                     vm: backup.vm, id: backup.id, file: path,
                     detail: "\(tool) -d failed: \(RemoteError.trim(child.stderr))")
             }
-            return
+            return try sink.finish()
         }
-        guard let bytes = Files.readRegularFile(path, limit: 1 << 30) else { throw SystemError("open", path: path) }
-        let index = try ChunkIndex.parse(bytes, file: path)
+        let index = try ChunkIndex.parse(try Files.readRegularFileOrThrow(path, limit: 1 << 30), file: path)
         let store = ChunkStore.of(backupFile: path)
-        var st = stat()
-        let seekable = fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
         var zeros: [UInt8] = []
         for (i, entry) in index.entries.enumerated() {
             let length = index.length(of: i)
@@ -56,16 +55,43 @@ public struct ImageExport {
             case .chunk(let digest):
                 let content = try store.read(digest, length: length)
                 try content.withUnsafeBytes { try WireIO.writeAll(fd, $0) }
-            case .zero where seekable:
+            case .zero where sink.holes:
                 guard lseek(fd, off_t(length), SEEK_CUR) >= 0 else { throw SystemError("lseek", path: output) }
             case .zero:
                 if zeros.count != length { zeros = [UInt8](repeating: 0, count: length) }
                 try zeros.withUnsafeBytes { try WireIO.writeAll(fd, $0) }
             }
         }
-        if seekable {
-            let end = lseek(fd, 0, SEEK_CUR)
-            guard ftruncate(fd, end) == 0 else { throw SystemError("truncate", path: output) }
-        }
+        try sink.finish()
+    }
+}
+
+/// Where an export writes, and what it may do there. Holes (a seek over a zero chunk) only in a
+/// regular file that is written at its end without O_APPEND: with O_APPEND (`>>`, nohup, systemd's
+/// `append:`) every write lands at the end whatever the seek did, so the zeros would be lost and the
+/// image shifted (it was, with exit 0); in a file opened without truncation (`1<>FILE`) a seek would
+/// leave its old bytes where zeros belong. Everywhere else the zeros are written. A regular file
+/// without O_APPEND is cut where the image ends, so no old bytes follow it.
+struct ExportSink {
+    let fd: Int32
+    let name: String
+    let holes: Bool
+    let truncates: Bool
+
+    init(fd: Int32, name: String) {
+        self.fd = fd
+        self.name = name
+        var st = stat()
+        let flags = fcntl(fd, F_GETFL)
+        let regular = fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
+        let appending = flags < 0 || (flags & O_APPEND) != 0
+        truncates = regular && !appending
+        holes = truncates && lseek(fd, 0, SEEK_CUR) == st.st_size
+    }
+
+    func finish() throws {
+        guard truncates else { return }
+        let end = lseek(fd, 0, SEEK_CUR)
+        guard end >= 0, ftruncate(fd, end) == 0 else { throw SystemError("truncate", path: name) }
     }
 }
