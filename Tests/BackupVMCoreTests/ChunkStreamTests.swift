@@ -89,8 +89,12 @@ struct ChunkStreamTests {
             disk = open(src, "rb").read()
             if MODE == "garbage":
                 out.write(os.urandom(5000)); out.flush(); sys.exit(0)
+            if MODE == "hugeStderr":
+                sys.stderr.write("\\x1b[2J" + "x" * 3000000 + "\\n"); sys.exit(1)
             frame(b"H", bytes([1]) + struct.pack(">I", SIZE))
             first = disk[:SIZE]
+            if MODE == "hugeFailure":
+                frame(b"X", ("\\x1b]0;owned\\x07 line\\n" * 200000).encode()); sys.exit(1)
             if MODE == "short":
                 # A whole, valid stream of the first chunk only: the disk is longer.
                 frame(b"D", hashlib.sha256(first).digest() + struct.pack(">I", len(first)))
@@ -125,5 +129,19 @@ struct ChunkStreamTests {
         }
         #expect(ChunkTestData.storedChunks(store).isEmpty, "nothing of a hostile helper's is in the store")
         #expect((try? FileManager.default.contentsOfDirectory(atPath: store.root + "/.staging")) ?? [] == [])
+    }
+
+    /// Issue #19 item 12: what a helper says (a failure frame of megabytes, a last stderr line of
+    /// megabytes with escape sequences) reaches the job's reason as one short line.
+    @Test(arguments: ["hugeFailure", "hugeStderr"])
+    func aHelperThatSaysMegabytesIsToldInOneShortLine(mode: String) throws {
+        let s = try sandbox()
+        let (path, _) = disk(s)
+        #expect {
+            try send(s, helper: try hostile(mode), source: path)
+        } throws: { error in
+            let text = "\(error)"
+            return text.utf8.count < 1000 && !text.unicodeScalars.contains { $0.value < 32 || $0.value == 127 }
+        }
     }
 }

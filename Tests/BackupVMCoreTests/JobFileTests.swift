@@ -46,7 +46,7 @@ struct JobFileTests {
     }
 
     @Test func oversizedJob() {
-        let big = Array(repeating: UInt8(ascii: "#"), count: JobFile.maxSize + 1)
+        let big = Array(repeating: UInt8(ascii: "#"), count: JobFile.maxRecordSize + 1)
         #expect { _ = try JobFile.parse(big) } throws: { "\($0)".contains("small text file") }
     }
 

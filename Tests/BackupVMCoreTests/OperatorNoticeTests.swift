@@ -58,6 +58,28 @@ struct OperatorNoticeTests {
         #expect(env["BACKUP_VM_BACKUP_ID"] == "")
     }
 
+    /// Issue #19 item 12: reasons were not capped. A failure that says megabytes (a helper's failure
+    /// frame, a last stderr line, a guest's console) made a job record over the spool's size limit: it
+    /// could not be read back, so the notifier was skipped and failures in a row were not counted. Now
+    /// every reason is one line of at most 500 bytes without control characters; the record parses.
+    @Test func aHugeReasonIsCappedAndTheRecordStillParses() throws {
+        let (h, envFile, _) = try harness(notifyOn: "failure")
+        let line = "\u{1B}[31mERROR\u{1B}[0m \u{7}bell\u{0} nul\r\ncarriage\u{2028}separator "
+        h.hypervisor.failureText = String(repeating: line, count: 2_000_000 / line.utf8.count)
+        h.hypervisor.failAlways(.save)
+        let run = try h.backup()
+        guard case .failed = run.outcome else { throw HarnessError(description: "\(run.outcome)") }
+        let reason = try #require(run.result["reason"], "the record in failed/ parses")
+        #expect(reason.utf8.count <= ReasonText.limit, "\(reason.utf8.count) bytes")
+        #expect(reason.unicodeScalars.allSatisfy { $0.value >= 32 && $0.value != 127 && $0 != "\u{2028}" })
+        #expect(reason.contains("ERROR") && reason.hasSuffix("[...]"), "\(reason)")
+        let env = notifierEnvironment(envFile)
+        #expect(env["BACKUP_VM_STATUS"] == "failed" && env["BACKUP_VM_REASON"] == reason, "the notifier ran: \(env)")
+        _ = try? h.backup()
+        let history = FleetHistory(configuration: h.configuration).histories(of: [h.vm])[0]
+        #expect(history.consecutiveFailures == 2, "failures in a row are counted: \(history)")
+    }
+
     @Test func aHangingNotifierIsKilledWithItsChildrenAndTheJobStands() throws {
         let pids = dir.path + "/pids"
         // A child in the background and one in the foreground, both hanging; the shell itself waits.

@@ -83,7 +83,10 @@ public struct ChunkChannelError: Error, CustomStringConvertible {
 
     public var description: String {
         // The sender's last word, not our scripts' trailer lines.
-        let said = stderr.split(separator: "\n").last { !$0.hasPrefix("BACKUP_VM_") }.map { " (\($0))" } ?? ""
+        let said =
+            stderr.split(separator: "\n").last { !$0.hasPrefix("BACKUP_VM_") }.map {
+                " (\(ReasonText.oneLine(String($0), limit: 300)))"
+            } ?? ""
         if let transfer { return "\(transfer)\(said)" }
         return "\(program) exited with status \(status ?? -1)\(said)"
     }

@@ -28,7 +28,7 @@ public enum ChunkTransferError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case .helper(let message): return "the hypervisor's helper failed: \(message)"
+        case .helper(let message): return "the hypervisor's helper failed: \(ReasonText.oneLine(message))"
         case .wire(let e): return "chunk stream from the helper: \(e)"
         case .protocolViolation(let frame, let why): return "chunk stream from the helper, frame \(frame): \(why)"
         case .digestMismatch(let chunk, let offset, let digest):

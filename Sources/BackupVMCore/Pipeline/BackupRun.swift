@@ -192,7 +192,8 @@ final class BackupRun {
     func markForAttention(_ error: Error) {
         let mark = AttentionMark(
             vm: plan.vm, host: plan.host, backupID: plan.id, priorState: plan.priorState, ramFile: plan.ramFile,
-            stagingDirectory: plan.stagingDirectory, reason: "\(error)", marked: Timestamps.iso(Date()))
+            stagingDirectory: plan.stagingDirectory, reason: ReasonText.oneLine("\(error)", limit: 2000),
+            marked: Timestamps.iso(Date()))
         do { try mark.write(storage: store.layout) } catch {
             log.critical("could not mark \(plan.vm) for attention: \(error)")
         }

@@ -41,11 +41,12 @@ public enum PipelineError: Error, CustomStringConvertible, Sendable, Equatable {
             return "snapshot overflowed: \(snapshot) of \(origin) filled up during the copy (\(detail)); the copy is"
                 + " not consistent. Give it more room (SnapshotSize, now \(size))"
         case .notReturnedToPriorState(let vm, let host, let prior, let cause, let ramFile, let backupFailure):
+            // What to do comes first and the causes, cut short, last: a record keeps ReasonText.limit bytes.
             let keep = ramFile.map { "; its RAM state is kept in \($0) on \(host): `virsh restore \($0)`" } ?? ""
-            let also = backupFailure.map { "; the backup had failed too: \($0)" } ?? ""
-            return "ATTENTION: \(vm) on \(host) could not be returned to its prior state (\(prior.rawValue)):"
-                + " \(cause)\(keep)\(also); check it by hand now, then `backup_vm resolve \(vm)` (no backup of it"
-                + " runs until then)"
+            let also = backupFailure.map { "; the backup had failed too: \(ReasonText.oneLine($0, limit: 120))" } ?? ""
+            return "ATTENTION: \(vm) on \(host) could not be returned to its prior state (\(prior.rawValue))\(keep);"
+                + " check it by hand now, then `backup_vm resolve \(vm)` (no backup of it runs until then);"
+                + " why: \(ReasonText.oneLine(cause, limit: 120))\(also)"
         case .needsAttention(let vm, let detail):
             return "ATTENTION: \(vm) needs attention: \(detail); check it by hand, then `backup_vm resolve \(vm)`"
         }

@@ -83,6 +83,10 @@ public struct JobFile: Sendable {
     public var resultFields: [String: String]
 
     public static let maxSize = 64 * 1024
+    /// What a job file may grow to once this tool appended its records (a `recovered=` line per
+    /// recovery, MaxRecoveries ≤ 100, and the result block; every reason in them is one line of at most
+    /// ReasonText.limit bytes): a finished job's record is always read back.
+    public static let maxRecordSize = maxSize + 128 * 1024
     static let requestKeys: Set<String> = ["vm", "requested_by", "created", "kind"]
     static let recordKeys: Set<String> = [
         "status", "reason", "started", "finished", "host", "bytes", "backup", "warning",
@@ -105,7 +109,7 @@ public struct JobFile: Sendable {
     }
 
     public static func parse(_ bytes: [UInt8]) throws(ParseError) -> JobFile {
-        guard bytes.count <= maxSize else {
+        guard bytes.count <= maxRecordSize else {
             throw ParseError(
                 description: "job file is \(bytes.count) bytes; expected a small text file (at most \(maxSize) bytes)")
         }
@@ -164,9 +168,8 @@ public struct JobFile: Sendable {
             recoveries: recoveries, resultStatus: status, resultFields: results)
     }
 
-    static func oneLine(_ s: String) -> String {
-        s.map { $0.isNewline ? " " : ($0.isASCII && $0.asciiValue! < 32 ? "?" : $0) }.map(String.init).joined()
-    }
+    /// One line, capped, without control characters (ReasonText).
+    static func oneLine(_ s: String) -> String { ReasonText.oneLine(s) }
 }
 
 /// Timestamps in job files, manifests and backup IDs.

@@ -91,7 +91,7 @@ public struct Spool: Sendable {
 
     /// Reads a queued job without claiming it (to learn its VM for scheduling decisions).
     public func peek(_ name: String) -> JobFile? {
-        guard let bytes = Files.readRegularFile(layout.new + "/" + name, limit: JobFile.maxSize) else { return nil }
+        guard let bytes = Files.readRegularFile(layout.new + "/" + name, limit: JobFile.maxRecordSize) else { return nil }
         return try? JobFile.parse(bytes)
     }
 
@@ -104,7 +104,7 @@ public struct Spool: Sendable {
     public func read(_ name: String, in state: JobState) -> Result<JobFile, JobFile.ParseError>? {
         // Not followed, not blocked on, not read whole: a link, FIFO or huge file in the spool is
         // reported as unreadable (a link to /dev/zero or a FIFO once hung the tick and the daemon).
-        guard let bytes = Files.readRegularFile(state.directory(in: layout) + "/" + name, limit: JobFile.maxSize)
+        guard let bytes = Files.readRegularFile(state.directory(in: layout) + "/" + name, limit: JobFile.maxRecordSize)
         else {
             guard Files.exists(state.directory(in: layout) + "/" + name) else { return nil }
             return .failure(JobFile.ParseError(description: "not a regular file; expected a small text file"))
@@ -204,7 +204,7 @@ public struct Spool: Sendable {
     /// job is failed with the reason instead of crashing anything.
     static func parseOpenJob(_ fd: Int32, path: String) -> Result<JobFile, JobFile.ParseError> {
         do {
-            let bytes = try Files.readAll(fd, limit: JobFile.maxSize, path: path)
+            let bytes = try Files.readAll(fd, limit: JobFile.maxRecordSize, path: path)
             return Result { () throws(JobFile.ParseError) in try JobFile.parse(bytes) }
         } catch {
             return .failure(JobFile.ParseError(description: "cannot read job file: \(error)"))

@@ -89,7 +89,8 @@ public struct BackupVerifier: Sendable {
     }
 
     func record(_ report: Report) -> Report {
-        var rec = Record(verified: Timestamps.iso(Date()), ok: report.ok, problems: report.problems.map(\.description))
+        var rec = Record(
+            verified: Timestamps.iso(Date()), ok: report.ok, problems: report.problems.map { ReasonText.oneLine("\($0)") })
         rec.restoreTest = Self.lastRecord(report.backup)?.restoreTest
         var report = report
         if let failure = Self.write(rec, for: report.backup) {
@@ -106,8 +107,10 @@ public struct BackupVerifier: Sendable {
         if let damaged {
             rec.verified = test.tested
             rec.ok = false
-            rec.problems = [damaged]
+            rec.problems = [ReasonText.oneLine(damaged)]
         }
+        var test = test
+        test.problem = test.problem.map { ReasonText.oneLine($0) }
         rec.restoreTest = test
         _ = write(rec, for: backup)
     }
@@ -118,6 +121,7 @@ public struct BackupVerifier: Sendable {
         var rec = lastRecord(backup) ?? Record(verified: nil, ok: nil, problems: [])
         rec.verified = Timestamps.iso(now)
         rec.ok = false
+        let problem = ReasonText.oneLine(problem)
         if !rec.problems.contains(problem) { rec.problems.append(problem) }
         _ = write(rec, for: backup)
     }

@@ -35,6 +35,9 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
     private var failAt: [Call: Set<Int>] = [:]
     private var failAlways: Set<Call> = []
     private var hooks: [Call: () -> Void] = [:]
+    /// What an injected failure says, word for word, as a helper's failure frame or a guest's console
+    /// would (default: a RemoteError "injected failure of CALL").
+    var failureText: String?
     /// Does the guest act on the ACPI power button?
     var obeysACPI = true
     /// A slow guest: after the first ACPI request it goes off only this many seconds later.
@@ -121,6 +124,7 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
         }
         hook?()
         if fails {
+            if let failureText { throw ChunkTransferError.helper(failureText) }
             throw RemoteError.command(host: name, what: call.rawValue, status: 1, stderr: "\(Injected(call: call))")
         }
     }
