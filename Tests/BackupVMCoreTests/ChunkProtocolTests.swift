@@ -123,7 +123,11 @@ struct ChunkProtocolTests {
             "\($0)".contains("end frame says")
         }
         expectRefused(hello + z + FrameCodec.encode(.end(totalBytes: UInt64(chunk), chunks: 1)), expectedSize: 7) {
-            $0 == .sizeMismatch(expected: 7, sent: Int64(chunk))
+            "\($0)".contains("frame 2: more than the disk's 7 bytes")
+        }
+        let longer = Int64(chunk) + 7
+        expectRefused(hello + z + FrameCodec.encode(.end(totalBytes: UInt64(chunk), chunks: 1)), expectedSize: longer) {
+            $0 == .sizeMismatch(expected: longer, sent: Int64(chunk))
         }
         expectRefused(hello + FrameCodec.encode(.zero(length: 10)) + z) { "\($0)".contains("after the short last one") }
         expectRefused(hello + FrameCodec.encode(.zero(length: UInt32(chunk + 1)))) { "\($0)".contains("a chunk of") }

@@ -117,7 +117,7 @@ struct ChunkStreamTests {
 
     @Test(arguments: [
         ("mismatch", "does not match its digest"), ("truncated", "ended inside a frame's payload"),
-        ("garbage", "unknown frame type"), ("short", "read \(4 * 1024 * 1024) bytes of"),
+        ("garbage", "unknown frame type"), ("short", "sent \(4 * 1024 * 1024) bytes of a disk of"),
     ])
     func aHostileHelperFailsTheTransferAndStoresNothing(mode: String, reason: String) throws {
         let s = try sandbox()

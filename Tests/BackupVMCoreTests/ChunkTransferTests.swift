@@ -105,6 +105,53 @@ struct ChunkTransferTests {
         #expect(ChunkTestData.storedChunks(store).isEmpty)
     }
 
+    /// A sender that keeps its connection open and stops reading the answers (its stdin pipe full: the
+    /// same digest again and again is answered "known" each time) was waited for forever: the answer's
+    /// write blocked, and the stall limit is watched only while reading. Now it is cut like a stall.
+    @Test(.timeLimit(.minutes(1)))
+    func aSenderThatStopsReadingTheAnswersIsCutOff() throws {
+        let script = """
+            import struct, sys, time
+            out = sys.stdout.buffer
+            out.write(b"H" + struct.pack(">I", 5) + bytes([1]) + struct.pack(">I", 4194304))
+            d = b"D" + struct.pack(">I", 36) + bytes(32) + struct.pack(">I", 4194304)
+            out.write(d * 300000); out.flush()
+            time.sleep(60)
+            """
+        let staging = try store.staging(for: "deaf")
+        defer { staging.discard() }
+        let started = Date()
+        #expect {
+            try ChunkChannel.receive(
+                ["python3", "-c", script], staging: staging, expectedSize: 1 << 40, limits: CommandLimits(stall: 2))
+        } throws: { error in
+            guard case .cut(_, .stalled(2), _)? = error as? ProcessError else { return false }
+            return true
+        }
+        #expect(Date().timeIntervalSince(started) < 30)
+    }
+
+    /// A stream that goes past the size the server learned before it started is refused at that frame.
+    @Test func aStreamPastTheDeclaredSizeIsRefusedAtOnce() throws {
+        var frames = FrameCodec.encode(.hello(version: ChunkFormat.protocolVersion, chunkSize: UInt32(chunk)))
+        for _ in 0..<100_000 { frames += FrameCodec.encode(.zero(length: UInt32(chunk))) }
+        let staging = try store.staging(for: "past")
+        defer { staging.discard() }
+        var source = BytesSource(frames)
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer {
+            close(fds[0])
+            close(fds[1])
+        }
+        #expect {
+            try ChunkReceiver(staging: staging, expectedSize: Int64(3 * chunk)).receive(from: &source, answers: fds[1])
+        } throws: { error in
+            guard case ChunkTransferError.protocolViolation(let frame, let why) = error else { return false }
+            return frame == 5 && why.contains("more than the disk's")
+        }
+    }
+
     @Test func anUnreadableDiskFailsNamingIt() throws {
         let staging = try store.staging(for: "missing")
         defer { staging.discard() }

@@ -40,10 +40,11 @@ public enum ChunkChannel {
         CommandSupport.ignoreBrokenPipes()
 
         var source = LimitedSource(fd: fromChild[0], watch: LimitWatch(limits, stdin: nil))
+        var answers = LimitedAnswers(fd: toChild[1], watch: LimitWatch(limits, stdin: nil))
         let receipt: ChunkReceipt
         do {
             receipt = try ChunkReceiver(staging: staging, expectedSize: expectedSize)
-                .receive(from: &source, answers: toChild[1])
+                .receive(from: &source, answers: &answers)
         } catch let cut as LimitedSource.Cut {
             child.stop()
             throw ProcessError.cut(program: argv[0], cut.cut, stderr: child.stderr)
@@ -89,6 +90,35 @@ public struct ChunkChannelError: Error, CustomStringConvertible {
             } ?? ""
         if let transfer { return "\(transfer)\(said)" }
         return "\(program) exited with status \(status ?? -1)\(said)"
+    }
+}
+
+/// Answers written into the sender's stdin under CommandLimits: a sender that stops reading them (its
+/// pipe full) while it keeps the connection open is cut off after StallTimeout like one that stops
+/// sending, never waited for forever.
+struct LimitedAnswers: AnswerSink {
+    let fd: Int32
+    var watch: LimitWatch
+
+    init(fd: Int32, watch: LimitWatch) {
+        self.fd = fd
+        self.watch = watch
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+    }
+
+    mutating func send(_ answer: UInt8) throws {
+        var byte = answer
+        while true {
+            let n = Glibc.write(fd, &byte, 1)
+            if n == 1 {
+                watch.progressed()
+                return
+            }
+            guard n < 0, errno == EAGAIN || errno == EINTR else { throw WireError.io(operation: "write", errno: errno) }
+            if let cut = watch.check() { throw LimitedSource.Cut(cut: cut) }
+            var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            _ = poll(&p, 1, 250)
+        }
     }
 }
 

@@ -57,18 +57,50 @@ public struct ChunkReceiver {
         self.expectedSize = expectedSize
     }
 
+    /// The answers written to a blocking descriptor (tests, pipes nobody can stop reading).
     public func receive<S: ByteSource>(from source: inout S, answers: Int32) throws -> ChunkReceipt {
+        var sink = BlockingAnswers(fd: answers)
+        return try receive(from: &source, answers: &sink)
+    }
+
+    public func receive<S: ByteSource, A: AnswerSink>(from source: inout S, answers: inout A) throws -> ChunkReceipt {
         let session = ReceiveSession(
             input: CountingSource(base: source), answers: answers, staging: staging, expectedSize: expectedSize)
-        defer { source = session.input.base }
+        defer {
+            source = session.input.base
+            answers = session.answers
+        }
         return try session.run()
+    }
+
+    /// Chunks asked for and not yet sent that a helper may have: its window is 4 (docs/chunk-store.md).
+    /// More means it does not send what it is asked for, and the list would only grow.
+    static let maxOutstanding = 64
+}
+
+/// Where the receiver's answers (`need`, `known`) go.
+public protocol AnswerSink {
+    mutating func send(_ answer: UInt8) throws
+}
+
+/// Answers written to a descriptor, waiting as long as it takes.
+public struct BlockingAnswers: AnswerSink {
+    public let fd: Int32
+    public init(fd: Int32) { self.fd = fd }
+    public mutating func send(_ answer: UInt8) throws {
+        var byte = answer
+        try withUnsafeBytes(of: &byte) { try WireIO.writeAll(fd, $0) }
     }
 }
 
 /// One transfer's state: the frames so far, what was asked for and not yet sent, the index growing.
-private final class ReceiveSession<S: ByteSource> {
+/// Every structure it keeps is bounded before the stream starts: by the disk's size, which the
+/// caller learned before (`expectedSize`: the stream is refused the moment it goes past it), and by
+/// the helper's window of chunks asked for and not yet sent (`maxOutstanding`). Whatever a helper sends
+/// (millions of 9-byte zero frames, digests it never sends), the server's memory stays bounded.
+private final class ReceiveSession<S: ByteSource, A: AnswerSink> {
     var input: CountingSource<S>
-    let answers: Int32
+    var answers: A
     let staging: ChunkStaging
     let expectedSize: Int64?
     let chunkSize = ChunkFormat.chunkSize
@@ -89,7 +121,7 @@ private final class ReceiveSession<S: ByteSource> {
         zeroChunks: 0)
     let verifier: ChunkVerifier
 
-    init(input: CountingSource<S>, answers: Int32, staging: ChunkStaging, expectedSize: Int64?) {
+    init(input: CountingSource<S>, answers: A, staging: ChunkStaging, expectedSize: Int64?) {
         self.input = input
         self.answers = answers
         self.staging = staging
@@ -162,16 +194,17 @@ private final class ReceiveSession<S: ByteSource> {
             throw violation("a chunk of \(length) bytes (expected 1...\(chunkSize))")
         }
         guard !sawShort else { throw violation("a chunk after the short last one") }
+        if let expectedSize, total + Int64(length) > expectedSize {
+            throw violation(
+                "more than the disk's \(expectedSize) bytes (refused at once: \(entries.count) chunks so far)")
+        }
         if Int(length) < chunkSize { sawShort = true }
         total += Int64(length)
         staging.progress.add(Int(length))
     }
 
     func answer(_ a: ServerAnswer) throws {
-        var byte = a.rawValue
-        do { try withUnsafeBytes(of: &byte) { try WireIO.writeAll(answers, $0) } } catch WireError.io(_, let e) {
-            throw ChunkTransferError.answer(errno: e)
-        }
+        do { try answers.send(a.rawValue) } catch WireError.io(_, let e) { throw ChunkTransferError.answer(errno: e) }
     }
 
     func digestFrame(_ digest: ChunkDigest, _ length: UInt32) throws {
@@ -181,7 +214,14 @@ private final class ReceiveSession<S: ByteSource> {
             receipt.knownChunks += 1
             try answer(.known)
         } else {
+            guard requested.count - head < ChunkReceiver.maxOutstanding else {
+                throw violation("more than \(ChunkReceiver.maxOutstanding) chunks asked for and not sent")
+            }
             inStream.insert(digest)
+            if head > 1024 {  // what arrived is forgotten: the list holds only what is awaited
+                requested.removeFirst(head)
+                head = 0
+            }
             requested.append((digest, Int(length), entries.count - 1))
             try answer(.need)
         }

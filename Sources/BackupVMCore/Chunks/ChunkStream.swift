@@ -45,14 +45,34 @@ struct ChunkStream {
             """
     }
 
+    /// The source's size, asked before the stream starts: every structure the receiver keeps is bounded
+    /// by it, and a stream that goes past it is refused at once (a hostile or broken helper cannot make
+    /// this server's memory grow with what it sends). The trailer's size, read beside the stream, must
+    /// equal it too.
+    func declaredSize(_ image: ImageSource) throws -> Int64 {
+        let what = "asking the size of \(image)"
+        let script: String
+        switch image {
+        case .path: script = image.sizeCommand + "; echo \"$size\""
+        case .export(let uri): script = "nbdinfo --size \(ShellQuote.quote(uri))"
+        }
+        let out = try host.run(script, what: what).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let size = Int64(out), size >= 0 else {
+            throw RemoteError.protocolViolation(
+                host: host.name, what: what, detail: "expected a number of bytes, got '\(RemoteError.trim(out))'")
+        }
+        return size
+    }
+
     private func attempt(_ image: ImageSource, scratch: String, staging: ChunkStaging, abort: AbortFlag) throws
         -> ChunkReceipt
     {
         let what = "reading \(image) into the chunk store"
+        let declared = try declaredSize(image)
         let result: (receipt: ChunkReceipt, stderr: String)
         do {
             result = try ChunkChannel.receive(
-                host.argv(script(image, scratch: scratch)), staging: staging, expectedSize: nil,
+                host.argv(script(image, scratch: scratch)), staging: staging, expectedSize: declared,
                 limits: CommandLimits(stall: host.timeouts.stall, abort: abort))
         } catch ProcessError.cut(_, .aborted, _) {
             throw PipelineError.aborted

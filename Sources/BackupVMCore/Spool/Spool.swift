@@ -91,7 +91,9 @@ public struct Spool: Sendable {
 
     /// Reads a queued job without claiming it (to learn its VM for scheduling decisions).
     public func peek(_ name: String) -> JobFile? {
-        guard let bytes = Files.readRegularFile(layout.new + "/" + name, limit: JobFile.maxRecordSize) else { return nil }
+        guard let bytes = Files.readRegularFile(layout.new + "/" + name, limit: JobFile.maxRecordSize) else {
+            return nil
+        }
         return try? JobFile.parse(bytes)
     }
 

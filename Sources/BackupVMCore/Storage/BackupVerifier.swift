@@ -90,7 +90,8 @@ public struct BackupVerifier: Sendable {
 
     func record(_ report: Report) -> Report {
         var rec = Record(
-            verified: Timestamps.iso(Date()), ok: report.ok, problems: report.problems.map { ReasonText.oneLine("\($0)") })
+            verified: Timestamps.iso(Date()), ok: report.ok,
+            problems: report.problems.map { ReasonText.oneLine("\($0)") })
         rec.restoreTest = Self.lastRecord(report.backup)?.restoreTest
         var report = report
         if let failure = Self.write(rec, for: report.backup) {
