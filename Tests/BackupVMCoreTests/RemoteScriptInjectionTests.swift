@@ -70,7 +70,7 @@ struct RemoteScriptInjectionTests {
         for (i, name) in Self.hostile.enumerated() {
             let work = WorkLayout(workPath: root + "/" + name, vm: "web01")
             let id = "20261127T00000\(i)Z"
-            try hypervisor.makeDirectory(work.stagingDirectory(id))
+            try hypervisor.makeDirectory(work.stagingDirectory(id), inWorkPath: work.workPath)
             try hypervisor.keepStagedCopy(work, id: id)
             #expect(FileManager.default.fileExists(atPath: work.keptCopy(id)), "\(name)")
             try hypervisor.removeStagedCopies(work, id: id)

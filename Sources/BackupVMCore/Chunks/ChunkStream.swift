@@ -39,7 +39,7 @@ struct ChunkStream {
         }
         let work = ShellQuote.quote(scratch)
         return """
-            \(helper.checkCommand(remote: remote)); \
+            \(WorkPathGuard.require(workPath)); \(helper.checkCommand(remote: remote)); \
             mkdir -p \(work); t=$(mktemp -d \(work)/.bvm-chunk.XXXXXX); trap 'rm -rf "$t"' EXIT; \
             \(image.sizeCommand); \(read); \(image.sizeFinish)echo "BACKUP_VM_CHUNK_TRAILER $size" >&2
             """

@@ -153,9 +153,10 @@ final class BackupRun {
         breadcrumb = crumb
         do {
             try startChunkSession()
-            // A live backup's begin makes its own directory and each stream its staging directory:
-            // one round trip less for a mode whose whole cost is round trips.
-            if plan.mode != .live { try hypervisor.makeDirectory(plan.stagingDirectory) }
+            // WorkPath is checked for every job (root's alone). A live backup's begin makes its own
+            // directory and each stream its staging directory.
+            try hypervisor.makeDirectory(
+                plan.mode == .live ? nil : plan.stagingDirectory, inWorkPath: plan.work.workPath)
             for leftover in try hypervisor.leftoverSnapshots(of: plan.snapshots.map(\.origin)) {
                 log.warning(
                     "removing a leftover snapshot of an earlier job", metadata: ["snapshot": "\(leftover.fullName)"])

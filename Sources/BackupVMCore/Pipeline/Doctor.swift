@@ -180,8 +180,9 @@ public struct Doctor: Sendable {
         return """
             for t in \(tools.joined(separator: " ")); do command -v "$t" >/dev/null || echo "missing $t"; done; \
             virsh -q version --daemon 2>&1 | tail -n 1 | sed 's/^/libvirt /'; \
-            for w in \(workPaths.map(ShellQuote.quote).joined(separator: " ")); do \
-            mkdir -p "$w" && echo "work $w $(df -P "$w" | awk 'NR==2 {print $4}')" || echo "nowork $w"; done; \
+            \(WorkPathGuard.function); for w in \(workPaths.map(ShellQuote.quote).joined(separator: " ")); do \
+            if ! r=$(bvm_workpath_check "$w"); then echo "unsafework $w $r"; continue; fi; \
+            (umask 077; mkdir -p "$w") && echo "work $w $(df -P "$w" | awk 'NR==2 {print $4}')" || echo "nowork $w"; done; \
             command -v lvs >/dev/null && echo "lvm $(lvs --noheadings 2>/dev/null | wc -l)" || echo "lvm none"; \
             if d=$(virsh -q list --all --name 2>/dev/null); then \
             printf '%s\\n' "$d" | while IFS= read -r n; do if [ -n "$n" ]; then echo "domain $n"; fi; done; echo "domains listed"; fi; \
@@ -260,6 +261,12 @@ public struct Doctor: Sendable {
             return Finding(
                 subject: subject, ok: true,
                 detail: String(format: "working path %@: %.1f GiB free", f[1], kib / 1_048_576))
+        case "unsafework" where f.count > 1:
+            return Finding(
+                subject: subject, ok: false,
+                detail: "working path \(f[1]) is not safe: \(f.count > 2 ? f[2] : "?"); others could replace what root"
+                    + " runs and writes there: make it and every directory above it root's and not writable by group"
+                    + " or others (chown root; chmod go-w)")
         case "nowork" where f.count > 1:
             return Finding(subject: subject, ok: false, detail: "cannot create working path \(f[1])")
         case "lvm" where f.count > 1:

@@ -43,8 +43,10 @@ public protocol Hypervisor: Sendable {
     /// Snapshots of ours (by name) of these origins that still exist: leftovers of a killed job.
     func leftoverSnapshots(of origins: [LogicalVolume]) throws -> [LogicalVolume]
 
-    /// Creates a directory (and its parents) in a working path.
-    func makeDirectory(_ path: String) throws
+    /// Checks that the working path and every directory above it belong to root and can be written by
+    /// nobody else (WorkPathGuard: what root runs and writes there must not be swapped), then creates
+    /// `path` (and its parents) in it, if given.
+    func makeDirectory(_ path: String?, inWorkPath workPath: String) throws
     /// Removes a directory tree of ours in a working path; nothing when it is gone.
     func removeDirectory(_ path: String) throws
 

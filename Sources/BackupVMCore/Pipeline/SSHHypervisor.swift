@@ -78,8 +78,11 @@ public final class SSHHypervisor: Hypervisor, @unchecked Sendable {
         try lvm.leftoverSnapshots(of: origins)
     }
 
-    public func makeDirectory(_ path: String) throws {
-        try host.run("mkdir -p \(ShellQuote.quote(path))", what: "creating \(path)")
+    public func makeDirectory(_ path: String?, inWorkPath workPath: String) throws {
+        let make = path.map { "; mkdir -p \(ShellQuote.quote($0))" } ?? ""
+        try host.run(
+            WorkPathGuard.require(workPath) + make,
+            what: "checking WorkPath \(workPath)\(path.map { " and creating \($0)" } ?? "")")
     }
 
     public func removeDirectory(_ path: String) throws {

@@ -247,9 +247,9 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
         }
     }
 
-    func makeDirectory(_ path: String) throws {
+    func makeDirectory(_ path: String?, inWorkPath workPath: String) throws {
         try enter(.makeDirectory)
-        addPath(path)
+        if let path { addPath(path) }
     }
 
     func removeDirectory(_ path: String) throws {
