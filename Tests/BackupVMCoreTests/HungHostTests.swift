@@ -27,6 +27,9 @@ final class HungHostExecutor: BackupExecutor, @unchecked Sendable {
     }
 
     func recover(vm: String, jobName: String) throws -> String { "nothing to recover" }
+    func verify(vm: String, jobName: String, abort: AbortFlag) throws -> BackupReport {
+        throw VerifyFailure("this executor runs no verify jobs")
+    }
 
     func release() { gate.signal() }
     var hanging: [String] { lock.withLock { hung } }

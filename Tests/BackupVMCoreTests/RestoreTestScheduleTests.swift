@@ -38,6 +38,10 @@ struct RestoreTestScheduleTests {
             calls.steps.append("recover-test \(vm)")
             return "copy removed"
         }
+        func verify(vm: String, jobName: String, abort: AbortFlag) throws -> BackupReport {
+            calls.steps.append("verify \(vm)")
+            return BackupReport(host: "", backupID: "20261127T000000Z", bytes: 0)
+        }
     }
 
     /// A worker that died during a restore test: recovery removes the copy (through the executor,
@@ -171,7 +175,7 @@ struct RestoreTestScheduleTests {
         do {
             _ = try JobFile.parse(Array("vm=web01\nkind=wipe\n".utf8))
         } catch {
-            #expect(error.description == "kind='wipe': expected backup or restore-test")
+            #expect(error.description == "kind='wipe': expected backup, restore-test or verify")
         }
     }
 

@@ -19,6 +19,9 @@ struct FakeExecutor: BackupExecutor {
         if let fail { throw Failure(description: fail) }
         return BackupReport(host: host, backupID: "20261127T000000Z", bytes: 123)
     }
+    func verify(vm: String, jobName: String, abort: AbortFlag) throws -> BackupReport {
+        throw VerifyFailure("this executor runs no verify jobs")
+    }
     func recover(vm: String, jobName: String) throws -> String { recoverNote }
 }
 

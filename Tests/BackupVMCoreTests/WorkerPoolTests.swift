@@ -21,6 +21,9 @@ final class BlockingRecovery: BackupExecutor, @unchecked Sendable {
         return BackupReport(host: host, backupID: "20261127T000000Z", bytes: 1)
     }
 
+    func verify(vm: String, jobName: String, abort: AbortFlag) throws -> BackupReport {
+        throw VerifyFailure("this executor runs no verify jobs")
+    }
     func recover(vm: String, jobName: String) throws -> String {
         lock.withLock { entered.append(vm) }
         _ = gate.wait(timeout: .now() + 60)  // a failing test must not hang forever

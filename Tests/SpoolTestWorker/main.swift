@@ -98,6 +98,10 @@ struct ScriptedExecutor: BackupExecutor {
         return BackupReport(host: host, backupID: nil, bytes: 0)
     }
 
+    func verify(vm: String, jobName: String, abort: AbortFlag) throws -> BackupReport {
+        throw VerifyFailure("the spool test worker runs no verify jobs")
+    }
+
     func recover(vm: String, jobName: String) throws -> String {
         events.record("recover", "\(jobName) \(vm) -")
         return "scripted cleanup"

@@ -7,10 +7,22 @@ import Foundation
 /// found damaged is remembered by digest.
 final class ChunkImageCheck {
     let store: ChunkStore
-    private var good = Set<ChunkDigest>()
+    private var good: Set<ChunkDigest>
     private(set) var damaged: [ChunkDigest: String] = [:]
+    /// Chunks read and found good by this check (not those it was told to trust).
+    private(set) var readGood: [ChunkDigest] = []
 
-    init(store: ChunkStore) { self.store = store }
+    /// `trusted`: chunks not to read again (found good recently, ChunkVerifiedLog).
+    init(store: ChunkStore, trusted: Set<ChunkDigest> = []) {
+        self.store = store
+        good = trusted
+    }
+
+    /// What was read and found good since the last call (for ChunkVerifiedLog).
+    func takeReadGood() -> [ChunkDigest] {
+        defer { readGood = [] }
+        return readGood
+    }
 
     /// The image's problems, each a line naming the file (empty: it restores).
     func problems(indexFile path: String, image: Manifest.StoredImage) -> [String] {
@@ -36,6 +48,7 @@ final class ChunkImageCheck {
             do {
                 _ = try store.read(digest, length: index.length(of: i))
                 good.insert(digest)
+                readGood.append(digest)
             } catch {
                 damaged[digest] = "\(error)"
                 found.append("\(error)")

@@ -33,10 +33,14 @@ public struct SnapshotProfile: Sendable, Equatable {
     /// The cron tick queues a restore test of the VM's newest backup when its last one is older than
     /// this many days (0: never).
     public var restoreTestEveryDays: Int = 0
+    /// The cron tick queues a verify job of the VM's backups when one of them was last verified longer
+    /// ago than this many days (0: never); a chunk verified within that time is not read again.
+    public var verifyEveryDays: Int = 0
 
     public static let knownKeys = [
         "Mode", "WorkPath", "ExcludeLVs", "ShutdownTimeout", "ForceOff", "SnapshotSize", "LiveFallback",
         "RestoreTestReady", "RestoreTestTimeout", "RestoreTestSeconds", "RestoreTestEveryDays",
+        "VerifyEveryDays",
     ]
 
     /// Parses one profile file; `base` supplies the keys it does not set (nil for `default` itself).
@@ -101,6 +105,9 @@ public struct SnapshotProfile: Sendable, Equatable {
         }
         if r.has("RestoreTestEveryDays") {
             profile.restoreTestEveryDays = r.integer("RestoreTestEveryDays", in: 0...366, default: 0)
+        }
+        if r.has("VerifyEveryDays") {
+            profile.verifyEveryDays = r.integer("VerifyEveryDays", in: 0...366, default: 0)
         }
         if r.has("RestoreTestSeconds") {
             profile.restoreTestSeconds = r.integer("RestoreTestSeconds", in: 1...3600, default: 30)

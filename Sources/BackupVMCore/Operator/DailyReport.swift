@@ -12,6 +12,9 @@ public struct DailyReport: Codable, Sendable {
     /// Restore-test jobs of the period.
     public var testsPassed: Int = 0
     public var testsFailed: Int = 0
+    /// Verify jobs of the period (VerifyEveryDays): all backups checked were good, or one was damaged.
+    public var verifiesPassed: Int = 0
+    public var verifiesFailed: Int = 0
     public var bytesStored: Int64
     /// Finished in the period, oldest first.
     public var jobs: [JobSummary]
@@ -20,7 +23,8 @@ public struct DailyReport: Codable, Sendable {
     public var coverage: Coverage?
 
     public var healthy: Bool {
-        jobsFailed == 0 && testsFailed == 0 && !vms.contains { $0.stale || $0.consecutiveFailures > 0 }
+        jobsFailed == 0 && testsFailed == 0 && verifiesFailed == 0
+            && !vms.contains { $0.stale || $0.consecutiveFailures > 0 }
             && (coverage.map { $0.unscheduled.isEmpty && $0.missing.isEmpty } ?? true)
     }
 
@@ -30,14 +34,18 @@ public struct DailyReport: Codable, Sendable {
         let jobs = history.finishedJobs().filter { $0.finished > since && $0.finished <= now }
         let backups = jobs.filter { $0.kind == .backup }
         let tests = jobs.filter { $0.kind == .restoreTest }
+        let verifies = jobs.filter { $0.kind == .verify }
         let done = backups.filter { $0.status == .done }
-        return DailyReport(
+        var report = DailyReport(
             generated: now, hours: hours, jobsDone: done.count, jobsFailed: backups.count - done.count,
             testsPassed: tests.filter { $0.status == .done }.count,
             testsFailed: tests.filter { $0.status == .failed }.count,
             bytesStored: done.reduce(0) { $0 + ($1.bytes ?? 0) }, jobs: jobs,
             vms: history.histories(of: configuration.schedule.entries.map(\.vm), now: now),
             coverage: Coverage.read(spool: SpoolLayout(root: configuration.main.spoolDir)))
+        report.verifiesPassed = verifies.filter { $0.status == .done }.count
+        report.verifiesFailed = verifies.filter { $0.status == .failed }.count
+        return report
     }
 
     public func text() -> String {
@@ -46,6 +54,9 @@ public struct DailyReport: Codable, Sendable {
         out += "\(jobsDone) backups done (\(HumanUnits.size(bytesStored)) stored), \(jobsFailed) failed.\n"
         if testsPassed + testsFailed > 0 {
             out += "\(testsPassed) restore tests booted, \(testsFailed) failed.\n"
+        }
+        if verifiesPassed + verifiesFailed > 0 {
+            out += "\(verifiesPassed) scheduled verifications found no damage, \(verifiesFailed) found damage.\n"
         }
         let attention = vms.filter { $0.stale || $0.consecutiveFailures > 0 }
         if !attention.isEmpty {

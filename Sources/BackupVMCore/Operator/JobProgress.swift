@@ -23,6 +23,8 @@ public struct JobProgress: Codable, Sendable, Equatable {
         case commit
         /// Removing backups beyond the VM's keep count (and, chunks, unreferenced chunks).
         case rotate
+        /// A verify job: reading the VM's stored backups on this server (VerifyEveryDays).
+        case verify
     }
 
     public var job: String

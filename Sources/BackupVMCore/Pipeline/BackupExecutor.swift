@@ -57,6 +57,9 @@ public protocol BackupExecutor: Sendable {
     func restoreTest(vm: String, host: String, jobName: String, abort: AbortFlag) throws -> BackupReport
     /// After a worker died during a restore test: its throw-away copy removed wherever it is.
     func recoverRestoreTest(vm: String) throws -> String
+    /// Verifies `vm`'s stored backups on this server (ScheduledVerify: those not verified within its
+    /// VerifyEveryDays); throws when one of them is damaged. No hypervisor is asked.
+    func verify(vm: String, jobName: String, abort: AbortFlag) throws -> BackupReport
     /// Cleans up after a job whose worker died mid-way (VM back to its prior state, our snapshots and
     /// partial files removed). Returns what it did, for the job's record.
     func recover(vm: String, jobName: String) throws -> String

@@ -62,6 +62,10 @@ public struct BackupPipeline: BackupExecutor {
         return BackupReport(host: host, backupID: backup.id, bytes: 0)
     }
 
+    public func verify(vm: String, jobName: String, abort: AbortFlag) throws -> BackupReport {
+        try ScheduledVerify(configuration: configuration, logger: logger).run(vm: vm, abort: abort)
+    }
+
     public func recoverRestoreTest(vm: String) throws -> String {
         try RestoreTest(configuration: configuration, logger: logger).removeCopies(of: vm)
     }

@@ -104,6 +104,11 @@ public struct JobRunner: Sendable {
         _ job: ClaimedJob, vm: String, vmLock: FileLock, slots: SlotPolicy, globalSlot: inout FileLock?,
         abort: AbortFlag, progress: ProgressReporter
     ) -> JobOutcome {
+        // A verify job reads this server's files only: no hypervisor, no host slot (the pool holds a
+        // global one, which bounds the disk reads like any job's).
+        if case .success(let file) = job.parsed, file.request.kind == .verify {
+            return verifyOnServer(job, vm: vm, abort: abort, progress: progress)
+        }
         progress.phase(.locate)
         let host: String
         do {
@@ -197,6 +202,26 @@ public struct JobRunner: Sendable {
                 "vm": "\(vm)", "host": "\(report.host)", "bytes": "\(report.bytes)",
                 "backup": "\(report.backupID ?? "-")",
             ])
+        return .succeeded(report)
+    }
+
+    /// A verify job (VerifyEveryDays): the VM's backups checked on this server, the result recorded.
+    private func verifyOnServer(_ job: ClaimedJob, vm: String, abort: AbortFlag, progress: ProgressReporter)
+        -> JobOutcome
+    {
+        let started = Date()
+        logger.info("verify started", metadata: ["vm": "\(vm)", "job": "\(job.name)"])
+        progress.phase(.verify)
+        let report: BackupReport
+        do { report = try executor.verify(vm: vm, jobName: job.name, abort: abort) } catch {
+            return fail(job, "\(error)", started: started, host: nil)
+        }
+        do {
+            try job.finish(JobResult(status: .done, started: started, backupID: report.backupID))
+        } catch {
+            logger.error("verify succeeded but its job record could not be moved to done/: \(error)")
+        }
+        logger.info("verify finished", metadata: ["vm": "\(vm)", "backup": "\(report.backupID ?? "-")"])
         return .succeeded(report)
     }
 

@@ -34,7 +34,9 @@ public struct Enqueuer: Sendable {
         var result = TickResult(decisions: decisions(now: now), enqueued: [:])
         // Computed before any backup is queued (so a VM queued now is not "open" yet), queued after
         // them: a backup is claimed before a test of the same hour.
-        let tests = restoreTestDecisions(now: now, backups: result.decisions, open: spool.vmsWithOpenJobs())
+        let open = spool.vmsWithOpenJobs()
+        let tests = restoreTestDecisions(now: now, backups: result.decisions, open: open)
+        let verifies = verifyDecisions(now: now, backups: result.decisions, tests: tests, open: open)
         for decision in result.decisions {
             if let warning = decision.warning { logger.warning("\(warning)", metadata: ["vm": "\(decision.vm)"]) }
             guard decision.due, !dryRun else { continue }
@@ -49,7 +51,13 @@ public struct Enqueuer: Sendable {
                     vm: test.vm, requestedBy: "vm_backup_sheduler", created: Timestamps.iso(now), kind: .restoreTest))
             logger.info("restore test enqueued", metadata: ["vm": "\(test.vm)", "job": "\(name)"])
         }
-        result.decisions += tests
+        for verify in verifies where verify.due && !dryRun {
+            let name = try spool.enqueue(
+                JobRequest(
+                    vm: verify.vm, requestedBy: "vm_backup_sheduler", created: Timestamps.iso(now), kind: .verify))
+            logger.info("verify enqueued", metadata: ["vm": "\(verify.vm)", "job": "\(name)"])
+        }
+        result.decisions += tests + verifies
         return result
     }
 

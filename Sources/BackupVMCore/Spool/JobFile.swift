@@ -103,7 +103,8 @@ public struct JobFile: Sendable {
     static func parseKind(_ raw: String?) throws(ParseError) -> JobKind {
         guard let raw else { return .backup }
         guard let kind = JobKind(rawValue: raw) else {
-            throw ParseError(description: "kind='\(oneLine(String(raw.prefix(40))))': expected backup or restore-test")
+            throw ParseError(
+                description: "kind='\(oneLine(String(raw.prefix(40))))': expected backup, restore-test or verify")
         }
         return kind
     }

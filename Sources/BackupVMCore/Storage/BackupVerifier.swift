@@ -31,9 +31,13 @@ public struct BackupVerifier: Sendable {
 
     /// Chunks checked in this verifier's run, shared by the backups it verifies: each chunk is read
     /// once, and a damaged one is named for every backup that uses it.
-    private let chunkChecks = ChunkChecks()
+    private let chunkChecks: ChunkChecks
 
-    public init() {}
+    /// `trustChunksVerifiedWithin`: a chunk read and found good within that many days (by any verify,
+    /// ChunkVerifiedLog) is not read again (a scheduled verification; 0: every chunk is read).
+    public init(trustChunksVerifiedWithin days: Int = 0, now: Date = Date()) {
+        chunkChecks = ChunkChecks(trustDays: days, now: now)
+    }
 
     public func verify(_ backup: BackupRef) -> Report {
         let manifest: Manifest
@@ -63,8 +67,10 @@ public struct BackupVerifier: Sendable {
                     continue
                 }
                 if image.chunks != nil {
-                    let check = chunkChecks.check(for: ChunkStore.of(backupFile: path))
+                    let store = ChunkStore.of(backupFile: path)
+                    let check = chunkChecks.check(for: store)
                     problems += check.problems(indexFile: path, image: image).map { Problem(file: path, detail: $0) }
+                    ChunkVerifiedLog(store: store).record(check.takeReadGood())
                     continue
                 }
                 let tool = Compression(storedFileName: image.file).tool
@@ -164,11 +170,19 @@ public struct BackupVerifier: Sendable {
 final class ChunkChecks: @unchecked Sendable {
     private let lock = NSLock()
     private var checks: [String: ChunkImageCheck] = [:]
+    let trustDays: Int
+    let now: Date
+
+    init(trustDays: Int = 0, now: Date = Date()) {
+        self.trustDays = trustDays
+        self.now = now
+    }
 
     func check(for store: ChunkStore) -> ChunkImageCheck {
         lock.withLock {
             if let c = checks[store.root] { return c }
-            let c = ChunkImageCheck(store: store)
+            let c = ChunkImageCheck(
+                store: store, trusted: ChunkVerifiedLog(store: store).verified(within: trustDays, now: now))
             checks[store.root] = c
             return c
         }
