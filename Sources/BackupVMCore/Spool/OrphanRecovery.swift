@@ -96,9 +96,12 @@ public struct OrphanRecovery: Sendable {
         }
         vmLock.describeHolder("pid=\(getpid()) recovering job=\(job.name)")
         logger.warning("recovering a job abandoned by a dead worker", metadata: ["job": "\(job.name)", "vm": "\(vm)"])
-        let cleanup = Result {
-            file.request.kind == .restoreTest
-                ? try executor.recoverRestoreTest(vm: vm) : try executor.recover(vm: vm, jobName: job.name)
+        let cleanup = Result { () throws -> String in
+            switch file.request.kind {
+            case .restoreTest: return try executor.recoverRestoreTest(vm: vm)
+            case .backup: return try executor.recover(vm: vm, jobName: job.name)
+            case .verify: return "nothing to clean up (a verify job reads this server's files only)"
+            }
         }
         // The VM is let go before the job is back in new/: a daemon in another process may claim it at
         // once and must not find the VM still locked by this recovery (it would fail the job as
