@@ -250,6 +250,22 @@ struct PipelineFailureTests {
         #expect(h.hypervisor.vmState == .running)
         #expect(try BackupSnapshot(h.store.catalog.backups(of: h.vm)).ids.count == 2)
     }
+
+    /// Found in the sweep of issue #19: a manifest rotation could not read sorted as the oldest
+    /// backup (sequence 0) and was removed first, whichever backup it was.
+    @Test("rotation meets a manifest it cannot read: it stops, nothing is removed")
+    func rotationStopsAtAnUnreadableManifest() throws {
+        let h = try PipelineHarness(ScriptedVMs.files(), keep: 2)
+        _ = try h.goodBackup()
+        _ = try h.goodBackup()
+        let newest = try #require(h.store.catalog.newestBackup(of: h.vm))
+        try Data("{ damaged".utf8).write(to: URL(fileURLWithPath: newest.path + "/manifest"))
+        let run = try h.backup()
+        #expect(run.result["status"] == "done", "\(run.result)")
+        #expect(run.result["warning"]?.contains("rotation of web01 stopped") == true, "\(run.result)")
+        #expect(h.store.catalog.backups(of: h.vm).contains { $0.id == newest.id }, "the unreadable one is kept")
+        #expect(h.store.catalog.backups(of: h.vm).count == 3)
+    }
 }
 
 /// A worker that dies between two stages (SIGKILL, power loss) runs no cleanup of its own: the next
@@ -318,6 +334,20 @@ struct PipelineRecoveryTests {
             _ = try h.pipeline.recover(vm: h.vm, jobName: "x")
         }
         #expect(h.hypervisor.calls.isEmpty, "nothing was done on its word")
+    }
+
+    /// Found in the sweep of issue #19: a breadcrumb that could not be parsed was taken as none, and
+    /// the partial backup (with the record of a VM left shut off or snapshotted) was removed.
+    @Test("a breadcrumb that cannot be read fails the recovery loudly and keeps the partial backup")
+    func unreadableBreadcrumb() throws {
+        let h = try PipelineHarness(ScriptedVMs.lvm(), mode: .hot)
+        let partial = try h.store.beginBackup(vm: h.vm, id: "20261127T000000Z")
+        try Data("{\"id\": \"20261127T0".utf8).write(to: URL(fileURLWithPath: partial + "/job-state.json"))
+        #expect {
+            _ = try h.pipeline.recover(vm: h.vm, jobName: "x")
+        } throws: { "\($0)".contains("cannot be read") && "\($0)".contains("check web01") }
+        #expect(FileManager.default.fileExists(atPath: partial + "/job-state.json"), "the record is kept")
+        #expect(h.hypervisor.calls.isEmpty)
     }
 }
 

@@ -95,7 +95,16 @@ public struct Configuration: Sendable {
     ) -> [String: SnapshotProfile] {
         var profiles: [String: SnapshotProfile] = [:]
         let profileDirectory = profileDir(in: directory)
-        let names = (try? Files.visibleEntries(profileDirectory)) ?? []
+        var names: [String] = []
+        do { names = try Files.visibleEntries(profileDirectory) } catch let e as SystemError where e.errno == ENOENT {
+            // No vmsnapshot.d at all: the missing default is reported where it is read.
+        } catch {
+            // Every VM would silently get the default profile (WorkPath, Mode, ExcludeLVs).
+            diagnostics.append(
+                ConfigDiagnostic(
+                    file: profileDirectory, line: 0, value: "",
+                    message: "cannot be listed (\(error)); expected a directory"))
+        }
         for name in names.sorted() where name != "default" && !isIgnoredProfileName(name) {
             let path = profileDirectory + "/" + name
             guard SafeName.isValidVMName(name) else {

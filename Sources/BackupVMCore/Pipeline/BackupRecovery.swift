@@ -14,7 +14,11 @@ struct BackupRecovery {
     func recover(vm: String) throws -> String {
         var notes: [String] = []
         for partial in store.partialDirectories(of: vm) {
-            if let crumb = JobBreadcrumb.read(from: partial), let prior = DomainState(rawValue: crumb.priorState) {
+            let crumb: JobBreadcrumb?
+            do { crumb = try JobBreadcrumb.read(from: partial) } catch {
+                throw RecoveryError.unreadableBreadcrumb(vm: vm, partial: partial, why: "\(error)")
+            }
+            if let crumb, let prior = DomainState(rawValue: crumb.priorState) {
                 notes.append(try undo(crumb, vm: vm, prior: prior))
             }
             store.discard(partial: partial)
@@ -89,11 +93,15 @@ struct BackupRecovery {
 enum RecoveryError: Error, CustomStringConvertible, Equatable {
     case unknownHost(vm: String, host: String)
     case unexpectedPaths(vm: String, stagingDirectory: String)
+    case unreadableBreadcrumb(vm: String, partial: String, why: String)
 
     var description: String {
         switch self {
         case .unknownHost(let vm, let host):
             return "the recovery record of \(vm) names host '\(host)', which is not in HostServers; check \(vm) by hand"
+        case .unreadableBreadcrumb(let vm, let partial, let why):
+            return "the recovery record of \(vm) in \(partial) cannot be read (\(why)); it says in which state the VM"
+                + " was left and which snapshots exist: check \(vm) on its hypervisor by hand, then remove \(partial)"
         case .unexpectedPaths(let vm, let dir):
             return "the recovery record of \(vm) names staging directory '\(dir)', which is not where its"
                 + " WorkPath puts it (changed since?); check \(vm) and its working path by hand"

@@ -41,8 +41,22 @@ struct JobBreadcrumb: Codable, Sendable {
         try write(into: partial)
     }
 
-    static func read(from partial: String) -> JobBreadcrumb? {
-        guard let data = FileManager.default.contents(atPath: partial + "/" + fileName) else { return nil }
-        return try? JSONDecoder().decode(JobBreadcrumb.self, from: data)
+    /// The breadcrumb of a partial backup; nil when there is none (the job died before it wrote one,
+    /// or after the commit removed it). One that cannot be read or parsed is an error: it may say the
+    /// VM is shut off or snapshotted, and recovery must not throw that away.
+    static func read(from partial: String) throws -> JobBreadcrumb? {
+        let path = partial + "/" + fileName
+        let bytes: [UInt8]
+        do { bytes = try Files.readRegularFileOrThrow(path, limit: 1 << 20) } catch let e as SystemError
+            where e.errno == ENOENT
+        {
+            return nil
+        }
+        let crumb = try JSONDecoder().decode(JobBreadcrumb.self, from: Data(bytes))
+        guard DomainState(rawValue: crumb.priorState) != nil else {
+            throw SystemError(
+                "read (prior state '\(crumb.priorState)' is not a domain state)", path: path, errno: EINVAL)
+        }
+        return crumb
     }
 }

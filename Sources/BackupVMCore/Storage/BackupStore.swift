@@ -60,7 +60,9 @@ public struct BackupStore: Sendable {
     /// after a successful commit, so a failed backup never costs a good one.
     @discardableResult
     public func rotate(vm: String, keep: Int) throws -> [String] {
-        let backups = inCommitOrder(vm)
+        // A manifest that cannot be read would sort as the oldest and be removed first: rotation
+        // stops instead (the new backup stands; the job is done with a warning).
+        let backups = try inCommitOrderOrThrow(vm)
         guard backups.count > keep else { return [] }
         var removed: [String] = []
         for old in backups.prefix(backups.count - keep) {
@@ -71,6 +73,18 @@ public struct BackupStore: Sendable {
             removed.append(old.id)
         }
         return removed
+    }
+
+    /// The same, failing on a manifest that cannot be read (rotation must not guess an order).
+    func inCommitOrderOrThrow(_ vm: String) throws -> [BackupRef] {
+        let keyed = try catalog.backups(of: vm).map { ref in
+            do { return (ref, try Manifest.read(backupDirectory: ref.path).sequence ?? 0) } catch {
+                throw SystemError(
+                    "read the manifest (\(error); rotation of \(vm) stopped: fix or remove that backup)",
+                    path: ref.path + "/" + BackupNames.manifest, errno: EIO)
+            }
+        }
+        return keyed.sorted { ($0.1, $0.0.id) < ($1.1, $1.0.id) }.map(\.0)
     }
 
     /// Committed backups of a VM, oldest first by commit sequence (manifests without one first, by ID).
