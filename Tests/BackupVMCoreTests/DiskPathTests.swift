@@ -113,6 +113,17 @@ struct DiskPathRestoreTests {
         }
     }
 
+    /// Found in the sweep of issue #19: an `lvs` that did not answer (a lock held) made every path "not
+    /// an LV": a restore then planned to write an LV in place, as a plain block device.
+    @Test("an lvs that does not answer is an error, not 'no LV'")
+    func lvsThatDoesNotAnswer() throws {
+        let dir = TempDir("lvs-down")
+        let sandbox = try SandboxHost(dir, stubs: ["lvs": "echo '  Unable to obtain global lock.' >&2; exit 5"])
+        #expect {
+            _ = try LVM(host: sandbox.host).resolve(["/dev/vg0/web01"])
+        } throws: { "\($0)".contains("lvs does not answer") && "\($0)".contains("global lock") }
+    }
+
     /// A loop device over a file of `bytes` in `dir` (root can make them; the lab machine's tests run as root).
     func loopDevice(_ dir: TempDir, bytes: Int) throws -> (device: String, file: String) {
         let file = dir.path + "/device-\(bytes)"

@@ -19,7 +19,10 @@ public struct LVM: Sendable {
     public init(host: RemoteHost) { self.host = host }
 
     /// Where each of these block device paths leads and which are LVs (LVM itself reads /dev/VG/LV and
-    /// /dev/mapper/VG-LV alike). One line per path, by its index: paths never split the answer.
+    /// /dev/mapper/VG-LV alike). One line per path, by its index: paths never split the answer. A path
+    /// `lvs` does not know is not an LV only if `lvs` answers at all: an LVM that does not (a lock
+    /// held, a VG being changed) fails the question instead of calling every disk a plain device (a
+    /// restore would then write an LV in place instead of beside it, and a hot backup fall back to cold).
     public func resolve(_ devices: [String]) throws(RemoteError) -> [String: BlockDevice] {
         guard !devices.isEmpty else { return [:] }
         let script = devices.enumerated().map { i, d in
@@ -27,7 +30,10 @@ public struct LVM: Sendable {
             return """
                 c=$(readlink -f -- \(q) 2>/dev/null || true); \
                 l=$(lvs --noheadings --nosuffix --units b --separator ' ' -o vg_name,lv_name,lv_size \(q) 2>/dev/null \
-                | head -n 1 || true); printf '%d\\t%s\\t%s\\n' \(i) "$c" "$l"
+                | head -n 1 || true); \
+                if [ -z "$l" ] && command -v lvs >/dev/null && ! e=$(lvs --noheadings -o lv_name 2>&1 >/dev/null); then \
+                printf 'lvs does not answer (%s): cannot tell whether %s is an LV\\n' "$e" \(q) >&2; exit 3; fi; \
+                printf '%d\\t%s\\t%s\\n' \(i) "$c" "$l"
                 """
         }.joined(separator: "; ")
         let out = try host.run(script, what: "lvs")
