@@ -15,9 +15,14 @@ public struct RestoreTest: Sendable {
     let restorer: BackupRestorer
 
     public init(configuration: Configuration, logger: Logger) {
+        self.init(configuration: configuration, restorer: BackupRestorer(configuration: configuration, logger: logger))
+    }
+
+    /// With another restorer (tests: its hypervisors reached through a stand-in ssh).
+    init(configuration: Configuration, restorer: BackupRestorer) {
         self.configuration = configuration
-        self.logger = logger
-        restorer = BackupRestorer(configuration: configuration, logger: logger)
+        self.logger = restorer.logger
+        self.restorer = restorer
     }
 
     public struct Request: Sendable {
