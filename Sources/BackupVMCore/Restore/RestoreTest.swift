@@ -91,9 +91,7 @@ public struct RestoreTest: Sendable {
         _ = try restorer.liveCopies(of: name, isNew: true, force: false)
         try StoredImageCheck(backup: backup).check(manifest.disks)
         defer { copy.removeReporting() }
-        return try copy.bootAndWatch(
-            manifest, backup: backup, profile: profile,
-            hasAgent: manifest.domainXML.contains("org.qemu.guest_agent.0"), abort: request.abort)
+        return try copy.bootAndWatch(manifest, backup: backup, profile: profile, abort: request.abort)
     }
 
     func copy(of vm: String, on host: String) -> RestoreTestCopy {
