@@ -84,6 +84,40 @@ struct RestoreCopyHostTests {
         #expect(record.restoreTest?.ok == false, "recorded as a test that failed before it booted")
     }
 
+    @Test(
+        "#13: restore-test refuses a copy whose kernel, initrd or firmware is a file not every user of the host may read"
+    )
+    func restoreTestReadsOnlyWorldReadableFiles() throws {
+        // The control's kernel: a file anyone may read (in /tmp, 0644); the initrd a root-only one.
+        let kernel = "/tmp/bvm-test-kernel-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        FileManager.default.createFile(
+            atPath: kernel, contents: Data("kernel".utf8), attributes: [.posixPermissions: 0o644])
+        defer { unlink(kernel) }
+        let secret = TempDir("restore-secret")
+        secret.write("key", "PRIVATE-KEY-MATERIAL")
+        chmod(secret.path + "/key", 0o600)
+        func os(_ initrd: String) -> String {
+            "<os><type arch='x86_64'>hvm</type><kernel>\(kernel)</kernel><initrd>\(initrd)</initrd></os>"
+        }
+        let s = try sandbox { _, disk in
+            Self.domain(disk: disk).replacingOccurrences(
+                of: "<os><type arch='x86_64'>hvm</type></os>", with: os(secret.path + "/key"))
+        }
+        #expect {
+            _ = try restoreTest(s).run(.init(vm: s.vm))
+        } throws: { error in
+            "\(error)".contains(secret.path + "/key") && "\(error)".contains("every user")
+        }
+        #expect(!s.changes.contains { $0.hasPrefix("virsh define") }, "\(s.changes)")
+
+        let readable = try sandbox { _, disk in
+            Self.domain(disk: disk).replacingOccurrences(
+                of: "<os><type arch='x86_64'>hvm</type></os>", with: os(kernel))
+        }
+        let (_, record) = try restoreTest(readable).run(.init(vm: readable.vm))
+        #expect(record.ok, "\(record)")
+    }
+
     @Test("the control: a copy that fits boots in the sandbox (defined from the allow-list, started, watched, removed)")
     func restoreTestThatFits() throws {
         let s = try sandbox { _, disk in Self.domain(disk: disk) }

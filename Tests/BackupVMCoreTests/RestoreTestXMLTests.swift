@@ -275,6 +275,17 @@ struct RestoreTestAllowListTests {
         #expect(try DomainXML.memoryBytes(of: hostile) == 4 << 30, "what the copy may use: <memory>")
     }
 
+    @Test("#13: the files the copy reads on its host are named (kernel, initrd, firmware, the UEFI store's template)")
+    func filesTheCopyReads() throws {
+        let direct = hostile.replacingOccurrences(
+            of: "<boot dev='hd'/>",
+            with: "<kernel>/boot/vmlinuz</kernel><initrd>/boot/initrd.img</initrd><boot dev='hd'/>")
+        #expect(
+            try DomainXML.filesReadByCopy(copy(direct)) == [
+                "/usr/share/OVMF/OVMF_CODE.fd", "/boot/vmlinuz", "/boot/initrd.img", "/usr/share/OVMF/OVMF_VARS.fd",
+            ])
+    }
+
     @Test("#13: a writable firmware image, or a domain that is not qemu/kvm, is refused: no safe copy can be made")
     func unsafeFirmwareOrDomainTypeIsRefused() throws {
         let writable = hostile.replacingOccurrences(

@@ -29,6 +29,21 @@ extension DomainXML {
         return doc.xmlString(options: [.nodePrettyPrint])
     }
 
+    /// The host files a restore test's copy (its XML as forRestoreTest made it) reads: the kernel,
+    /// initrd and firmware of its <os> and the template of its UEFI store. A hostile hypervisor's XML
+    /// could name any file of the test's host there (libvirt relabels them for qemu): the test
+    /// checks that every user of that host may read them (RestoreTestNeeds).
+    public static func filesReadByCopy(_ xml: String) throws(Problem) -> [String] {
+        let root = try storedDomain(xml).1
+        var files = try elements(root, "os/kernel | os/initrd | os/loader").compactMap(\.stringValue)
+        files += try elements(root, "os/nvram").compactMap { $0.attribute(forName: "template")?.stringValue }
+        let paths = files.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
+        if let relative = paths.first(where: { !$0.hasPrefix("/") }) {
+            throw Problem(description: "the domain's kernel, initrd or firmware '\(relative)' is not an absolute path")
+        }
+        return paths
+    }
+
     /// Whether a domain has the guest agent's channel (a restore test then waits for the agent).
     public static func hasAgentChannel(_ xml: String) throws(Problem) -> Bool {
         try elements(try storedDomain(xml).1, "devices/channel").contains(where: RestoreTestDomain.isAgentChannel)

@@ -49,16 +49,15 @@ struct RestoreTestCopy {
     ///   file and the qcow2 beside it), with 5% and 256 MiB to spare: a hypervisor whose running VMs
     ///   share that file system must never fill up because of a test;
     /// - its memory (RestoreTestNeeds): the copy starts on a host whose running VMs need theirs.
-    func prepare(for disks: [Manifest.StoredImage], memory: Int64) throws {
+    /// - the files it reads (kernel, initrd, firmware): readable by every user of the host.
+    func prepare(_ needs: RestoreTestNeeds) throws {
         let d = ShellQuote.quote(directory)
         let parent = (directory as NSString).deletingLastPathComponent
         let out = try host.run(
             "mkdir -p \(d) && chmod 711 \(d) && chmod a+x \(ShellQuote.quote(parent)) "
                 + ShellQuote.quote((parent as NSString).deletingLastPathComponent) + "; "
-                + "df -P -k \(d) | awk 'NR==2 {print \"disk \" $4}'; "
-                + "awk '$1 == \"MemAvailable:\" {print \"memory \" $2}' /proc/meminfo",
-            what: "making \(directory), and the room and memory there")
-        let needs = RestoreTestNeeds(disks: disks, memory: memory)
+                + needs.probe(directory: directory),
+            what: "making \(directory), and the room, memory and files there")
         try needs.check(RestoreTestNeeds.HostRoom(parsing: out), host: host.name, directory: directory)
     }
 
@@ -75,14 +74,18 @@ struct RestoreTestCopy {
     }
 
     /// Makes the copy's XML (refusing one that cannot be made safe before anything is written),
-    /// checks room and memory, writes the disks, defines and starts the copy, waits for its sign of life.
+    /// checks room, memory and the files it reads, writes the disks, defines and starts the copy,
+    /// waits for its sign of life.
     func bootAndWatch(_ manifest: Manifest, backup: BackupRef, profile: SnapshotProfile, abort: AbortFlag) throws
         -> RestoreTestRecord
     {
         let files = Dictionary(manifest.disks.map { ($0.target, file(for: $0)) }, uniquingKeysWith: { a, _ in a })
         let xml = try DomainXML.forRestoreTest(
             manifest.domainXML, name: name, diskFiles: files, console: console, marker: Self.marker, backup: backup.id)
-        try prepare(for: manifest.disks, memory: try DomainXML.memoryBytes(of: xml))
+        try prepare(
+            RestoreTestNeeds(
+                disks: manifest.disks, memory: try DomainXML.memoryBytes(of: xml),
+                inputs: try DomainXML.filesReadByCopy(xml)))
         for image in manifest.disks {
             if abort.isRaised { throw PipelineError.aborted }
             try ImageWriter(host: host).write(

@@ -5,9 +5,14 @@
 /// qemu needs some of its own beside it: the host's MemAvailable must hold that plus 10% and 256 MiB.
 /// The copy keeps no hugepages, locked or file-backed memory (RestoreTestDomain drops memoryBacking),
 /// so MemAvailable is all that counts: a test never takes the hugepages reserved for the host's VMs.
+///
+/// Files: the kernel, initrd and firmware the copy reads (DomainXML.filesReadByCopy) must be regular
+/// files that every user of the host may read (checked as `nobody`): libvirt hands them to qemu, so a
+/// hypervisor's XML naming a root-only file (a key, /etc/shadow) would put it into the copy's memory.
 struct RestoreTestNeeds {
     let disks: [Manifest.StoredImage]
     let memory: Int64
+    var inputs: [String] = []
 
     /// The disks' files, twice for a qcow2 stored as raw content (its raw file and the qcow2), plus
     /// 5% and 256 MiB.
@@ -33,28 +38,53 @@ struct RestoreTestNeeds {
         return overflow ? .max : b
     }
 
-    /// What the host answered: free KiB in the directory's file system, MemAvailable in KiB.
+    /// The question for the host, after the directory is made: the free space there, MemAvailable,
+    /// and which of the inputs not everyone may read (a line each, by index).
+    func probe(directory: String) -> String {
+        let d = ShellQuote.quote(directory)
+        var script =
+            "df -P -k \(d) | awk 'NR==2 {print \"disk \" $4}'; "
+            + "awk '$1 == \"MemAvailable:\" {print \"memory \" $2}' /proc/meminfo"
+        for (i, file) in inputs.enumerated() {
+            let q = ShellQuote.quote(file)
+            script += "; { [ -f \(q) ] && runuser -u nobody -- test -r \(q); } || echo 'unreadable \(i)'"
+        }
+        return script
+    }
+
+    /// What the host answered: free KiB in the directory's file system, MemAvailable in KiB, the
+    /// inputs (by index) not everyone may read.
     struct HostRoom {
         var diskKiB: Int64?
         var memoryKiB: Int64?
+        var unreadable: [Int] = []
 
         init(diskKiB: Int64?, memoryKiB: Int64?) {
             self.diskKiB = diskKiB
             self.memoryKiB = memoryKiB
         }
 
-        /// Lines `disk N` and `memory N`; a missing or garbled line stays nil (and is refused).
+        /// Lines `disk N`, `memory N` and `unreadable I`; a missing or garbled size stays nil (and
+        /// is refused).
         init(parsing out: String) {
             for line in out.split(separator: "\n") {
                 let f = line.split(separator: " ")
                 guard f.count == 2, let n = Int64(f[1]), n >= 0 else { continue }
                 if f[0] == "disk" { diskKiB = n }
                 if f[0] == "memory" { memoryKiB = n }
+                if f[0] == "unreadable", let i = Int(exactly: n) { unreadable.append(i) }
             }
         }
     }
 
     func check(_ room: HostRoom, host: String, directory: String) throws {
+        if let i = room.unreadable.first {
+            let file = inputs.indices.contains(i) ? inputs[i] : "input \(i)"
+            throw RestoreTestFailure(
+                "the copy would read \(file) on \(host) (its kernel, initrd or firmware), which is not a file every"
+                    + " user there may read; a restore test's copy reads only such files, so that a domain's XML"
+                    + " cannot make it read others")
+        }
         guard let diskKiB = room.diskKiB else {
             throw RestoreTestFailure("cannot read the free space of \(directory) on \(host)")
         }
