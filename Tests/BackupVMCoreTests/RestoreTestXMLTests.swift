@@ -141,7 +141,7 @@ struct RestoreTestAllowListTests {
             <smbios mode='sysinfo'/>
             <boot dev='hd'/>
           </os>
-          <features><acpi/><apic/><smm state='on'/></features>
+          <features><acpi/><apic/><smm state='on'/><tcg><tb-cache unit='GiB'>64</tb-cache></tcg></features>
           <cpu mode='host-passthrough' check='none'><topology sockets='1' cores='2' threads='2'/>
             <numa><cell id='0' cpus='0-3' memory='4' unit='GiB' memAccess='shared'/></numa></cpu>
           <clock offset='utc'><timer name='rtc' tickpolicy='catchup'/></clock>
@@ -238,7 +238,7 @@ struct RestoreTestAllowListTests {
         for leaked in [
             "qemu:", "-netdev", "/srv/evil", "nvdimm.img", "pmem.img", "/srv/web01/lp0", "10.0.0.1", "svirt_t",
             "/etc/shadow", "slic.bin", "web01.agent", "tap0", "vhostuser", "prod web", "/srv/web01/vd",
-            "web01_VARS.fd", "coredump", "org.example.debug",
+            "web01_VARS.fd", "coredump", "org.example.debug", "tb-cache",
         ] {
             #expect(!xml.contains(leaked), "\(leaked) reached the copy:\n\(xml)")
         }

@@ -11,7 +11,7 @@ import Foundation
 /// - os: type, the firmware (a read-only ROM or pflash image; a writable one is refused), a new UEFI
 ///   variable store from the original's template, the kernel, initrd and command line of a direct
 ///   kernel boot (read-only inputs that qemu opens, never writes; the lab's guests boot so), boot order;
-/// - features, clock: guest-visible switches and timers, no host resource;
+/// - features (known ones, whole; not `tcg`), clock: guest-visible switches and timers, no host resource;
 /// - cpu: mode, model, vendor, topology, features (no NUMA cells, no cache placement);
 /// - on_poweroff/on_reboot/on_crash: destroy, restart, preserve, rename-restart;
 /// - devices: the restored disks as files of the test's (format, target, serial number, boot
@@ -26,6 +26,13 @@ struct RestoreTestDomain {
     let original: XMLElement
 
     static let domainTypes: Set<String> = ["kvm", "qemu"]
+    /// Guest-visible platform switches, copied whole; not `tcg` (its translation cache size is host
+    /// memory the MemAvailable check does not count) nor anything unknown.
+    static let features: Set<String> = [
+        "acpi", "apic", "pae", "hap", "viridian", "privnet", "hyperv", "kvm", "pvspinlock", "gic", "ioapic", "hpt",
+        "vmcoreinfo", "smm", "htm", "nested-hv", "msrs", "ccf-assist", "cfpc", "sbbc", "ibs", "vmport", "pmu",
+        "async-teardown",
+    ]
     static let lifecycle = ["on_poweroff", "on_reboot", "on_crash"]
     static let lifecycleActions: Set<String> = ["destroy", "restart", "preserve", "rename-restart"]
     static let diskBuses: Set<String> = ["virtio", "sata", "scsi", "ide", "usb", "fdc"]
@@ -49,10 +56,15 @@ struct RestoreTestDomain {
         root.addChild(Self.element("name", text: name))
         try addSizes(to: root)
         root.addChild(try os())
-        for section in ["features", "clock"] {
-            if let from = original.elements(forName: section).first, let copy = from.copy() as? XMLElement {
-                root.addChild(copy)
+        if let from = original.elements(forName: "features").first {
+            let features = Self.element("features")
+            for feature in Self.children(from) where Self.features.contains(feature.name ?? "") {
+                if let copy = feature.copy() as? XMLElement { features.addChild(copy) }
             }
+            root.addChild(features)
+        }
+        if let clock = original.elements(forName: "clock").first, let copy = clock.copy() as? XMLElement {
+            root.addChild(copy)
         }
         if let cpu = original.elements(forName: "cpu").first { root.addChild(self.cpu(cpu)) }
         for event in Self.lifecycle {
