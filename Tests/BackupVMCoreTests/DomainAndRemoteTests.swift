@@ -48,16 +48,24 @@ struct DomainAndRemoteTests {
     }
 
     @Test func renamedCopyHasNoUUIDNoMACAndNewPaths() throws {
-        let out = try DomainXML.renamed(
-            xml, from: "web01", to: "web01-copy",
-            diskSources: ["vda": "/var/lib/libvirt/images/web01-copy-vda.raw"])
+        let sources = [
+            "vda": "/var/lib/libvirt/images/web01-copy-vda.raw", "vdb": "/srv/img/web01-copy-data.qcow2",
+            "vdc": "/dev/vg0/web01-copy-swap",
+        ]
+        let out = try DomainXML.renamed(xml, from: "web01", to: "web01-copy", diskSources: sources)
         #expect(out.contains("<name>web01-copy</name>"))
         #expect(!out.contains("<uuid>") && !out.contains("52:54:00:12:34:56"))
         #expect(out.contains("/var/lib/libvirt/images/web01-copy-vda.raw"))
-        #expect(out.contains("/srv/img/data.qcow2"), "disks not named keep their source")
+        #expect(!out.contains("/srv/img/data.qcow2"), "no disk of the original's (issue #19, item 5)")
         #expect(out.contains("/var/lib/libvirt/images/web01-copy-console.log"))
-        #expect(try DomainXML.disks(of: out, vm: "web01-copy").count == 3)
-        let withoutSwap = try DomainXML.renamed(xml, from: "web01", to: "c", diskSources: [:], droppingDisks: ["vdc"])
+        #expect(
+            try DomainXML.disks(of: out, vm: "web01-copy").map(\.source) == ["vda", "vdb", "vdc"].map { sources[$0] })
+        #expect(throws: DomainXML.Problem.self, "a disk without a new path is refused, not left as it was") {
+            _ = try DomainXML.renamed(xml, from: "web01", to: "c", diskSources: ["vda": "/x/c-vda.raw"])
+        }
+        let withoutSwap = try DomainXML.renamed(
+            xml, from: "web01", to: "c", diskSources: ["vda": "/x/c-vda.raw", "vdb": "/x/c-data.qcow2"],
+            droppingDisks: ["vdc"])
         #expect(
             try DomainXML.disks(of: withoutSwap, vm: "c").map(\.target) == ["vda", "vdb"],
             "excluded disks are not shared with the copy")

@@ -93,6 +93,9 @@ struct LabChunkTests {
         r = try backupVM(config, ["restore", vm, "--as", first, "--to-host", "kvm2"])
         #expect(r.status == 0, "\(r.err)")
         #expect(try sha256(ofFile: lab.images("kvm2") + "/\(first)-vda.raw") == disks["vda"]?.sha256)
+        try lab.ssh("kvm2", "virsh start \(first) >/dev/null")
+        #expect(eventually(timeout: 90) { lab.readyCount("kvm2", first) >= 1 }, "the restored copy boots")
+        try lab.ssh("kvm2", "virsh destroy \(first) >/dev/null")
 
         // The helper on the hypervisor is checked before every use: a damaged copy is replaced.
         let remote = try lab.ssh("kvm1", "ls /var/lib/backup_vm/.bvm-chunk-helper-*").trimmingCharacters(
@@ -134,6 +137,9 @@ struct LabChunkTests {
         r = try backupVM(config, ["restore", vm, "--as", second, "--to-host", "kvm2"])
         #expect(r.status == 0, "\(r.err)")
         #expect(try sha256(ofFile: lab.images("kvm2") + "/\(second)-vda.raw") == changedSHA)
+        try lab.ssh("kvm2", "virsh start \(second) >/dev/null")
+        #expect(eventually(timeout: 90) { lab.readyCount("kvm2", second) >= 1 }, "the restored copy boots")
+        try lab.ssh("kvm2", "virsh destroy \(second) >/dev/null")
         let stats = try backupVM(config, ["store-stats"]).out
         print(
             "LabChunkTests measured: wire first \(wire1) bytes, second \(wire2) (\(String(format: "%.2f", Double(wire2) * 100 / Double(wire1))) %);"

@@ -193,6 +193,53 @@ struct LabLiveTests {
     }
 
     @Test(
+        "#19 item 6: the copy of a live-backed-up guest whose console is in a directory named after it: refused until that directory exists on the target, then restored with only the file renamed, started, seen booting, removed"
+    )
+    func restoredCopyOfALiveBackupBoots() throws {
+        let lab = try Lab.require()
+        let (vm, copy) = ("live3", "live3copy")
+        lab.removeGuest(vm)
+        lab.removeGuest(copy)
+        defer {
+            lab.removeGuest(vm)
+            lab.removeGuest(copy)
+        }
+        // /var/lib/libvirt/images/live3-consoles/console-live3.log: the VM's name in the directory and
+        // in the file (removeGuest removes images/NAME-* on both hosts).
+        let consoles = "/var/lib/libvirt/images/\(vm)-consoles"
+        try lab.makeGuest("kvm1", vm, raw: 16, extra: ["--console", "\(consoles)/console-\(vm).log"])
+        let config = lab.config(tmp, schedule: "\(vm) * 3", profiles: [vm: "Mode=live"])
+        let backup = try backupVM(config, [vm])
+        #expect(backup.status == 0, "\(backup.err)")
+        let m = try Manifest.read(
+            backupDirectory: try #require(BackupCatalog(storage: tmp.path + "/storage").newestBackup(of: vm)).path)
+        #expect(m.mode == .live)
+
+        // kvm2 has no such directory: refused before anything is written or defined there.
+        let refused = try backupVM(config, ["restore", vm, "--as", copy, "--to-host", "kvm2", "--start"])
+        #expect(refused.status == 1, "\(refused.out)")
+        #expect(
+            refused.err.contains("\(consoles) does not exist on kvm2") && refused.err.contains("mkdir -p"),
+            "\(refused.err)")
+        #expect(try lab.state("kvm2", copy) == "absent")
+        #expect(try lab.ssh("kvm2", "ls /var/lib/libvirt/images | grep -c \(copy) || true") == "0\n", "no disk written")
+
+        try lab.ssh("kvm2", "mkdir -p \(consoles)")
+        let restored = try backupVM(config, ["restore", vm, "--as", copy, "--to-host", "kvm2", "--start"])
+        #expect(restored.status == 0, "\(restored.err)")
+        let console = lab.images("kvm2") + "/\(vm)-consoles/console-\(copy).log"
+        #expect(
+            eventually(timeout: 90) {
+                ((try? String(contentsOfFile: console, encoding: .utf8)) ?? "").contains("LAB-GUEST-READY")
+            }, "the copy started and booted, its console beside the original's name: \(console)")
+        #expect(
+            !FileManager.default.fileExists(atPath: lab.images("kvm2") + "/\(copy)-consoles"), "no directory renamed")
+        #expect(try lab.state("kvm1", vm) == "running", "the original runs on")
+        lab.removeGuest(copy)
+        #expect(try lab.state("kvm2", copy) == "absent", "the copy removed")
+    }
+
+    @Test(
         "a daemon SIGKILLed mid-copy leaves the backup job running; the next start ends it, cleans up, retries to done")
     func killedWorker() throws {
         let lab = try Lab.require()

@@ -16,9 +16,8 @@ public enum DomainXML {
     /// would be copied), other formats.
     public static func disks(of xml: String, vm: String) throws(Problem) -> [DomainDisk] {
         let doc = try parse(xml, what: "domain XML of \(vm)")
-        let nodes = (try? doc.nodes(forXPath: "/domain/devices/disk")) ?? []
         var disks: [DomainDisk] = []
-        for case let node as XMLElement in nodes {
+        for node in try elements(doc, "/domain/devices/disk") {
             if let disk = try disk(node, vm: vm) { disks.append(disk) }
         }
         guard !disks.isEmpty else { throw Problem(description: "\(vm) has no disks to back up") }
@@ -117,55 +116,22 @@ public enum DomainXML {
             }
     }
 
-    /// The domain XML for restoring under another name: new <name>, no <uuid> (libvirt makes one),
-    /// no <mac address> (libvirt makes new ones, so the copy does not clash with the original on the
-    /// network), disk sources replaced as given, and file paths of serial consoles that carried the old
-    /// name renamed too.
-    public static func renamed(
-        _ xml: String, from oldName: String, to newName: String,
-        diskSources: [String: String], droppingDisks dropped: Set<String> = []
-    ) throws(Problem) -> String {
-        let doc = try parse(xml, what: "stored domain XML")
-        guard let root = doc.rootElement() else { throw Problem(description: "stored domain XML is empty") }
-        root.elements(forName: "name").first?.stringValue = newName
-        for uuid in root.elements(forName: "uuid") { uuid.detach() }
-        try? rewriteDisks(root, diskSources: diskSources)
-        // Disks that were not backed up (ExcludeLVs) would still point at the original's volumes.
-        for case let disk as XMLElement in (try? root.nodes(forXPath: "devices/disk")) ?? [] {
-            if let target = disk.elements(forName: "target").first?.attribute(forName: "dev")?.stringValue,
-                dropped.contains(target)
-            {
-                disk.detach()
-            }
+    /// The elements an XPath query finds. A query that fails is an error, never "none found": what
+    /// decides what a restore writes or drops cannot be read as absent.
+    static func elements(_ node: XMLNode, _ xpath: String) throws(Problem) -> [XMLElement] {
+        do {
+            return try node.nodes(forXPath: xpath).compactMap { $0 as? XMLElement }
+        } catch {
+            throw Problem(description: "cannot query the domain XML for \(xpath): \(error)")
         }
-        for case let mac as XMLElement in (try? root.nodes(forXPath: "devices/interface/mac")) ?? [] { mac.detach() }
-        // The original's UEFI variable store: libvirt makes the copy its own from the template.
-        for case let nvram as XMLElement in (try? root.nodes(forXPath: "os/nvram")) ?? [] { nvram.detach() }
-        for case let src as XMLElement in (try? root.nodes(forXPath: "devices/serial/source | devices/console/source"))
-            ?? []
-        {
-            if let path = src.attribute(forName: "path")?.stringValue, path.contains(oldName) {
-                src.attribute(forName: "path")?.stringValue = path.replacingOccurrences(of: oldName, with: newName)
-            }
-        }
-        return doc.xmlString(options: [.nodePrettyPrint])
     }
 
-    /// The same XML with its disk sources replaced (restore to other paths, same name).
-    public static func withDiskSources(_ xml: String, _ diskSources: [String: String]) throws(Problem) -> String {
+    /// The root <domain> of stored domain XML.
+    static func storedDomain(_ xml: String) throws(Problem) -> (XMLDocument, XMLElement) {
         let doc = try parse(xml, what: "stored domain XML")
-        guard let root = doc.rootElement() else { throw Problem(description: "stored domain XML is empty") }
-        try? rewriteDisks(root, diskSources: diskSources)
-        return doc.xmlString(options: [.nodePrettyPrint])
-    }
-
-    private static func rewriteDisks(_ root: XMLElement, diskSources: [String: String]) throws {
-        for case let disk as XMLElement in try root.nodes(forXPath: "devices/disk") {
-            guard let target = disk.elements(forName: "target").first?.attribute(forName: "dev")?.stringValue,
-                let newPath = diskSources[target], let source = disk.elements(forName: "source").first
-            else { continue }
-            if let a = source.attribute(forName: "file") { a.stringValue = newPath }
-            if let a = source.attribute(forName: "dev") { a.stringValue = newPath }
+        guard let root = doc.rootElement(), root.name == "domain" else {
+            throw Problem(description: "stored domain XML has no <domain>")
         }
+        return (doc, root)
     }
 }

@@ -89,10 +89,12 @@ public struct BackupRestorer: Sendable {
         let disks = try RestorePreflight(host: host, id: id).plan(
             manifest, rename: request.newName.map { (from: request.vm, to: $0) })
         let paths = Dictionary(disks.map { ($0.target, $0.path) }, uniquingKeysWith: { first, _ in first })
+        let xml = try domainXML(manifest, backup: backup, request: request, paths: paths, log: log)
+        try RestorePreflight(host: host, id: id).checkDirectories(xml, name: name)
         try RestoreTransaction(disks: disks, abort: request.abort, log: log).run(
             from: { backup.path + "/" + $0.image.file },
             stop: { try stopLiveCopies(of: name, isNew: request.newName != nil, force: request.force, log: log) },
-            define: { try define(manifest, request: request, paths: paths, host: host, log: log) })
+            define: { try define(xml, name: name, host: host, log: log) })
         log.info("disks restored: \(disks.map { "\($0.target) -> \($0.path)" }.joined(separator: ", "))")
         if request.withRAM, let ram = manifest.ramState {
             try resumeFromRAM(ram, backup: backup, manifest: manifest, host: host, id: id, log: log)
@@ -180,23 +182,30 @@ public struct BackupRestorer: Sendable {
         }
     }
 
-    /// Defines the domain from the stored XML: same name with the disk paths written, or a copy under
-    /// the new name without UUID, MAC addresses and the disks that were excluded from the backup.
-    func define(_ manifest: Manifest, request: Request, paths: [String: String], host: RemoteHost, log: Logger) throws {
-        let excluded = manifest.excluded
-        let xml: String
-        if let newName = request.newName {
-            xml = try DomainXML.renamed(
-                manifest.domainXML, from: request.vm, to: newName, diskSources: paths,
-                droppingDisks: Set(excluded.map(\.target)))
+    /// The XML to define, made before anything is written (what cannot be made is refused while
+    /// nothing is touched): same name with the disk paths written, or a copy under the new name
+    /// without UUID, MAC addresses and the disks that were excluded from the backup (DomainXML).
+    func domainXML(
+        _ manifest: Manifest, backup: BackupRef, request: Request, paths: [String: String], log: Logger
+    ) throws -> String {
+        let excluded = Set(manifest.excluded.map(\.target))
+        do {
+            guard let newName = request.newName else {
+                return try DomainXML.withDiskSources(manifest.domainXML, paths, keeping: excluded)
+            }
+            let xml = try DomainXML.renamed(
+                manifest.domainXML, from: request.vm, to: newName, diskSources: paths, droppingDisks: excluded)
             if !excluded.isEmpty {
-                let list = excluded.map { "\($0.target) (\($0.source))" }.joined(separator: ", ")
+                let list = manifest.excluded.map { "\($0.target) (\($0.source))" }.joined(separator: ", ")
                 log.notice("excluded disks are not part of the copy: \(list); add volumes for them if it needs them")
             }
-        } else {
-            xml = try DomainXML.withDiskSources(manifest.domainXML, paths)
+            return xml
+        } catch {
+            throw RestoreError.unusableDomainXML(vm: request.vm, id: backup.id, detail: error.description)
         }
-        let name = request.newName ?? request.vm
+    }
+
+    func define(_ xml: String, name: String, host: RemoteHost, log: Logger) throws {
         try Virsh(host: host).define(xml: xml, what: "virsh define \(name)")
         log.info("domain defined")
     }

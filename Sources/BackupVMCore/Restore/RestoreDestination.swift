@@ -32,17 +32,18 @@ enum RestoreDestination: Sendable, Equatable {
         }
     }
 
-    /// The destination of the copy `new` of VM `old`: the old name in the file or LV name replaced by
-    /// the new one, else the new name put in front.
+    /// The destination of the copy `new` of VM `old`: the old name in the file's or LV's own name
+    /// replaced by the new one, else the new name put in front (CopyName); directories and the VG
+    /// stay as they are.
     func renamed(from old: String, to new: String, disk: String, host: String) throws(RestoreError)
         -> RestoreDestination
     {
         switch self {
         case .file(let path):
             let dir = (path as NSString).deletingLastPathComponent
-            return .file(path: dir + "/" + Self.renamed((path as NSString).lastPathComponent, from: old, to: new))
+            return .file(path: dir + "/" + CopyName.renamed((path as NSString).lastPathComponent, from: old, to: new))
         case .volume(let volume, _):
-            let copy = VolumeName(vg: volume.vg, lv: Self.renamed(volume.lv, from: old, to: new))
+            let copy = VolumeName(vg: volume.vg, lv: CopyName.renamed(volume.lv, from: old, to: new))
             return .volume(copy, path: copy.path)
         case .device(let path), .block(let path):
             throw .unfitDestination(
@@ -50,9 +51,5 @@ enum RestoreDestination: Sendable, Equatable {
                 what: "is a block device that is not an LV: a copy under another name cannot have one of its own."
                     + " Restore \(old) itself, or exclude the disk (ExcludeLVs) from its backups")
         }
-    }
-
-    static func renamed(_ name: String, from old: String, to new: String) -> String {
-        name.contains(old) ? name.replacingOccurrences(of: old, with: new) : new + "-" + name
     }
 }

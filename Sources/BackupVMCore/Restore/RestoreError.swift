@@ -24,6 +24,11 @@ public enum RestoreError: Error, CustomStringConvertible, Sendable, Equatable {
     case noSpace(NoSpace)
     /// SIGINT/SIGTERM/SIGHUP before the VM was stopped: what was written aside is removed.
     case aborted
+    /// The stored domain XML cannot be defined as restored (a disk it cannot be given its restored
+    /// path, a disk that was neither restored nor excluded, ...): found before anything is written.
+    case unusableDomainXML(vm: String, id: String, detail: String)
+    /// A directory the domain's consoles or logs write into is missing on the target host.
+    case missingDirectory(path: String, host: String, name: String)
 
     /// A volume group (or thin pool) without room for the new LVs of a restore.
     public struct NoSpace: Sendable, Equatable {
@@ -77,6 +82,12 @@ public enum RestoreError: Error, CustomStringConvertible, Sendable, Equatable {
                 + " \(ByteCount(n.neededBytes)) for new LVs (\(n.disks.joined(separator: ", "))), written and"
                 + " checked before the old ones are replaced\(leftovers). Make room, or restore elsewhere (--to-host,"
                 + " --as); nothing was touched"
+        case .unusableDomainXML(let vm, let id, let detail):
+            return "backup \(id) of \(vm) cannot be defined as restored: \(detail); nothing was touched"
+        case .missingDirectory(let path, let host, let name):
+            return "\(path) does not exist on \(host): \(name)'s console, serial port or log writes there and it could"
+                + " not start; create it (mkdir -p \(path), owned as on the original's host) and restore again;"
+                + " nothing was touched"
         case .aborted:
             return "aborted on request (SIGINT/SIGTERM/SIGHUP) before the VM was stopped; what was written beside"
                 + " the disks is removed, the disks and the VM are as they were"

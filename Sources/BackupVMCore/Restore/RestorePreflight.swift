@@ -117,12 +117,30 @@ struct RestorePreflight {
         }
     }
 
-    /// The size of each path that is a block device (missing: not one).
+    /// Every directory the domain's consoles, serial and parallel ports, channels and logs write
+    /// into must exist on the host (HostFiles), or the domain is defined but cannot start. Checked,
+    /// not made: the owner, mode and labels the operator gives such a directory are not ours to guess.
+    func checkDirectories(_ xml: String, name: String) throws {
+        let directories = try DomainXML.directoriesWrittenTo(xml)
+        guard !directories.isEmpty else { return }
+        let script = directories.enumerated().map { i, d in "[ -d \(ShellQuote.quote(d)) ] || echo \(i)" }
+        let out = try host.run(script.joined(separator: "; "), what: "checking the directories of \(name)'s consoles")
+        for line in out.split(separator: "\n") {
+            guard let i = Int(line.trimmingCharacters(in: .whitespaces)), directories.indices.contains(i) else {
+                throw RemoteError.protocolViolation(
+                    host: host.name, what: "checking directories", detail: "unexpected line '\(line)'")
+            }
+            throw RestoreError.missingDirectory(path: directories[i], host: host.name, name: name)
+        }
+    }
+
+    /// The size of each path that is a block device (missing: not one). A block device whose size
+    /// cannot be read fails the question (blockdev's message), never reads as "not a device".
     func deviceSizes(_ paths: [String]) throws -> [String: Int64] {
         let script = paths.enumerated().map { i, p in
             let q = ShellQuote.quote(p)
             return
-                "s=; if [ -b \(q) ]; then s=$(blockdev --getsize64 \(q) || true); fi; printf '%d\\t%s\\n' \(i) \"$s\""
+                "s=; if [ -b \(q) ]; then s=$(blockdev --getsize64 \(q)); fi; printf '%d\\t%s\\n' \(i) \"$s\""
         }
         let out = try host.run(script.joined(separator: "; "), what: "blockdev --getsize64")
         var sizes: [String: Int64] = [:]

@@ -15,9 +15,14 @@ public struct RestoreTest: Sendable {
     let restorer: BackupRestorer
 
     public init(configuration: Configuration, logger: Logger) {
+        self.init(configuration: configuration, restorer: BackupRestorer(configuration: configuration, logger: logger))
+    }
+
+    /// With another restorer (tests: its hypervisors reached through a stand-in ssh).
+    init(configuration: Configuration, restorer: BackupRestorer) {
         self.configuration = configuration
-        self.logger = logger
-        restorer = BackupRestorer(configuration: configuration, logger: logger)
+        self.logger = restorer.logger
+        self.restorer = restorer
     }
 
     public struct Request: Sendable {
@@ -86,9 +91,7 @@ public struct RestoreTest: Sendable {
         _ = try restorer.liveCopies(of: name, isNew: true, force: false)
         try StoredImageCheck(backup: backup).check(manifest.disks)
         defer { copy.removeReporting() }
-        return try copy.bootAndWatch(
-            manifest, backup: backup, profile: profile,
-            hasAgent: manifest.domainXML.contains("org.qemu.guest_agent.0"), abort: request.abort)
+        return try copy.bootAndWatch(manifest, backup: backup, profile: profile, abort: request.abort)
     }
 
     func copy(of vm: String, on host: String) -> RestoreTestCopy {

@@ -25,36 +25,40 @@ struct RestoreTestCopy {
         }
     }
 
+    /// Fails closed: a libvirt that cannot be asked is not "no such domain", a definition that cannot
+    /// be read is not somebody else's, and a copy that did not stop is neither undefined nor are its
+    /// files removed under it (exit 4 names it; the next test, or recovery, tries again).
     private func removeScript(_ n: String) throws {
         try host.run(
             """
-            if virsh dominfo \(n) >/dev/null 2>&1; then x=$(virsh dumpxml \(n) 2>/dev/null || true); \
+            \(Virsh.domstate(name)); if [ "$s" != '#absent' ]; then \
+            x=$(virsh dumpxml \(n)) || { echo "cannot read the definition of \(name); left as it is" >&2; exit 4; }; \
             case "$x" in *\(Self.marker)*) ;; *) echo "a domain named \(name) exists and is not a restore test's copy: \
             not touched; rename it or test another way" >&2; exit 3 ;; esac; \
-            virsh destroy \(n) >/dev/null 2>&1 || true; \
+            if [ "$s" != 'shut off' ] && ! virsh destroy \(n) >/dev/null && \
+            [ "$(virsh -q domstate \(n) 2>/dev/null)" != 'shut off' ]; then \
+            echo "\(name) could not be stopped; it and its files are left as they are" >&2; exit 4; fi; \
             virsh undefine \(n) --nvram >/dev/null 2>&1 || virsh undefine \(n) >/dev/null; fi; \
             rm -rf \(ShellQuote.quote(directory))
             """, what: "removing the restore test's domain \(name) and \(directory)")
     }
 
-    /// Room for the disks in the directory's file system (a qcow2 disk stored as raw content needs
-    /// its raw file and the qcow2 beside it), with 5% and 256 MiB to spare: a hypervisor whose
-    /// running VMs share that file system must never fill up because of a test.
-    func checkRoom(for disks: [Manifest.StoredImage]) throws {
-        let need = disks.reduce(Int64(0)) {
-            $0 + $1.rawBytes * ($1.storedContent == .raw && $1.format == .qcow2 ? 2 : 1)
-        }
-        let wanted = need + need / 20 + (256 << 20)
+    /// Makes the directory (qemu runs as its own user: the path to the disks must be searchable, not
+    /// readable) and checks, in the same round trip, that the host has room for the copy:
+    /// - its disks in the directory's file system (a qcow2 disk stored as raw content needs its raw
+    ///   file and the qcow2 beside it), with 5% and 256 MiB to spare: a hypervisor whose running VMs
+    ///   share that file system must never fill up because of a test;
+    /// - its memory (RestoreTestNeeds): the copy starts on a host whose running VMs need theirs.
+    /// - the files it reads (kernel, initrd, firmware): readable by every user of the host.
+    func prepare(_ needs: RestoreTestNeeds) throws {
+        let d = ShellQuote.quote(directory)
+        let parent = (directory as NSString).deletingLastPathComponent
         let out = try host.run(
-            "df -P -k \(ShellQuote.quote(directory)) | awk 'NR==2 {print $4}'", what: "free space in \(directory)")
-        guard let kib = Int64(out.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            throw RestoreTestFailure("cannot read the free space of \(directory) on \(host.name): \(out)")
-        }
-        guard kib * 1024 >= wanted else {
-            throw RestoreTestFailure(
-                "not enough room in \(directory) on \(host.name) for the copy: it needs \(ByteCount(wanted)), "
-                    + "\(ByteCount(kib * 1024)) free (WorkPath of the VM's profile)")
-        }
+            "mkdir -p \(d) && chmod 711 \(d) && chmod a+x \(ShellQuote.quote(parent)) "
+                + ShellQuote.quote((parent as NSString).deletingLastPathComponent) + "; "
+                + needs.probe(directory: directory),
+            what: "making \(directory), and the room, memory and files there")
+        try needs.check(RestoreTestNeeds.HostRoom(parsing: out), host: host.name, directory: directory)
     }
 
     func removeReporting() {
@@ -63,35 +67,37 @@ struct RestoreTestCopy {
         }
     }
 
-    /// Writes the disks, defines and starts the copy, waits for its sign of life.
-    func bootAndWatch(
-        _ manifest: Manifest, backup: BackupRef, profile: SnapshotProfile, hasAgent: Bool, abort: AbortFlag
-    ) throws -> RestoreTestRecord {
-        var files: [String: (path: String, format: DomainDisk.Format)] = [:]
-        let d = ShellQuote.quote(directory)
-        // qemu runs as its own user: the path to the disks must be searchable (not readable).
-        let parent = (directory as NSString).deletingLastPathComponent
-        try host.run(
-            "mkdir -p \(d) && chmod 711 \(d) && chmod a+x \(ShellQuote.quote(parent)) "
-                + ShellQuote.quote((parent as NSString).deletingLastPathComponent),
-            what: "making \(directory)")
-        try checkRoom(for: manifest.disks)
-        for image in manifest.disks {
-            if abort.isRaised { throw PipelineError.aborted }
-            let format: DomainDisk.Format = image.format == .qcow2 ? .qcow2 : .raw
-            let path = directory + "/\(image.target).\(format.rawValue)"
-            try ImageWriter(host: host).write(
-                image, from: backup.path + "/" + image.file, to: path, id: backup.id, abort: abort)
-            files[image.target] = (path, format)
-        }
+    /// Where a disk of the copy goes, in its own format.
+    func file(for image: Manifest.StoredImage) -> (path: String, format: DomainDisk.Format) {
+        let format: DomainDisk.Format = image.format == .qcow2 ? .qcow2 : .raw
+        return (directory + "/\(image.target).\(format.rawValue)", format)
+    }
+
+    /// Makes the copy's XML (refusing one that cannot be made safe before anything is written),
+    /// checks room, memory and the files it reads, writes the disks, defines and starts the copy,
+    /// waits for its sign of life.
+    func bootAndWatch(_ manifest: Manifest, backup: BackupRef, profile: SnapshotProfile, abort: AbortFlag) throws
+        -> RestoreTestRecord
+    {
+        let files = Dictionary(manifest.disks.map { ($0.target, file(for: $0)) }, uniquingKeysWith: { a, _ in a })
         let xml = try DomainXML.forRestoreTest(
             manifest.domainXML, name: name, diskFiles: files, console: console, marker: Self.marker, backup: backup.id)
+        try prepare(
+            RestoreTestNeeds(
+                disks: manifest.disks, memory: try DomainXML.memoryBytes(of: xml),
+                inputs: try DomainXML.filesReadByCopy(xml)))
+        for image in manifest.disks {
+            if abort.isRaised { throw PipelineError.aborted }
+            try ImageWriter(host: host).write(
+                image, from: backup.path + "/" + image.file, to: file(for: image).path, id: backup.id, abort: abort)
+        }
         try Virsh(host: host).define(xml: xml, what: "virsh define \(name)")
         try Virsh(host: host).start(name)
         let started = Date()
         log.info("restore test: \(name) started on \(host.name) from backup \(backup.id)")
         let waiter = RestoreTestWatch(
-            host: host, name: name, console: console, ready: profile.restoreTestReady, agent: hasAgent,
+            host: host, name: name, console: console, ready: profile.restoreTestReady,
+            agent: try DomainXML.hasAgentChannel(xml),
             runFor: profile.restoreTestSeconds)
         let outcome = try waiter.wait(timeout: TimeInterval(profile.restoreTestTimeout), since: started, abort: abort)
         var record = RestoreTestRecord(

@@ -55,7 +55,11 @@ final class RestoreSandbox: @unchecked Sendable {
 
     /// Stores a backup of `vm` with these disks and contents (LVs record their volume as a backup does;
     /// `formatVersion` 1 leaves it out, as older backups did).
-    func storeBackup(_ disks: [(disk: DomainDisk, volume: VolumeName?, content: Data)], formatVersion: Int = 2) throws {
+    /// `domainXML`: the stored definition (default: ScriptedHypervisor's for these disks).
+    func storeBackup(
+        _ disks: [(disk: DomainDisk, volume: VolumeName?, content: Data)], formatVersion: Int = 2,
+        domainXML: String? = nil
+    ) throws {
         try FileManager.default.createDirectory(atPath: backupDirectory, withIntermediateDirectories: true)
         var images: [Manifest.StoredImage] = []
         for (disk, volume, content) in disks {
@@ -76,7 +80,8 @@ final class RestoreSandbox: @unchecked Sendable {
             vm: vm, id: backupID, host: "kvm1", mode: .cold, requestedMode: .cold, modeNote: nil,
             priorState: .shutOff, compression: .lzop, started: "2026-11-27T22:00:00Z", finished: "2026-11-27T22:00:09Z",
             durationSeconds: 9, downtimeSeconds: 9, disks: images, excluded: [], ramState: nil,
-            domainXML: ScriptedHypervisor.domainXML(vm, disks.map(\.disk)), keptOnHost: false, sequence: 1)
+            domainXML: domainXML ?? ScriptedHypervisor.domainXML(vm, disks.map(\.disk)), keptOnHost: false,
+            sequence: 1)
         manifest.formatVersion = formatVersion
         try manifest.encoded().write(to: URL(fileURLWithPath: backupDirectory + "/" + BackupNames.manifest))
     }
@@ -103,15 +108,21 @@ final class RestoreSandbox: @unchecked Sendable {
         }
     }
 
-    /// A virsh for the sandbox: `domstate` from `domains/NAME`, `destroy` and `start` change it,
-    /// `define` keeps the XML (and defines the domain, shut off).
+    /// A virsh for the sandbox: `domstate` and `dominfo` from `domains/NAME`, `destroy` and `start`
+    /// change it, `define` keeps the XML (and defines the domain, shut off), `dumpxml` shows it,
+    /// `undefine` forgets both. `domains/.down` makes every command fail as with libvirtd gone,
+    /// `domains/.destroy-fails` makes `destroy` fail and leave the domain running.
     static func virsh(_ domains: String) -> String {
         """
         D='\(domains)'; a=("$@"); [ "${a[0]}" != -q ] || a=("${a[@]:1}")
+        [ ! -e "$D/.down" ] || { echo 'error: failed to connect to the hypervisor' >&2; exit 1; }
         case "${a[0]}" in
-        domstate) [ -e "$D/${a[1]}" ] || { echo "error: failed to get domain '${a[1]}'" >&2; exit 1; }
-            cat "$D/${a[1]}" ;;
-        destroy) echo 'shut off' > "$D/${a[1]}" ;;
+        domstate|dominfo) [ -e "$D/${a[1]}" ] || { echo "error: failed to get domain '${a[1]}'" >&2; exit 1; }
+            [ "${a[0]}" = dominfo ] || cat "$D/${a[1]}" ;;
+        dumpxml) cat "$D/defined-${a[1]}.xml" ;;
+        destroy) [ ! -e "$D/.destroy-fails" ] || { echo 'error: Failed to terminate process' >&2; exit 1; }
+            echo 'shut off' > "$D/${a[1]}" ;;
+        undefine) rm -f "$D/${a[1]}" "$D/defined-${a[1]}.xml" ;;
         start) echo running > "$D/${a[1]}" ;;
         define) n=$(sed -n 's:.*<name>\\(.*\\)</name>.*:\\1:p' "${a[1]}" | head -n 1); cp "${a[1]}" "$D/defined-$n.xml"
             [ -e "$D/$n" ] || echo 'shut off' > "$D/$n" ;;
