@@ -169,15 +169,13 @@ struct RestoreTestWatch {
         }
     }
 
-    /// The console's last lines, for the reason.
+    /// The console's last lines, for the reason: at most 5 lines of 200 bytes cross the wire (a guest
+    /// that wrote a line of gigabytes must not fill this server's memory), and the guest's text becomes
+    /// one line without control characters (no escape sequence of its reaches a terminal or the log).
     func tail() -> String {
-        guard let text = try? host.run("tail -n 5 \(ShellQuote.quote(console)) 2>/dev/null; true", what: "console"),
-            !text.isEmpty
-        else { return "" }
-        // The guest wrote it: no escape sequence of its reaches the operator's terminal or the log.
-        let lines = text.split(whereSeparator: \.isNewline).map { line in
-            String(String.UnicodeScalarView(line.unicodeScalars.map { $0.value < 32 || $0.value == 127 ? "?" : $0 }))
-        }
+        let command = "tail -c 65536 \(ShellQuote.quote(console)) 2>/dev/null | tail -n 5 | cut -b 1-200; true"
+        guard let text = try? host.run(command, what: "console"), !text.isEmpty else { return "" }
+        let lines = text.split(whereSeparator: \.isNewline).map { ReasonText.oneLine(String($0), limit: 200) }
         return "; its console ended: " + lines.joined(separator: " | ")
     }
 }
