@@ -7,10 +7,15 @@ import Foundation
 /// found damaged is remembered by digest.
 final class ChunkImageCheck {
     let store: ChunkStore
+    /// Raised: the check ends before the next chunk (a restore that no longer waits for it).
+    let stop: AbortFlag?
     private var good = Set<ChunkDigest>()
     private(set) var damaged: [ChunkDigest: String] = [:]
 
-    init(store: ChunkStore) { self.store = store }
+    init(store: ChunkStore, stop: AbortFlag? = nil) {
+        self.store = store
+        self.stop = stop
+    }
 
     /// The image's problems, each a line naming the file (empty: it restores).
     func problems(indexFile path: String, image: Manifest.StoredImage) -> [String] {
@@ -26,6 +31,7 @@ final class ChunkImageCheck {
         }
         var found: [String] = []
         for entry in index.entries {
+            if stop?.isRaised == true { return found + ["\(path): the check was stopped"] }
             guard case .chunk(let digest) = entry, !good.contains(digest) else { continue }
             if let known = damaged[digest] {
                 found.append(known)
