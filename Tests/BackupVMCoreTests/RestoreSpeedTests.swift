@@ -136,4 +136,19 @@ struct RestoreSpeedTests {
         }
         #expect(s.changes.isEmpty, "\(s.changes)")
     }
+
+    @Test("RestoreStreams: 4 unless set, 1-16, anything else an error naming the file and line")
+    func restoreStreamsKey() throws {
+        var f = ConfigFixture()
+        #expect(try Configuration.load(directory: f.materialize()).main.restoreStreams == 4)
+        f.main += "\nRestoreStreams=1"
+        #expect(try Configuration.load(directory: f.materialize()).main.restoreStreams == 1)
+        for bad in ["0", "17", "two"] {
+            f.main = f.main.replacing(#/RestoreStreams=.*/#, with: "RestoreStreams=\(bad)")
+            let d = f.diagnostics()
+            #expect(
+                d.count == 1 && "\(d[0])".contains("backup_vm.d/backup_vm.conf:6: RestoreStreams='\(bad)'")
+                    && "\(d[0])".contains("expected a whole number from 1 to 16"), "\(d)")
+        }
+    }
 }
