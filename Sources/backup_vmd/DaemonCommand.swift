@@ -25,6 +25,10 @@ struct DaemonCommand: AsyncParsableCommand {
     func run() async throws {
         let configuration = CommandSupport.loadConfiguration(explicitDirectory: configDir)
         let logger = CommandSupport.setUpLogging(configuration, label: "backup_vmd", console: console, verbose: verbose)
+        // What it cannot write (a sandbox that does not list it) it says now, not at every backup.
+        let unwritable = WritableDirectories(configuration.main).problems()
+        for problem in unwritable { logger.critical("\(problem)") }
+        guard unwritable.isEmpty else { throw UnwritableDirectories(unwritable) }
         let services = Services(configuration: configuration, logger: logger)
         try services.spool.prepare()
         let presence = try DaemonPresence.announce(in: services.spool)

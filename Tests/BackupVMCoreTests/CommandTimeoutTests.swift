@@ -117,6 +117,19 @@ struct CommandTimeoutTests {
         #expect(message.contains("kvm1") && message.contains("timeout"))
     }
 
+    @Test("a virsh define that hangs on the hypervisor is ended there after CommandTimeout, not StallTimeout")
+    func defineTimesOut() throws {
+        let sandbox = try SandboxHost(
+            dir, stubs: ["virsh": "echo $$ > '\(dir.path)/virsh.pid'; exec sleep 300"],
+            timeouts: RemoteTimeouts(command: 1, stall: 600, grace: 30))
+        #expect(throws: RemoteError.timedOut(host: "kvm1", what: "virsh define web1", cut: .timedOut(seconds: 1))) {
+            try Virsh(host: sandbox.host).define(xml: "<domain><name>web1</name></domain>", what: "virsh define web1")
+        }
+        let virsh = try pid(in: "virsh.pid")
+        #expect(eventually(timeout: 30) { !isAlive(virsh) }, "the hypervisor's own timeout ended the hung virsh")
+        if isAlive(virsh) { stop(virsh) }
+    }
+
     @Test("a host that stops answering (ssh hangs) is given up after the grace")
     func silentHost() throws {
         let sandbox = try SandboxHost(dir, timeouts: RemoteTimeouts(command: 1, grace: 1))

@@ -7,14 +7,17 @@ import Foundation
 /// found damaged is remembered by digest.
 final class ChunkImageCheck {
     let store: ChunkStore
+    /// Raised: the check ends before the next chunk (a restore that no longer waits for it).
+    let stop: AbortFlag?
     private var good: Set<ChunkDigest>
     private(set) var damaged: [ChunkDigest: String] = [:]
     /// Chunks read and found good by this check (not those it was told to trust).
     private(set) var readGood: [ChunkDigest] = []
 
     /// `trusted`: chunks not to read again (found good recently, ChunkVerifiedLog).
-    init(store: ChunkStore, trusted: Set<ChunkDigest> = []) {
+    init(store: ChunkStore, trusted: Set<ChunkDigest> = [], stop: AbortFlag? = nil) {
         self.store = store
+        self.stop = stop
         good = trusted
     }
 
@@ -40,6 +43,7 @@ final class ChunkImageCheck {
         // One pass in index order (linear in the index: a chunk's position gives its length), each
         // distinct chunk read once.
         for (i, entry) in index.entries.enumerated() {
+            if stop?.isRaised == true { return found + ["\(path): the check was stopped"] }
             guard case .chunk(let digest) = entry, !good.contains(digest) else { continue }
             if let known = damaged[digest] {
                 found.append(known)

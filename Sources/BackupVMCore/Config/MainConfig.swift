@@ -68,6 +68,8 @@ public struct MainConfig: Sendable {
     public var metricsFile: String? = nil
     /// Run after each job (`/bin/sh -c`), the result in BACKUP_VM_* variables (nil: none).
     public var notify: NotifySettings? = nil
+    /// The disks of one restore written at once, each over its own ssh connection (RestoreStreams).
+    public var restoreStreams: Int = 4
 
     public static let defaultCiphers = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com"
 
@@ -77,7 +79,7 @@ public struct MainConfig: Sendable {
         "ShutdownTimeout", "CommandTimeout", "SaveTimeout", "StallTimeout",
         "ForceOff", "SyslogFacility", "SyslogSocket", "SpoolRescanSeconds", "TmpMaxAgeHours", "SpoolKeepDays",
         "RetryFailedAfterMinutes", "MaxRecoveries", "Store", "ChunkHelper",
-        "StaleAfterHours", "MetricsFile", "NotifyCommand", "NotifyOn", "NotifyTimeout",
+        "StaleAfterHours", "MetricsFile", "NotifyCommand", "NotifyOn", "NotifyTimeout", "RestoreStreams",
     ]
 
     /// Parses the file's text. `displayName` is how errors name the file; `configDir` resolves the
@@ -123,19 +125,20 @@ public struct MainConfig: Sendable {
         let stale = r.integer("StaleAfterHours", in: 1...8760, default: 48)
         let metrics = r.path("MetricsFile")
         let notify = NotifySettings.parse(&r)
+        let restoreStreams = r.integer("RestoreStreams", in: 1...16, default: 4)
 
         let diagnostics = syntax + r.diagnostics
         guard diagnostics.isEmpty, let storage else { return (nil, diagnostics) }
-        return (
-            MainConfig(
-                hostServers: hosts, backupStorage: storage, backupHours: hours, maxBackupThreads: maxThreads,
-                maxBackupThreadsForHost: maxPerHost, compression: compression, compressionLevel: level,
-                spoolDir: spool, sshConfig: sshConfig, sshConnectTimeout: connectTimeout, sshCiphers: ciphers,
-                shutdownTimeout: shutdownTimeout, timeouts: timeouts, forceOff: forceOff, syslogFacility: facility,
-                syslogSocket: socket, spoolRescanSeconds: rescan, tmpMaxAgeHours: tmpAge,
-                spoolKeepDays: keepDays, retryFailedAfterMinutes: retry, maxRecoveries: recoveries, store: store,
-                chunkHelper: helper, staleAfterHours: stale, metricsFile: metrics, notify: notify), []
-        )
+        var config = MainConfig(
+            hostServers: hosts, backupStorage: storage, backupHours: hours, maxBackupThreads: maxThreads,
+            maxBackupThreadsForHost: maxPerHost, compression: compression, compressionLevel: level,
+            spoolDir: spool, sshConfig: sshConfig, sshConnectTimeout: connectTimeout, sshCiphers: ciphers,
+            shutdownTimeout: shutdownTimeout, timeouts: timeouts, forceOff: forceOff, syslogFacility: facility,
+            syslogSocket: socket, spoolRescanSeconds: rescan, tmpMaxAgeHours: tmpAge,
+            spoolKeepDays: keepDays, retryFailedAfterMinutes: retry, maxRecoveries: recoveries, store: store,
+            chunkHelper: helper, staleAfterHours: stale, metricsFile: metrics, notify: notify)
+        config.restoreStreams = restoreStreams
+        return (config, [])
     }
 
     /// HostServers: names separated by spaces or commas, each valid and listed once.

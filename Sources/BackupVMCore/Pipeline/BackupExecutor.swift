@@ -21,9 +21,13 @@ public struct BackupReport: Sendable, Equatable {
 public final class AbortFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var raised = false
-    public init() {}
+    private let parent: AbortFlag?
+    public init() { parent = nil }
+    /// A flag that is raised with `parent` and can also be raised alone: it ends one group of
+    /// commands (the other disks of a restore when one fails) without raising the whole.
+    public init(following parent: AbortFlag) { self.parent = parent }
     public func raise() { lock.withLock { raised = true } }
-    public var isRaised: Bool { lock.withLock { raised } }
+    public var isRaised: Bool { lock.withLock { raised } || parent?.isRaised == true }
 }
 
 /// A restore test that did not boot: the job's reason.

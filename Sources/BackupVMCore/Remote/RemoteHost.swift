@@ -98,15 +98,19 @@ public struct RemoteHost: Sendable {
     /// Streams a script's stdout into `sink`; returns its stderr (scripts report trailers there).
     /// A stream has no total limit (its length depends on the disk) but ends after
     /// `RemoteTimeouts.stall` seconds without a byte moving either way, or when `abort` is raised.
+    /// A short command that only takes its input on stdin (`virsh define` of an XML) passes `step`:
+    /// then it has that step's limit too, on the hypervisor (`timeout`) and here, as `run` has.
     public func stream(
         _ script: String, what: String, stdin: Int32? = nil, abort: AbortFlag? = nil,
-        progress: ProgressCounter? = nil, sink: (UnsafeRawBufferPointer) throws -> Bool
+        progress: ProgressCounter? = nil, step: Step? = nil, sink: (UnsafeRawBufferPointer) throws -> Bool
     ) throws(RemoteError) -> String {
-        let limits = CommandLimits(stall: timeouts.stall, abort: abort, progress: progress)
+        let limit = step.map(seconds)
+        let limits = CommandLimits(
+            total: limit.map { $0 + timeouts.grace }, stall: timeouts.stall, abort: abort, progress: progress)
         let (status, stderr) = try launch(what: what) { () throws(ProcessError) in
-            try ProcessRunner.stream(argv(script), stdin: stdin, limits: limits, sink: sink)
+            try ProcessRunner.stream(argv(script, remoteTimeout: limit), stdin: stdin, limits: limits, sink: sink)
         }
-        try check(status, stderr: stderr, what: what)
+        try check(status, stderr: stderr, what: what, timeout: limit)
         return stderr
     }
 

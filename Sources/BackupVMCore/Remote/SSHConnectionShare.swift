@@ -37,7 +37,7 @@ public final class SSHConnectionShare: @unchecked Sendable {
             return Array(used.values)
         }
         for host in hosts {
-            var argv = ["ssh"]
+            var argv = [host.sshProgram]
             if let config = host.sshConfig { argv += ["-F", config] }
             argv += ["-o", "ControlPath=\(directory)/%C", "-O", "exit", "-l", "root", host.name]
             // `-O exit` talks to the local master only; the limit is for a master stuck on a dead host.

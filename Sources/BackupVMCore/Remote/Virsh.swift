@@ -101,9 +101,11 @@ public struct Virsh: Sendable {
         let fd = open(tmp, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .launch("cannot read \(tmp)") }
         defer { close(fd) }
+        // Under CommandTimeout like every short command: a libvirtd that hangs on the define (or probes
+        // qemu for minutes) is ended on the hypervisor and told as a timeout, not left to StallTimeout.
         _ = try host.stream(
             "t=$(mktemp); trap 'rm -f \"$t\"' EXIT; cat > \"$t\"; virsh define \"$t\" >/dev/null",
-            what: what, stdin: fd
+            what: what, stdin: fd, step: .command
         ) { _ in true }
     }
 }

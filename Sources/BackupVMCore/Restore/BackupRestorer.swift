@@ -31,9 +31,9 @@ public struct BackupRestorer: Sendable {
         self.sshProgram = sshProgram
     }
 
-    /// A hypervisor of HostServers, reached through `sshProgram`.
-    func remoteHost(_ name: String) -> RemoteHost {
-        RemoteHost(name, main: configuration.main, sshProgram: sshProgram)
+    /// A hypervisor of HostServers, reached through `sshProgram` (with `share`: over its connection).
+    func remoteHost(_ name: String, share: SSHConnectionShare? = nil) -> RemoteHost {
+        RemoteHost(name, main: configuration.main, share: share, sshProgram: sshProgram)
     }
 
     public struct Request: Sendable {
@@ -70,32 +70,44 @@ public struct BackupRestorer: Sendable {
         public var disks: [String: String]  // target -> path written
     }
 
-    /// The steps, in order; every refusal comes before anything is touched.
+    /// The steps, in order; every refusal comes before anything is touched. Each step logs how long it
+    /// took.
     public func restore(_ request: Request) throws -> Outcome {
         // The VM's lock, as a backup job takes it: no job shuts down or snapshots the VM while its
         // disks are written, and no restore starts while a job of it runs.
         let lock = try lockVM(request.newName ?? request.vm)
         defer { lock.release() }
+        let started = Date()
         let (backup, manifest) = try selectBackup(request)
         let hostName = try check(request, backup: backup, manifest: manifest)
         let name = request.newName ?? request.vm
-        let host = remoteHost(hostName)
+        // One ssh connection per hypervisor for all of the restore's commands, the disk streams
+        // included: a new one costs a handshake each time.
+        let share = try SSHConnectionShare()
+        defer { share.close() }
+        let host = remoteHost(hostName, share: share)
         let log = logger.with(["vm": "\(name)", "host": "\(hostName)", "backup": "\(backup.id)"])
-        // The quick refusals (only questions to virsh) come before the images are read in full.
-        _ = try liveCopies(of: name, isNew: request.newName != nil, force: request.force)
-        let ram = request.withRAM ? manifest.ramState.map { [$0] } ?? [] : []
-        try StoredImageCheck(backup: backup).check(manifest.disks + ram)
+        try checkImages(backup, manifest, whileAskingAbout: name, request: request, share: share, log: log)
+        let t0 = Date()
         let id = Timestamps.compact(Date())
         let disks = try RestorePreflight(host: host, id: id).plan(
             manifest, rename: request.newName.map { (from: request.vm, to: $0) })
+        log.info("every disk fits where it goes", metadata: ["seconds": "\(StepClock.seconds(since: t0))"])
         let paths = Dictionary(disks.map { ($0.target, $0.path) }, uniquingKeysWith: { first, _ in first })
         let xml = try domainXML(manifest, backup: backup, request: request, paths: paths, log: log)
         try RestorePreflight(host: host, id: id).checkDirectories(xml, name: name)
-        try RestoreTransaction(disks: disks, abort: request.abort, log: log).run(
+        var transaction = RestoreTransaction(disks: disks, abort: request.abort, log: log)
+        transaction.streams = configuration.main.restoreStreams
+        try transaction.run(
             from: { backup.path + "/" + $0.image.file },
-            stop: { try stopLiveCopies(of: name, isNew: request.newName != nil, force: request.force, log: log) },
+            stop: {
+                try stopLiveCopies(
+                    of: name, isNew: request.newName != nil, force: request.force, share: share, log: log)
+            },
             define: { try define(xml, name: name, host: host, log: log) })
-        log.info("disks restored: \(disks.map { "\($0.target) -> \($0.path)" }.joined(separator: ", "))")
+        log.info(
+            "disks restored: \(disks.map { "\($0.target) -> \($0.path)" }.joined(separator: ", "))",
+            metadata: ["seconds": "\(StepClock.seconds(since: started))"])
         if request.withRAM, let ram = manifest.ramState {
             try resumeFromRAM(ram, backup: backup, manifest: manifest, host: host, id: id, log: log)
         } else if request.start {
@@ -103,6 +115,31 @@ public struct BackupRestorer: Sendable {
             log.info("started")
         }
         return Outcome(backupID: backup.id, host: hostName, name: name, disks: paths)
+    }
+
+    /// The stored images are read and hashed (StoredImageCheck) while every hypervisor is asked about
+    /// `name` (liveCopies): neither touches anything and both take a while. A refusal of the quick
+    /// questions is told first and ends the check.
+    func checkImages(
+        _ backup: BackupRef, _ manifest: Manifest, whileAskingAbout name: String, request: Request,
+        share: SSHConnectionShare, log: Logger
+    ) throws {
+        let t0 = Date()
+        let images = manifest.disks + (request.withRAM ? manifest.ramState.map { [$0] } ?? [] : [])
+        let stop = AbortFlag(following: request.abort)
+        let checking = BackgroundWork("restore image check") {
+            try StoredImageCheck(backup: backup).check(images, stop: stop)
+            log.info("stored images checked", metadata: ["seconds": "\(StepClock.seconds(since: t0))"])
+        }
+        do {
+            _ = try liveCopies(of: name, isNew: request.newName != nil, force: request.force, share: share)
+            log.info("asked every hypervisor about \(name)", metadata: ["seconds": "\(StepClock.seconds(since: t0))"])
+        } catch {
+            stop.raise()
+            _ = try? checking.wait()
+            throw error
+        }
+        try checking.wait()
     }
 
     func lockVM(_ name: String) throws -> FileLock {
@@ -151,9 +188,10 @@ public struct BackupRestorer: Sendable {
     /// under a new name must not exist anywhere yet: its disks would be written over the existing
     /// domain's (the name mapping reuses them) before `define` failed. Returns the hosts on which the
     /// VM runs or is paused (only with `force`: without, that is a refusal).
-    func liveCopies(of name: String, isNew: Bool, force: Bool) throws -> [String] {
+    func liveCopies(of name: String, isNew: Bool, force: Bool, share: SSHConnectionShare? = nil) throws -> [String] {
         let locator = VMLocator(
-            hosts: configuration.main.hostServers.map(remoteHost), logger: logger, query: locatorQuery)
+            hosts: configuration.main.hostServers.map { remoteHost($0, share: share) }, logger: logger,
+            query: locatorQuery)
         let sightings = locator.look(for: name)
         if isNew {
             if let existing = sightings.first(where: { $0.state != nil }) {
@@ -175,11 +213,15 @@ public struct BackupRestorer: Sendable {
 
     /// Once every disk is written beside its own: asks again (the VM may have been started meanwhile)
     /// and, with `force`, stops it wherever it runs.
-    func stopLiveCopies(of name: String, isNew: Bool, force: Bool, log: Logger) throws {
-        for host in try liveCopies(of: name, isNew: isNew, force: force) {
+    func stopLiveCopies(of name: String, isNew: Bool, force: Bool, share: SSHConnectionShare?, log: Logger) throws {
+        let t0 = Date()
+        let live = try liveCopies(of: name, isNew: isNew, force: force, share: share)
+        for host in live {
             log.warning("--force: stopping \(name) on \(host): its new disks are written and checked")
-            try Virsh(host: remoteHost(host)).destroy(name)
+            try Virsh(host: remoteHost(host, share: share)).destroy(name)
         }
+        let what = live.isEmpty ? "\(name) runs nowhere" : "\(name) stopped"
+        log.info("\(what)", metadata: ["seconds": "\(StepClock.seconds(since: t0))"])
     }
 
     /// The XML to define, made before anything is written (what cannot be made is refused while
@@ -206,8 +248,9 @@ public struct BackupRestorer: Sendable {
     }
 
     func define(_ xml: String, name: String, host: RemoteHost, log: Logger) throws {
+        let t0 = Date()
         try Virsh(host: host).define(xml: xml, what: "virsh define \(name)")
-        log.info("domain defined")
+        log.info("domain defined", metadata: ["seconds": "\(StepClock.seconds(since: t0))"])
     }
 
     /// Writes the stored RAM state next to the VM's working files and `virsh restore`s it (paused if the

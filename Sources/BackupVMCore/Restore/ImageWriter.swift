@@ -61,19 +61,22 @@ struct ImageWriter {
     /// another user and must reach the file; libvirt gives it the file when the domain starts).
     ///
     /// A qcow2 disk stored as its raw content (a live backup) is written as a sparse raw file first
-    /// and converted back to qcow2 (qemu-img cannot read a pipe), so the disk keeps its format.
+    /// and converted back to qcow2 (qemu-img cannot read a pipe), so the disk keeps its format. The
+    /// decompressed size is the size of the file written (a new file: every byte the decompressor gave
+    /// is in it), so the stream is not copied once more to be counted.
     static func fileScript(_ image: Manifest.StoredImage, to destination: String, temporary: String) -> String {
         let head =
             "(umask 022; mkdir -p \"$(dirname \(ShellQuote.quote(destination)))\"); tmp=\(ShellQuote.quote(temporary)); "
         guard image.storedContent == .raw, image.format == .qcow2 else {
             return head + """
                 \(scratch(onFailure: "rm -f \"$tmp\"")); \
-                \(pipeline(image)) > "$tmp"; \(check(image)); sync "$tmp"; ok=1
+                \(pipeline(image, countingOutput: false)) > "$tmp"; \(check(image, written: "\"$tmp\"")); sync "$tmp"; ok=1
                 """
         }
         return head + """
             \(scratch(onFailure: "rm -f \"$tmp\" \"$tmp.raw\"")); \
-            \(pipeline(image)) | dd of="$tmp.raw" bs=1M iflag=fullblock conv=sparse status=none; \(check(image)); \
+            \(pipeline(image, countingOutput: false)) | dd of="$tmp.raw" bs=1M iflag=fullblock conv=sparse status=none; \
+            \(check(image, written: "\"$tmp.raw\"")); \
             truncate -s \(image.rawBytes) "$tmp.raw"; \
             qemu-img convert -f raw -O qcow2 "$tmp.raw" "$tmp"; rm -f "$tmp.raw"; sync "$tmp"; ok=1
             """
@@ -87,11 +90,17 @@ struct ImageWriter {
             + "trap 'rm -rf \"$t\"; [ \"$ok\" = 1 ] || undo >/dev/null 2>&1 || true' EXIT"
     }
 
-    /// Counts and checksums on the way: the compressed input (cksum) and the decompressed output
-    /// (wc), into `$t`. The decompressed stream comes out of the pipeline's end.
-    static func pipeline(_ image: Manifest.StoredImage) -> String {
+    /// Counts and checksums on the way: the compressed input (cksum) and, with `countingOutput`, the
+    /// decompressed output (wc; an LV or a device, whose own size says nothing), into `$t`. The
+    /// decompressed stream comes out of the pipeline's end.
+    static func pipeline(_ image: Manifest.StoredImage, countingOutput: Bool = true) -> String {
         // A chunk image arrives as zstd frames (ChunkFeed).
         let decompress = (image.chunks != nil ? .zstd : Compression(storedFileName: image.file)).decompressCommand
+        guard countingOutput else {
+            return """
+                mkfifo "$t/f"; cksum < "$t/f" > "$t/sum" & a=$!; tee "$t/f" | \(decompress)
+                """
+        }
         return """
             mkfifo "$t/f" "$t/c"; cksum < "$t/f" > "$t/sum" & a=$!; wc -c < "$t/c" > "$t/n" & b=$!; \
             tee "$t/f" | \(decompress) | tee "$t/c"
@@ -101,17 +110,21 @@ struct ImageWriter {
     /// Fails unless what arrived matches the manifest.
     /// (A chunk image's stream is made from its chunks as it is sent: it has no stored cksum; each
     /// chunk was checked against its digest before, and each zstd frame carries its own checksum.)
-    static func check(_ image: Manifest.StoredImage) -> String {
+    /// `written`: the new file (a shell word) the stream went into, whose size is the decompressed
+    /// size (the pipeline did not count it); nil: wc's count.
+    static func check(_ image: Manifest.StoredImage, written: String? = nil) -> String {
         let expected = "\(image.storedCksum) \(image.storedBytes)"
+        let (waited, size) =
+            if let written { ("wait $a", "n=$(stat -c %s \(written))") } else { ("wait $a $b", "n=$(cat \"$t/n\")") }
         let compressed =
             image.chunks != nil
-            ? "wait $a $b; "
+            ? "\(waited); "
             : """
-            wait $a $b; got=$(cat "$t/sum"); if [ "$got" != "\(expected)" ]; then \
+            \(waited); got=$(cat "$t/sum"); if [ "$got" != "\(expected)" ]; then \
             echo "the backup file arrived damaged: cksum $got, expected \(expected)" >&2; exit 3; fi
             """ + "; "
         return compressed + """
-            n=$(cat "$t/n"); if [ "$n" != \(image.rawBytes) ]; then \
+            \(size); if [ "$n" != \(image.rawBytes) ]; then \
             echo "decompressed to $n bytes, expected \(image.rawBytes)" >&2; exit 3; fi
             """
     }

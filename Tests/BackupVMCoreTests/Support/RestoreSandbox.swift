@@ -32,12 +32,15 @@ final class RestoreSandbox: @unchecked Sendable {
         configuration = try Configuration.load(directory: dir.path)
     }
 
-    var restorer: BackupRestorer {
+    var restorer: BackupRestorer { restorer() }
+
+    /// The restorer, asking `locatorQuery` whether a domain is defined (default: virsh over the stand-in ssh).
+    func restorer(locatorQuery: @escaping VMLocator.Query = VMLocator.virshQuery) -> BackupRestorer {
         let messages = self.messages
         return BackupRestorer(
             configuration: configuration,
             logger: Logger(label: "restore-test") { _ in CapturingLogHandler(messages: messages) },
-            locatorQuery: VMLocator.virshQuery, sshProgram: dir.path + "/ssh")
+            locatorQuery: locatorQuery, sshProgram: dir.path + "/ssh")
     }
 
     var backupDirectory: String { dir.path + "/storage/\(vm)/\(backupID)" }

@@ -10,6 +10,8 @@ struct SandboxHost {
     let dir: TempDir
     var sandbox: String { dir.path + "/sandbox" }
     var log: String { dir.path + "/calls.log" }
+    /// One line per ssh invocation: its arguments without the remote script.
+    var sshLog: String { dir.path + "/ssh.log" }
     let host: RemoteHost
 
     static let defaultStubs: [String: String] = [
@@ -31,7 +33,10 @@ struct SandboxHost {
         }
         try SandboxHost.executable(
             dir.path + "/ssh",
-            "#!/bin/bash\ncd '\(dir.path)/sandbox' || exit 255\nexport PATH='\(stubDir)':\"$PATH\"\n"
+            "#!/bin/bash\nprintf '%s\\n' \"${*:1:$#-1}\" >> '\(dir.path)/ssh.log'\n"
+                + "cd '\(dir.path)/sandbox' || exit 255\nexport PATH='\(stubDir)':\"$PATH\"\n"
+                // ssh -O exit (the end of a shared connection): there is no master to stop.
+                + "for a in \"$@\"; do [ \"$a\" = -O ] && exit 0; done\n"
                 + "exec bash -c \"${@: -1}\"\n")
         host = RemoteHost(
             name: "kvm1", sshConfig: nil, connectTimeout: 5, sshProgram: dir.path + "/ssh", timeouts: timeouts)
