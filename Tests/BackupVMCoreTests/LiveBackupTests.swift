@@ -224,7 +224,10 @@ struct LiveBackupTextTests {
         let long = "/" + String(repeating: "w", count: 100) + "/.20261127T000000Z.live"
         #expect(throws: LiveBackupError.socketPathTooLong(path: long + "/nbd.sock")) {
             _ = try VirshBackupJob(host: host).begin(
-                vm: "web01", directory: long, targets: ["vda"], excluded: [], quiesce: true)
+                LiveJobRequest(
+                    vm: "web01", directory: long,
+                    disks: [DomainDisk(target: "vda", kind: .file, format: .raw, source: "/i/a")],
+                    excluded: [], quiesce: true, freezeTimeout: 10))
         }
     }
 

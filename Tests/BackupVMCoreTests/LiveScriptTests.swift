@@ -27,8 +27,27 @@ struct LiveScriptTests {
             path = (path as NSString).deletingLastPathComponent
         }
         let live = dir.path + "/work/web01/.20261128T000000Z.live"
+        // The disk: 2 MiB written (allocated), in a 4 MiB raw file.
+        let fd = open(disk, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        _ = [UInt8](repeating: 0x5a, count: 2 << 20).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        ftruncate(fd, 4 << 20)
+        fsync(fd)
+        close(fd)
         return (sandbox, VirshBackupJob(host: sandbox.host, qemuRunDirectory: run), live)
     }
+
+    var disk: String { dir.path + "/vda.raw" }
+
+    /// The job of web01 on its raw disk vda (vdb excluded), frozen for at most `freezeTimeout` s.
+    func request(_ live: String, freezeTimeout: Int = 10, disks: [DomainDisk]? = nil) -> LiveJobRequest {
+        LiveJobRequest(
+            vm: "web01", directory: live,
+            disks: disks ?? [DomainDisk(target: "vda", kind: .file, format: .raw, source: disk)], excluded: ["vdb"],
+            quiesce: true, freezeTimeout: freezeTimeout)
+    }
+
+    /// libvirt 9.0's answer to backup-dumpxml when no job runs.
+    static let noJob = "echo 'error: Domain backup job id not found: no domain backup job present' >&2; exit 1"
 
     func calls(_ sandbox: SandboxHost, _ subcommand: String) -> Int {
         sandbox.loggedArguments.enumerated().filter { i, line in
@@ -41,13 +60,13 @@ struct LiveScriptTests {
         let (sandbox, job, live) = try host(
             """
             case "$1" in
-              backup-dumpxml) [ -e began ] || exit 1
+              backup-dumpxml) [ -e began ] || { \(Self.noJob); }
                 echo "<domainbackup mode='pull'><disks><disk name='vda' backup='yes' exportname='vda'/></disks></domainbackup>";;
               domfsfreeze) echo 'error: argument unsupported: QEMU guest agent is not configured' >&2; exit 1;;
               backup-begin) cat > began;;
             esac
             """)
-        let begin = try job.begin(vm: "web01", directory: live, targets: ["vda"], excluded: ["vdb"], quiesce: true)
+        let begin = try job.begin(request(live))
         #expect(begin.outcome == .begun(LiveJob(directory: live, exports: ["vda": "vda"])))
         guard case .unavailable(let why, synced: true)? = begin.quiesce else {
             Issue.record("expected no agent and a sysrq sync: \(String(describing: begin.quiesce))")
@@ -68,7 +87,7 @@ struct LiveScriptTests {
             [ "$1" = backup-dumpxml ] && echo "<domainbackup mode='pull'><server transport='unix' socket='/elsewhere/x.sock'/></domainbackup>"
             exit 0
             """)
-        let begin = try job.begin(vm: "web01", directory: live, targets: ["vda"], excluded: [], quiesce: true)
+        let begin = try job.begin(request(live))
         #expect(begin.outcome == .running(socket: "/elsewhere/x.sock") && begin.quiesce == nil)
         #expect(calls(sandbox, "domfsfreeze") == 0 && calls(sandbox, "backup-begin") == 0)
     }
@@ -78,14 +97,14 @@ struct LiveScriptTests {
         let (sandbox, job, live) = try host(
             """
             case "$1" in
-              backup-dumpxml) exit 1;;
+              backup-dumpxml) \(Self.noJob);;
               domfsfreeze) echo 'Froze 1 filesystem(s)';;
               backup-begin) echo 'error: internal error: boom' >&2; exit 1;;
               domfsthaw) echo 'error: Guest agent is not responding' >&2; exit 1;;
             esac
             """)
         #expect {
-            _ = try job.begin(vm: "web01", directory: live, targets: ["vda"], excluded: [], quiesce: true)
+            _ = try job.begin(request(live))
         } throws: { error in
             guard case LiveBackupError.thawFailed(_, _, let cause) = error else { return false }
             return cause.contains("boom") && !cause.contains("BVM_")
@@ -99,13 +118,13 @@ struct LiveScriptTests {
         let (sandbox, job, live) = try host(
             """
             case "$1" in
-              backup-dumpxml) [ -e began ] || exit 1; echo "<disk name='vda' exportname='vda'>";;
+              backup-dumpxml) [ -e began ] || { \(Self.noJob); }; echo "<disk name='vda' exportname='vda'>";;
               domfsfreeze) echo 'Froze 2 filesystem(s)';;
               backup-begin) cat > began;;
               domfsthaw) echo 'Thawed 2 filesystem(s)';;
             esac
             """)
-        let begin = try job.begin(vm: "web01", directory: live, targets: ["vda"], excluded: [], quiesce: true)
+        let begin = try job.begin(request(live))
         guard case .frozen(count: 2, let ms?)? = begin.quiesce else {
             Issue.record("expected 2 file systems frozen and thawed: \(String(describing: begin.quiesce))")
             return
@@ -119,7 +138,7 @@ struct LiveScriptTests {
         let (sandbox, job, live) = try host(
             """
             case "$1" in
-              backup-dumpxml) [ -e socket ] || exit 1; echo "<server transport='unix' socket='$(cat socket)'/>";;
+              backup-dumpxml) [ -e socket ] || { \(Self.noJob); }; echo "<server transport='unix' socket='$(cat socket)'/>";;
               domjobabort) [ -e stubborn ] || rm -f socket;;
             esac
             """)
@@ -149,7 +168,7 @@ struct LiveScriptTests {
         let (sandbox, job, _) = try host("exit 0")
         let odd = dir.path + "/it's/.20261128T000000Z.live"
         #expect(throws: LiveBackupError.unplainDirectory(path: odd)) {
-            _ = try job.begin(vm: "web01", directory: odd, targets: ["vda"], excluded: [], quiesce: true)
+            _ = try job.begin(request(odd))
         }
         #expect(calls(sandbox, "backup-dumpxml") == 0)
     }

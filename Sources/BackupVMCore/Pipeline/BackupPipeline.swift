@@ -37,6 +37,7 @@ public struct BackupPipeline: BackupExecutor {
         throws -> BackupReport
     {
         try refuseIfMarked(vm)
+        try recoverLeftovers(of: vm)
         let started = Date()
         let id = store.newID(vm: vm, started: started)
         let log = logger.with(["vm": "\(vm)", "host": "\(host)", "backup": "\(id)"])
@@ -73,6 +74,20 @@ public struct BackupPipeline: BackupExecutor {
         case .none: return
         case .success(let mark)?: throw PipelineError.needsAttention(vm: vm, detail: mark.summary)
         case .failure(let error)?: throw PipelineError.needsAttention(vm: vm, detail: "\(error)")
+        }
+    }
+
+    /// Partial backups of this VM that an earlier job left (a live job it could not end keeps its
+    /// breadcrumb; a worker that died before the daemon's recovery got to it) are recovered first,
+    /// under this job's VM lock: their job ended, their files removed, their VM put back.
+    func recoverLeftovers(of vm: String) throws {
+        guard !store.partialDirectories(of: vm).isEmpty else { return }
+        let recovery = BackupRecovery(configuration: configuration, fleet: fleet, store: store, logger: logger)
+        do {
+            let note = try recovery.recover(vm: vm)
+            logger.notice("cleaned up what an earlier backup left: \(note)", metadata: ["vm": "\(vm)"])
+        } catch {
+            throw PipelineError.leftoverNotRecovered(vm: vm, cause: "\(error)")
         }
     }
 
