@@ -13,8 +13,8 @@ struct LiveScriptTests {
 
     /// A stand-in host whose `virsh` runs `action` (bash, `$1` the subcommand), with a qemu pid file
     /// for web01, and the job's directory below a working path every user may pass through.
-    func host(_ action: String) throws -> (SandboxHost, VirshBackupJob, String) {
-        let sandbox = try SandboxHost(dir, stubs: ["virsh": action])
+    func host(_ action: String, sandbox given: SandboxHost? = nil) throws -> (SandboxHost, VirshBackupJob, String) {
+        let sandbox = try given ?? SandboxHost(dir, stubs: ["virsh": action])
         let run = dir.path + "/run"
         try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
         try "1\n".write(toFile: run + "/web01.pid", atomically: true, encoding: .utf8)
@@ -37,6 +37,15 @@ struct LiveScriptTests {
     }
 
     var disk: String { dir.path + "/vda.raw" }
+
+    /// What a raw file's scratch may grow to: its allocated bytes (2 MiB written of 4), 1/4096 of its
+    /// size and 1 MiB.
+    func worstCase(of file: String) throws -> Int64 {
+        var st = stat()
+        guard stat(file, &st) == 0 else { throw SystemError("stat", path: file) }
+        #expect(Int64(st.st_blocks) * 512 < Int64(st.st_size), "sparse")
+        return min(Int64(st.st_blocks) * 512, Int64(st.st_size)) + Int64(st.st_size) / 4096 + Int64(1 << 20)
+    }
 
     /// The job of web01 on its raw disk vda (vdb excluded), frozen for at most `freezeTimeout` s.
     func request(_ live: String, freezeTimeout: Int = 10, disks: [DomainDisk]? = nil) -> LiveJobRequest {
@@ -171,5 +180,139 @@ struct LiveScriptTests {
             _ = try job.begin(request(odd))
         }
         #expect(calls(sandbox, "backup-dumpxml") == 0)
+    }
+
+    /// A `df` that reports `available` bytes free on every file system (the real one has far more).
+    static func df(available: Int64) -> String {
+        "echo 'Filesystem 1-blocks Used Available Capacity Mounted on'; echo \"work 99999999999 0 \(available) 1% /work\""
+    }
+
+    static let begins = """
+        case "$1" in
+          backup-dumpxml) [ -e began ] || { \(noJob); }; echo "<disk name='vda' exportname='vda'>";;
+          domfsfreeze) echo 'Froze 1 filesystem(s)';;
+          backup-begin) cat > began;;
+          domfsthaw) echo 'Thawed 1 filesystem(s)';;
+        esac
+        """
+
+    @Test(
+        "scratch room: a file system without room for the disks' worst case is refused before anything is frozen or begun"
+    )
+    func noScratchRoom() throws {
+        let sandbox = try SandboxHost(dir, stubs: ["virsh": Self.begins, "df": Self.df(available: 100 << 20)])
+        let (_, job, live) = try host(Self.begins, sandbox: sandbox)
+        // Another live job of ours under the same WorkPath may still need 50 MiB (its reservation).
+        let other = dir.path + "/work/web02/.20261128T000000Z.live"
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
+        try "52428800\n".write(toFile: other + "/need", atomically: true, encoding: .utf8)
+        let need = try worstCase(of: disk)
+        #expect {
+            _ = try job.begin(request(live))
+        } throws: { error in
+            guard case LiveBackupError.noScratchRoom(_, _, let d, let available, let needed, let others) = error else {
+                return false
+            }
+            return d == live && available == 100 << 20 && needed == need && others > 49 << 20
+                && "\(error)".contains("WorkPath")
+        }
+        #expect(calls(sandbox, "domfsfreeze") == 0 && calls(sandbox, "backup-begin") == 0)
+        #expect(!FileManager.default.fileExists(atPath: live))
+    }
+
+    @Test("scratch room: with room the job begins and leaves its worst case for the next job's check")
+    func scratchReserved() throws {
+        let (_, job, live) = try host(Self.begins)
+        let begin = try job.begin(request(live))
+        let need = try worstCase(of: disk)
+        #expect(begin.scratch?.needed == need && (begin.scratch?.available ?? 0) > ScratchRoom.margin)
+        let reserved = try String(contentsOfFile: live + "/need", encoding: .utf8)
+        #expect(reserved == "\(need)\n")
+    }
+
+    @Test("scratch room: a qcow2 disk counts its allocated bytes and its virtual size from the image's header")
+    func qcow2Need() throws {
+        let image = dir.path + "/vdb.qcow2"
+        try runTool("/usr/bin/qemu-img", ["create", "-q", "-f", "qcow2", image, "64M"])
+        let (_, job, live) = try host(Self.begins)
+        let disks = [DomainDisk(target: "vda", kind: .file, format: .qcow2, source: image)]
+        var st = stat()
+        #expect(stat(image, &st) == 0)
+        let begin = try job.begin(request(live, disks: disks))
+        #expect(begin.scratch?.needed == Int64(st.st_blocks) * 512 + Int64(64 << 20) / 4096 + Int64(1 << 20))
+    }
+
+    @Test("FreezeTimeout: a begin that hangs while the file systems are frozen is not waited for; they are thawed first")
+    func freezeTimeout() throws {
+        // backup-begin waits 20 s (libvirt's state lock held by someone else), then succeeds.
+        let (sandbox, job, live) = try host(
+            """
+            case "$1" in
+              backup-dumpxml) \(Self.noJob);;
+              domfsfreeze) echo 'Froze 1 filesystem(s)';;
+              backup-begin) trap 'kill $z; exit 143' TERM; sleep 20 & z=$!; wait $z; touch began;;
+              domfsthaw) [ -e began ] && echo late > thaw-order || echo first > thaw-order; echo 'Thawed 1 filesystem(s)';;
+            esac
+            """)
+        #expect(throws: LiveBackupError.freezeTimeout(vm: "web01", host: "kvm1", seconds: 1)) {
+            _ = try job.begin(request(live, freezeTimeout: 1))
+        }
+        let order = try String(contentsOfFile: sandbox.sandbox + "/thaw-order", encoding: .utf8)
+        #expect(order == "first\n", "thawed before the begin ended")
+        #expect(!FileManager.default.fileExists(atPath: live), "a begin that libvirt completes later has no directory")
+    }
+
+    @Test("FreezeTimeout: a freeze that hangs (agent stuck) is cut, and the file systems thawed all the same")
+    func freezeHangs() throws {
+        let (sandbox, job, live) = try host(
+            """
+            case "$1" in
+              backup-dumpxml) \(Self.noJob);;
+              domfsfreeze) sleep 20;;
+              domfsthaw) echo 'Thawed 1 filesystem(s)';;
+            esac
+            """)
+        #expect(throws: LiveBackupError.freezeTimeout(vm: "web01", host: "kvm1", seconds: 1)) {
+            _ = try job.begin(request(live, freezeTimeout: 1))
+        }
+        #expect(calls(sandbox, "domfsthaw") == 1 && calls(sandbox, "backup-begin") == 0)
+    }
+
+    @Test("libvirtd away: the end keeps the directory and fails (no job is taken for gone); the begin does not begin")
+    func libvirtdAway() throws {
+        let (sandbox, job, live) = try host(
+            """
+            echo 'error: failed to connect to the hypervisor' >&2
+            echo "error: Failed to connect socket to '/var/run/libvirt/libvirt-sock': No such file or directory" >&2
+            exit 1
+            """)
+        try FileManager.default.createDirectory(atPath: live, withIntermediateDirectories: true)
+        #expect {
+            try job.end(vm: "web01", directory: live)
+        } throws: { "\($0)".contains("failed to connect to the hypervisor") }
+        #expect(FileManager.default.fileExists(atPath: live), "kept: the job may still run")
+        #expect(calls(sandbox, "domjobabort") == 0)
+        #expect {
+            _ = try job.begin(request(dir.path + "/work/web01/.20261128T000001Z.live"))
+        } throws: { "\($0)".contains("failed to connect to the hypervisor") }
+        #expect(calls(sandbox, "backup-begin") == 0 && calls(sandbox, "send-key") == 0)
+    }
+
+    @Test("the watch's reading: room left, what the jobs may still need (reservation minus use), the paused guest")
+    func scratchReading() throws {
+        let sandbox = try SandboxHost(
+            dir,
+            stubs: [
+                "virsh": "case \"$*\" in *'domstate --reason web01'*) echo 'paused (I/O error)';; esac", "df": Self.df(available: 300 << 20),
+            ])
+        let (_, job, live) = try host("", sandbox: sandbox)
+        try FileManager.default.createDirectory(atPath: live, withIntermediateDirectories: true)
+        try "104857600\n".write(toFile: live + "/need", atomically: true, encoding: .utf8)
+        try Data(repeating: 1, count: 1 << 20).write(to: URL(fileURLWithPath: live + "/vda.scratch"))
+        let reading = try job.scratch(vm: "web01", directory: live)
+        #expect(reading.available == 300 << 20)
+        #expect(reading.used >= 1 << 20 && reading.outstanding == (100 << 20) - reading.used)
+        #expect(reading.condition == DomainCondition(state: .paused, reason: "I/O error"))
+        #expect(reading.verdict == .paused(DomainCondition(state: .paused, reason: "I/O error")))
     }
 }

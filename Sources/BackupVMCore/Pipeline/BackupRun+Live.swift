@@ -202,7 +202,11 @@ extension BackupRun {
     /// naming it; one that stays paused marks the VM. A state that cannot be read fails the backup:
     /// it cannot be told that the guest was not hurt.
     func checkGuest(_ failure: inout Error?) {
-        if case .pausedByIOError? = failure as? LiveBackupError { return }
+        if case .pausedByIOError(_, _, _, let resumed, _)? = failure as? LiveBackupError {
+            // The watch found it paused and tried to resume it.
+            if !resumed, let failure { markForAttention(failure) }
+            return
+        }
         let now: DomainCondition?
         do {
             now = try guestCondition()

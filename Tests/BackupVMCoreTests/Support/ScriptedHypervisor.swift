@@ -61,6 +61,8 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
     var scratchNeedPerDisk: Int64 = 1 << 30
     /// What the job's scratch holds now (the watch's reading); a test raises it to fill the file system.
     var scratchUsed: Int64 = 0
+    /// Thrown by every begin (after the call is recorded): what the real script reports, e.g. FreezeTimeout.
+    var beginError: Error?
     /// The requests of the begins, in order, and the running job's worst case.
     private var _requests: [LiveJobRequest] = []
     private var _jobNeed: Int64 = 0
@@ -336,6 +338,7 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
         let thawFails = lock.withLock { failAlways.contains(.thawFilesystems) }
         return try lock.withLock {
             _requests.append(request)
+            if let beginError { throw beginError }
             if let socket = _foreignJobSocket ?? _jobDirectory.map(LiveJob.socket(in:)) {
                 return LiveBegin(outcome: .running(socket: socket), quiesce: nil, thawFailed: false)
             }
