@@ -136,7 +136,10 @@ struct LabLiveFaultTests {
             "kvm1",
             "a=$(df -P -B1 \(Self.small) | tail -n 1 | tr -s ' ' | cut -d' ' -f4); fallocate -l \"$a\" \(Self.small)/filler"
         )
-        #expect(eventually(timeout: 60) { (try? lab.ssh("kvm1", "virsh domjobinfo \(vm) | head -n 1"))?.contains("None") == true })
+        #expect(
+            eventually(timeout: 60) {
+                (try? lab.ssh("kvm1", "virsh domjobinfo \(vm) | head -n 1"))?.contains("None") == true
+            })
         kill(reader, SIGCONT)
         #expect(job.wait(timeout: 120))
         #expect(job.process.terminationStatus == 1)
@@ -146,7 +149,9 @@ struct LabLiveFaultTests {
         if paused {
             #expect(job.standardError.contains("resumed (its failed write retried; the guest saw no error)"))
         }
-        print("LabLiveFaultTests: the scratch filled; the watch found \(paused ? "the guest paused (resumed)" : "the room low")")
+        print(
+            "LabLiveFaultTests: the scratch filled; the watch found \(paused ? "the guest paused (resumed)" : "the room low")"
+        )
         try expectNothingLeft(lab, vm, workPath: Self.small)
         #expect(try LabLiveTests.qemuPid(lab, "kvm1", vm) == pid, "the same qemu")
         #expect(eventually(timeout: 10) { (try? lab.state("kvm1", vm)) == "running" })

@@ -180,7 +180,7 @@ struct LiveBackupTests {
 /// Issue #19 items 7-9 through the seam: the scratch space of a live job (checked before the begin,
 /// watched during the copy), a guest that qemu paused, a job that cannot be ended, FreezeTimeout.
 @Suite("live backups: scratch space, paused guests, stranded jobs, FreezeTimeout", .tags(.unit))
-struct LiveFaultTests {
+struct LiveJobFaultTests {
     /// At the first copy, `body` runs on the copy's thread; the copy then waits (10 s at most) for
     /// the watch to end the job, as nbdcopy's export would go away under it.
     func duringCopy(_ h: PipelineHarness, _ body: @escaping @Sendable () -> Void) {
@@ -220,6 +220,7 @@ struct LiveFaultTests {
         duringCopy(h) { hypervisor.scratchAvailable = 2 * hypervisor.scratchNeedPerDisk + (10 << 20) }
         let run = try h.backup()
         try h.expectNothingLost(run, prior: .running, earlier: earlier, reason: "ran low during the copy")
+        #expect(h.hypervisor.count(.copyExport) == 3, "ended during the first disk's copy, vdb never read")
         #expect(h.hypervisor.jobDirectory == nil && h.hypervisor.count(.resume) == 0)
         #expect(h.messages.contains("the scratch file system of the live backup job runs low: ending the job"))
     }
@@ -230,8 +231,10 @@ struct LiveFaultTests {
         let hypervisor = h.hypervisor
         duringCopy(h) { hypervisor.pauseByIOError() }
         let run = try h.backup()
-        try h.expectNothingLost(run, prior: .running, earlier: nil, reason: "qemu paused web01 on kvm1 during its live backup")
+        try h.expectNothingLost(
+            run, prior: .running, earlier: nil, reason: "qemu paused web01 on kvm1 during its live backup")
         #expect(failure(run).contains("paused (I/O error)") && failure(run).contains("resumed"))
+        #expect(h.hypervisor.count(.copyExport) == 1, "ended during the first disk's copy, not after the copy")
         let calls = h.hypervisor.calls
         let end = try #require(calls.firstIndex(of: .endBackupJob))
         let resume = try #require(calls.firstIndex(of: .resume))
@@ -245,7 +248,8 @@ struct LiveFaultTests {
         let hypervisor = h.hypervisor
         hypervisor.onCall(.endBackupJob) { hypervisor.pauseByIOError() }
         let run = try h.backup()
-        try h.expectNothingLost(run, prior: .running, earlier: nil, reason: "qemu paused web01 on kvm1 during its live backup")
+        try h.expectNothingLost(
+            run, prior: .running, earlier: nil, reason: "qemu paused web01 on kvm1 during its live backup")
         #expect(h.hypervisor.count(.resume) == 1 && h.hypervisor.vmState == .running)
     }
 
@@ -276,7 +280,7 @@ struct LiveFaultTests {
         let h = try PipelineHarness(ScriptedVMs.files(), mode: .live)
         h.hypervisor.failAlways(.endBackupJob)
         let run = try h.backup()
-        #expect(failure(run).contains("could not be ended") && failure(run).contains("next backup of web01"))
+        #expect(failure(run).contains("could not be ended") && failure(run).contains("next recovery pass"))
         let stranded = try #require(h.hypervisor.jobDirectory, "the job runs on")
         let partials = h.storageEntries.filter { $0.hasSuffix(".partial") }
         #expect(partials.count == 1, "\(h.storageEntries)")
@@ -294,6 +298,28 @@ struct LiveFaultTests {
         #expect(h.hypervisor.jobDirectory == nil && !h.hypervisor.paths.contains(stranded))
         #expect(!h.storageEntries.contains { $0.hasPrefix(".") }, "\(h.storageEntries)")
         #expect(h.messages.contains("cleaned up what an earlier backup left"))
+    }
+
+    @Test("the daemon's recovery pass ends a stranded job once the host answers, and leaves a running job's VM alone")
+    func recoveryPassEndsStrandedJob() throws {
+        let h = try PipelineHarness(ScriptedVMs.files(), mode: .live)
+        h.hypervisor.failAlways(.endBackupJob)
+        _ = try h.backup()
+        let stranded = try #require(h.hypervisor.jobDirectory)
+        #expect(h.pipeline.strandedJobs() == [h.vm])
+        let recovery = h.services.recovery
+        #expect(recovery.recoverStranded().isEmpty, "still unreachable: nothing ended, tried again later")
+        #expect(h.hypervisor.jobDirectory == stranded && h.pipeline.strandedJobs() == [h.vm])
+
+        h.hypervisor.heal(.endBackupJob)
+        // While a job of the VM holds its lock, the pass does not touch it.
+        let held = try #require(try h.services.spool.locks.tryAcquireVM(h.vm))
+        #expect(recovery.recoverStranded().isEmpty && h.hypervisor.jobDirectory == stranded)
+        held.release()
+        let notes = recovery.recoverStranded()
+        #expect(notes.count == 1 && notes[0].contains("live backup job ended"), "\(notes)")
+        #expect(h.hypervisor.jobDirectory == nil && !h.hypervisor.paths.contains(stranded))
+        #expect(h.pipeline.strandedJobs().isEmpty && !h.storageEntries.contains { $0.hasPrefix(".") })
     }
 
     @Test("FreezeTimeout from the begin: thawed again, whatever began is ended, the backup fails naming the key")
@@ -348,8 +374,13 @@ struct LiveFaultTests {
         #expect(p?.freezeTimeout == 5 && d.isEmpty)
         let (q, _) = SnapshotProfile.parse("WorkPath=/w\n", displayName: "default", base: nil)
         #expect(q?.freezeTimeout == 10)
-        let (bad, diagnostics) = SnapshotProfile.parse("WorkPath=/w\nFreezeTimeout=0\n", displayName: "default", base: nil)
-        #expect(bad == nil && diagnostics.map { "\($0)" } == ["default:2: FreezeTimeout='0': expected a whole number from 1 to 120"])
+        let (bad, diagnostics) = SnapshotProfile.parse(
+            "WorkPath=/w\nFreezeTimeout=0\n", displayName: "default", base: nil)
+        #expect(
+            bad == nil
+                && diagnostics.map { "\($0)" } == [
+                    "default:2: FreezeTimeout='0': expected a whole number from 1 to 120"
+                ])
     }
 }
 

@@ -242,7 +242,8 @@ struct LiveScriptTests {
         #expect(begin.scratch?.needed == Int64(st.st_blocks) * 512 + Int64(64 << 20) / 4096 + Int64(1 << 20))
     }
 
-    @Test("FreezeTimeout: a begin that hangs while the file systems are frozen is not waited for; they are thawed first")
+    @Test(
+        "FreezeTimeout: a begin that hangs while the file systems are frozen is not waited for; they are thawed first")
     func freezeTimeout() throws {
         // backup-begin waits 20 s (libvirt's state lock held by someone else), then succeeds.
         let (sandbox, job, live) = try host(
@@ -303,7 +304,8 @@ struct LiveScriptTests {
         let sandbox = try SandboxHost(
             dir,
             stubs: [
-                "virsh": "case \"$*\" in *'domstate --reason web01'*) echo 'paused (I/O error)';; esac", "df": Self.df(available: 300 << 20),
+                "virsh": "case \"$*\" in *'domstate --reason web01'*) echo 'paused (I/O error)';; esac",
+                "df": Self.df(available: 300 << 20),
             ])
         let (_, job, live) = try host("", sandbox: sandbox)
         try FileManager.default.createDirectory(atPath: live, withIntermediateDirectories: true)

@@ -103,6 +103,13 @@ public struct BackupPipeline: BackupExecutor {
             ])
     }
 
+    /// Scheduled VMs with a partial backup whose breadcrumb says its live job could not be ended.
+    public func strandedJobs() -> [String] {
+        configuration.schedule.entries.map(\.vm).filter { vm in
+            store.partialDirectories(of: vm).contains { JobBreadcrumb.read(from: $0)?.isUnended == true }
+        }
+    }
+
     /// After a worker died: return the VM to the state recorded before it was touched, remove the
     /// staged copies and the partial backup.
     public func recover(vm: String, jobName: String) throws -> String {

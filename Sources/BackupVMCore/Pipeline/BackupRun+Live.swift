@@ -167,6 +167,9 @@ extension BackupRun {
             } catch {
                 // Its scratch files may keep growing: recovery must end it (JobBreadcrumb.liveDirectory).
                 liveJobStranded = true
+                do { try record(.unended) } catch {
+                    log.error("could not record the unended job in the breadcrumb: \(error)")
+                }
                 let stranded = LiveBackupError.jobNotEnded(
                     vm: plan.vm, host: plan.host, directory: directory, cause: "\(error)",
                     after: failure.map { "\($0)" })

@@ -262,7 +262,7 @@ public enum LiveBackupError: Error, CustomStringConvertible, Sendable, Equatable
             let failed = after.map { " after the backup failed (\($0))" } ?? ""
             return
                 "the live backup job of \(vm) on \(host) could not be ended\(failed): \(cause); its recovery record is"
-                + " kept: the next backup of \(vm) (or the daemon's next recovery pass) ends it and removes"
+                + " kept: the daemon's next recovery pass (or the next backup of \(vm)) ends it and removes"
                 + " \(directory)"
         default:
             return ""
