@@ -40,8 +40,7 @@ public struct SnapshotProfile: Sendable, Equatable {
 
     public static let knownKeys = [
         "Mode", "WorkPath", "ExcludeLVs", "ShutdownTimeout", "ForceOff", "SnapshotSize", "LiveFallback",
-        "FreezeTimeout",
-        "RestoreTestReady", "RestoreTestTimeout", "RestoreTestSeconds", "RestoreTestEveryDays",
+        "FreezeTimeout", "RestoreTestReady", "RestoreTestTimeout", "RestoreTestSeconds", "RestoreTestEveryDays",
     ]
 
     /// Parses one profile file; `base` supplies the keys it does not set (nil for `default` itself).
