@@ -133,9 +133,7 @@ struct LabLiveFaultTests {
         let reader = try #require(Self.reader(of: vm, export: "vda", workPath: Self.small, timeout: 120))
         kill(reader, SIGSTOP)
         try lab.ssh(
-            "kvm1",
-            "a=$(df -P -B1 \(Self.small) | tail -n 1 | tr -s ' ' | cut -d' ' -f4); fallocate -l \"$a\" \(Self.small)/filler"
-        )
+            "kvm1", "dd if=/dev/zero of=\(Self.small)/filler bs=1M 2>/dev/null; df -P \(Self.small) | tail -n 1")
         #expect(
             eventually(timeout: 60) {
                 (try? lab.ssh("kvm1", "virsh domjobinfo \(vm) | head -n 1"))?.contains("None") == true
