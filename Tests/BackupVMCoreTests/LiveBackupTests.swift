@@ -242,6 +242,23 @@ struct LiveJobFaultTests {
         #expect(AttentionMark.read(storage: h.store.layout, vm: h.vm) == nil)
     }
 
+    @Test(
+        "the watch's end is refused at first (libvirt's lock held while a paused qemu drains a stalled reader): tried again, then the guest resumed"
+    )
+    func watchTriesAgain() throws {
+        let h = try PipelineHarness(ScriptedVMs.files(), mode: .live)
+        let hypervisor = h.hypervisor
+        hypervisor.fail(.endBackupJob, at: 1)
+        hypervisor.fail(.endBackupJob, at: 2)
+        duringCopy(h) { hypervisor.pauseByIOError() }
+        let run = try h.backup()
+        try h.expectNothingLost(
+            run, prior: .running, earlier: nil, reason: "qemu paused web01 on kvm1 during its live backup")
+        #expect(failure(run).contains("resumed (its failed write retried"), "\(failure(run))")
+        #expect(h.hypervisor.count(.copyExport) == 1, "the job was ended while the copy ran")
+        #expect(AttentionMark.read(storage: h.store.layout, vm: h.vm) == nil)
+    }
+
     @Test("a guest paused when the copy is done is found by the check after the job: resumed, and the job never done")
     func pausedAtTheEnd() throws {
         let h = try PipelineHarness(ScriptedVMs.files(), mode: .live)

@@ -205,11 +205,6 @@ extension BackupRun {
     /// naming it; one that stays paused marks the VM. A state that cannot be read fails the backup:
     /// it cannot be told that the guest was not hurt.
     func checkGuest(_ failure: inout Error?) {
-        if case .pausedByIOError(_, _, _, let resumed, _)? = failure as? LiveBackupError {
-            // The watch found it paused and tried to resume it.
-            if !resumed, let failure { markForAttention(failure) }
-            return
-        }
         let now: DomainCondition?
         do {
             now = try guestCondition()
@@ -218,15 +213,18 @@ extension BackupRun {
             if failure == nil { failure = error }
             return
         }
-        guard let now, now.pausedByIOError else {
-            if let now, now.state != .running {
-                log.warning("\(plan.vm) is \(now.description) after its live backup (not by this backup)")
-            }
-            return
+        var outcome = failure as? LiveBackupError
+        if let now, now.pausedByIOError {
+            outcome = ScratchWatch.resume(plan.vm, now, on: hypervisor, log: log)
+        } else if case .pausedByIOError(let vm, let host, let condition, false, _)? = outcome, now?.state == .running {
+            // The watch's resume failed at first; the guest runs now.
+            outcome = .pausedByIOError(vm: vm, host: host, condition: condition, resumed: true, detail: "")
+        } else if let now, now.state != .running {
+            log.warning("\(plan.vm) is \(now.description) after its live backup (not by this backup)")
         }
-        let paused = ScratchWatch.resume(plan.vm, now, on: hypervisor, log: log)
+        guard case .pausedByIOError(_, _, _, let resumed, _)? = outcome, let paused = outcome else { return }
         log.critical("\(paused)")
-        if case .pausedByIOError(_, _, _, false, _) = paused { markForAttention(paused) }
+        if !resumed { markForAttention(paused) }
         failure = paused
     }
 

@@ -20,7 +20,10 @@ final class ScratchWatch: @unchecked Sendable {
     private var stopping = false
     private var finished = false
     private var _trip: LiveBackupError?
+    /// Used by the watch's thread only.
     private var failedReads = 0
+    private var tripped = false
+    private var ended = false
 
     init(hypervisor: any Hypervisor, vm: String, directory: String, interval: TimeInterval, log: Logger) {
         self.hypervisor = hypervisor
@@ -66,51 +69,74 @@ final class ScratchWatch: @unchecked Sendable {
         }
     }
 
-    /// One reading and what follows from it; false once the job was ended.
+    /// One reading and what follows from it, or, once tripped, the next try at what it must do;
+    /// false when that is done (the job ended, a guest paused on a failed write running again).
     func poll() -> Bool {
-        let reading: ScratchReading
+        if !tripped {
+            guard let reading = read() else { return true }
+            switch reading.verdict {
+            case .fine:
+                return true
+            case .low:
+                log.error(
+                    "the scratch file system of the live backup job runs low: ending the job",
+                    metadata: ["available": "\(reading.available)", "outstanding": "\(reading.outstanding)"])
+                record(
+                    .scratchLow(
+                        vm: vm, host: hypervisor.name, directory: directory, available: reading.available,
+                        outstanding: reading.outstanding))
+            case .paused(let paused):
+                log.critical(
+                    "qemu paused \(vm) on a failed write during its live backup (\(paused.description)): ending the job"
+                )
+                record(
+                    .pausedByIOError(
+                        vm: vm, host: hypervisor.name, condition: paused.description, resumed: false,
+                        detail: "not resumed yet"))
+            }
+            tripped = true
+        }
+        return !act()
+    }
+
+    /// The reading, or nil (told now and then) when the host cannot be asked: the copy itself fails
+    /// when it is gone.
+    private func read() -> ScratchReading? {
         do {
-            reading = try hypervisor.liveScratch(vm, directory: directory)
+            let reading = try hypervisor.liveScratch(vm, directory: directory)
             failedReads = 0
+            return reading
         } catch {
-            // The copy itself fails when the host is gone; a reading that fails now and then is told.
             failedReads += 1
             if failedReads == 1 || failedReads % 10 == 0 {
                 log.warning("cannot read the live backup job's scratch space (\(failedReads) times): \(error)")
             }
-            return true
+            return nil
         }
-        switch reading.verdict {
-        case .fine:
-            return true
-        case .low:
-            log.error(
-                "the scratch file system of the live backup job runs low: ending the job",
-                metadata: ["available": "\(reading.available)", "outstanding": "\(reading.outstanding)"])
-            let low = LiveBackupError.scratchLow(
-                vm: vm, host: hypervisor.name, directory: directory, available: reading.available,
-                outstanding: reading.outstanding)
-            record(low)
-            endJob()
-            if let paused = try? hypervisor.condition(vm), paused.pausedByIOError {
-                record(Self.resume(vm, paused, on: hypervisor, log: log))
+    }
+
+    /// Ends the job, then resumes the guest if qemu paused it; true when both are done. Either may
+    /// wait on libvirt (a paused qemu drains its exports' requests first, which a stalled reader
+    /// holds up): what fails is tried again at the next poll.
+    private func act() -> Bool {
+        if !ended {
+            do {
+                try hypervisor.endBackupJob(vm, directory: directory)
+                ended = true
+            } catch {
+                log.error("the watch could not end the live backup job (tried again): \(error)")
+                return false
             }
-        case .paused(let paused):
-            log.critical(
-                "qemu paused \(vm) on a failed write during its live backup (\(paused.description)): ending the job")
-            endJob()
-            record(Self.resume(vm, paused, on: hypervisor, log: log))
         }
+        guard let now = try? hypervisor.condition(vm) else { return false }
+        guard now.pausedByIOError else { return true }
+        let outcome = Self.resume(vm, now, on: hypervisor, log: log)
+        record(outcome)
+        if case .pausedByIOError(_, _, _, true, _) = outcome { return true }
         return false
     }
 
     private func record(_ error: LiveBackupError) { condition.withLock { _trip = error } }
-
-    private func endJob() {
-        do { try hypervisor.endBackupJob(vm, directory: directory) } catch {
-            log.error("the watch could not end the live backup job (the backup's cleanup tries again): \(error)")
-        }
-    }
 
     /// Resumes a guest that qemu paused (once its job has ended); the error says whether it runs again.
     static func resume(_ vm: String, _ paused: DomainCondition, on hypervisor: any Hypervisor, log: Logger)
