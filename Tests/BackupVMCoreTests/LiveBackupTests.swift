@@ -282,6 +282,18 @@ struct LiveJobFaultTests {
         #expect(h.hypervisor.jobDirectory == nil)
     }
 
+    @Test("a guest paused whose job cannot be ended stays paused: the failure tells both, the VM is marked")
+    func pausedAndStranded() throws {
+        let h = try PipelineHarness(ScriptedVMs.files(), mode: .live)
+        let hypervisor = h.hypervisor
+        hypervisor.failAlways(.endBackupJob)
+        hypervisor.onCall(.endBackupJob) { hypervisor.pauseByIOError() }
+        let run = try h.backup()
+        #expect(failure(run).contains("could not be resumed") && failure(run).contains("could not be ended"))
+        #expect(AttentionMark.read(storage: h.store.layout, vm: h.vm) != nil && h.hypervisor.vmState == .paused)
+        #expect(h.pipeline.strandedJobs() == [h.vm], "the breadcrumb is kept for the job")
+    }
+
     @Test("an end that fails twice (libvirtd restarting) is tried again; the backup is good")
     func endRetried() throws {
         let h = try PipelineHarness(ScriptedVMs.files(), mode: .live)

@@ -216,6 +216,13 @@ extension BackupRun {
         var outcome = failure as? LiveBackupError
         if let now, now.pausedByIOError {
             outcome = ScratchWatch.resume(plan.vm, now, on: hypervisor, log: log)
+            // A job still running fails the resumed write again: say so, and keep its story.
+            if case .jobNotEnded? = failure as? LiveBackupError,
+                case .pausedByIOError(let vm, let host, let condition, false, let detail)? = outcome, let failure
+            {
+                outcome = .pausedByIOError(
+                    vm: vm, host: host, condition: condition, resumed: false, detail: "\(detail); \(failure)")
+            }
         } else if case .pausedByIOError(let vm, let host, let condition, false, _)? = outcome, now?.state == .running {
             // The watch's resume failed at first; the guest runs now.
             outcome = .pausedByIOError(vm: vm, host: host, condition: condition, resumed: true, detail: "")
