@@ -33,16 +33,14 @@ final class ScratchWatch: @unchecked Sendable {
         self.log = log
     }
 
-    /// What the watch had to do (nil: nothing).
-    var trip: LiveBackupError? { condition.withLock { _trip } }
-
     func start() {
         let thread = Thread { [self] in run() }
         thread.name = "scratch-watch-\(vm)"
         thread.start()
     }
 
-    /// Stops the watch and waits for a reading or an end in flight to finish; returns `trip`.
+    /// Stops the watch and waits for a reading or an end in flight to finish; returns what the watch
+    /// had to do (nil: nothing).
     @discardableResult
     func stop() -> LiveBackupError? {
         condition.withLock {
