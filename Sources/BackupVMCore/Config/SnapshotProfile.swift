@@ -23,6 +23,10 @@ public struct SnapshotProfile: Sendable, Equatable {
     /// Mode=live on a host that cannot do it (no backup API, no nbdcopy): the mode to use instead
     /// (cold or hot, said in the log and the manifest); nil: the backup fails naming what is missing.
     public var liveFallback: SnapshotMode? = nil
+    /// Mode=live: seconds the guest's file systems may stay frozen around the job's begin (freeze,
+    /// begin, thaw); longer, and they are thawed and the backup fails (a begin waiting on libvirt's
+    /// lock must not keep a guest frozen for CommandTimeout).
+    public var freezeTimeout: Int = 10
     /// `backup_vm restore-test`: an extended regular expression (grep -E) a line of the booted copy's
     /// serial console must match; nil: the guest agent answering, else running RestoreTestSeconds.
     public var restoreTestReady: String? = nil
@@ -39,7 +43,7 @@ public struct SnapshotProfile: Sendable, Equatable {
 
     public static let knownKeys = [
         "Mode", "WorkPath", "ExcludeLVs", "ShutdownTimeout", "ForceOff", "SnapshotSize", "LiveFallback",
-        "RestoreTestReady", "RestoreTestTimeout", "RestoreTestSeconds", "RestoreTestEveryDays",
+        "FreezeTimeout", "RestoreTestReady", "RestoreTestTimeout", "RestoreTestSeconds", "RestoreTestEveryDays",
         "VerifyEveryDays",
     ]
 
@@ -86,6 +90,9 @@ public struct SnapshotProfile: Sendable, Equatable {
             if fallback == .live { r.fail("LiveFallback", "expected cold or hot (the mode used when live cannot be)") }
             profile.liveFallback = fallback == .live ? nil : fallback
         }
+        if r.has("FreezeTimeout") {
+            profile.freezeTimeout = r.integer("FreezeTimeout", in: SnapshotProfile.freezeTimeouts, default: 10)
+        }
         parseRestoreTest(&r, into: &profile)
         let diagnostics = syntax + r.diagnostics
         return (diagnostics.isEmpty ? profile : nil, diagnostics)
@@ -121,6 +128,10 @@ public struct SnapshotProfile: Sendable, Equatable {
             )
         }
     }
+
+    /// FreezeTimeout's range: a second at least (a freeze and a begin take about 0.3 s on the lab),
+    /// two minutes at most (longer defeats its purpose; the remote script's own limit is CommandTimeout).
+    static let freezeTimeouts = 1...120
 
     static func isValidSnapshotSize(_ s: String) -> Bool {
         if s.hasSuffix("%") {

@@ -134,6 +134,7 @@ public final class WorkerPool: @unchecked Sendable {
                 for outcome in recovery.recover([job]) { logger.notice("recovery: \(outcome)") }
                 channel.wake()  // the VM's queued jobs may start now
             }
+            if !recovery.recoverStranded().isEmpty { channel.wake() }
             let swept = spool.sweepTmp(olderThan: settings.tmpMaxAge)
             if !swept.isEmpty { logger.notice("removed \(swept.count) stale files from tmp/") }
             spool.sweepFinished(olderThan: settings.finishedMaxAge)

@@ -43,6 +43,9 @@ extension BackupExecutor {
     }
 
     public func recoverRestoreTest(vm: String) throws -> String { "nothing to remove" }
+
+    /// Executors of the spool's tests leave nothing running on a hypervisor.
+    public func strandedJobs() -> [String] { [] }
 }
 
 /// What the spool machinery needs from the backup pipeline. The real pipeline implements it over
@@ -67,4 +70,7 @@ public protocol BackupExecutor: Sendable {
     /// Cleans up after a job whose worker died mid-way (VM back to its prior state, our snapshots and
     /// partial files removed). Returns what it did, for the job's record.
     func recover(vm: String, jobName: String) throws -> String
+    /// VMs whose failed backup left a job running on a hypervisor that it could not end (a live
+    /// job's end failed: libvirtd restarting, the connection cut): `recover` ends it.
+    func strandedJobs() -> [String]
 }

@@ -35,6 +35,8 @@ public struct BackupPlan: Sendable {
     public var snapshotSize: String
     public var shutdownTimeout: Int
     public var forceOff: Bool
+    /// Mode=live: how long the guest's file systems may stay frozen for the job's begin.
+    public var freezeTimeout: Int = 10
 
     public var stagingDirectory: String { work.stagingDirectory(id) }
     /// The live backup job's directory (socket, scratch files); nil unless the mode is live.
@@ -94,7 +96,7 @@ struct BackupPlanner {
             ramFile: mode == .hot || inspection.state == .paused ? work.ramFile(id) : nil,
             keepOnHost: entry?.keepOnHost ?? false, keep: entry?.keep, snapshotSize: profile.snapshotSize,
             shutdownTimeout: profile.shutdownTimeout ?? configuration.main.shutdownTimeout,
-            forceOff: profile.forceOff ?? configuration.main.forceOff)
+            forceOff: profile.forceOff ?? configuration.main.forceOff, freezeTimeout: profile.freezeTimeout)
     }
 
     /// A qcow2 image with a backing file would be stored without it. The live XML shows backing chains

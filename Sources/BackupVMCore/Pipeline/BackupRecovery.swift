@@ -84,8 +84,15 @@ struct BackupRecovery {
         }
         try hypervisor.endBackupJob(vm, directory: directory)
         try hypervisor.removeDirectory(crumb.remoteStageDir)
+        // A job left running may have filled its scratch file system, and qemu paused the guest on it.
+        var resumed = ""
+        if let now = try hypervisor.condition(vm), now.pausedByIOError {
+            let outcome = ScratchWatch.resume(vm, now, on: hypervisor, log: logger)
+            logger.critical("recovery of \(vm): \(outcome)")
+            resumed = "; \(outcome)"
+        }
         return "\(vm) on \(crumb.host): live backup job ended, its scratch files and socket removed\(thawNote),"
-            + " staged copy removed"
+            + " staged copy removed\(resumed)"
     }
 }
 

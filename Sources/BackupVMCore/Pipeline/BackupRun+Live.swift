@@ -18,6 +18,11 @@ extension BackupRun {
                 log.info(
                     "live backup job started",
                     metadata: ["socket": "\(job.socket)", "consistency": "\(consistency?.rawValue ?? "?")"])
+                let watch = ScratchWatch(
+                    hypervisor: hypervisor, vm: plan.vm, directory: job.directory, interval: scratchPollInterval,
+                    log: log)
+                scratchWatch = watch
+                watch.start()
                 return job
             case .running(let socket):
                 guard !endedStale, let stale = staleJobDirectory(socket: socket) else {
@@ -37,14 +42,27 @@ extension BackupRun {
         let begin: LiveBegin
         do {
             begin = try hypervisor.beginBackupJob(
-                plan.vm, targets: plan.disks.map(\.target), excluded: plan.excluded.map(\.target), in: directory,
-                quiesce: true)
+                LiveJobRequest(
+                    vm: plan.vm, directory: directory, disks: plan.disks, excluded: plan.excluded.map(\.target),
+                    quiesce: true, freezeTimeout: plan.freezeTimeout))
         } catch let error as LiveBackupError {
-            if case .thawFailed = error { filesystemsFrozen = true }
+            // A freeze that timed out may complete in the guest after the script's thaw: thaw again.
+            switch error {
+            case .thawFailed, .freezeTimeout: filesystemsFrozen = true
+            default: break
+            }
             throw error
         } catch let error as RemoteError {
             if case .timedOut = error { filesystemsFrozen = true }
             throw error
+        }
+        if let scratch = begin.scratch {
+            log.info(
+                "room for the scratch files checked",
+                metadata: [
+                    "available": "\(scratch.available)", "worst_case": "\(scratch.needed)",
+                    "other_jobs": "\(scratch.others)",
+                ])
         }
         switch begin.quiesce {
         case .frozen(let count, let milliseconds)?:
@@ -127,16 +145,13 @@ extension BackupRun {
         }
     }
 
-    /// Ends the job once every disk is copied (a pull job never ends by itself).
-    func endLiveJob(_ job: LiveJob) throws {
-        try hypervisor.endBackupJob(plan.vm, directory: job.directory)
-        liveJobMayRun = false
-        log.info("live backup job ended")
-    }
-
-    /// On every path: the file systems thawed, the job ended, its directory removed. A failure here
-    /// becomes the backup's failure unless it had failed already.
+    /// On every path: the watch stopped, the file systems thawed, the job ended (retried: libvirtd
+    /// may be restarting) and its directory removed, the guest checked. A job that cannot be ended
+    /// keeps the breadcrumb for its recovery. A failure here becomes the backup's failure unless it
+    /// had failed already; what the watch had to do, or a guest that qemu paused, always does.
     func cleanUpLiveJob(_ failure: inout Error?) {
+        if let trip = scratchWatch?.stop() { failure = trip }
+        scratchWatch = nil
         if filesystemsFrozen {
             do { try unquiesce() } catch {
                 log.critical("the file systems of \(plan.vm) may still be frozen: \(error)")
@@ -144,13 +159,91 @@ extension BackupRun {
                 if failure == nil { failure = error }
             }
         }
-        guard liveJobMayRun, let directory = plan.liveDirectory else { return }
+        if liveJobMayRun, let directory = plan.liveDirectory {
+            do {
+                try endLiveJobRetrying(directory)
+                liveJobMayRun = false
+                log.info("live backup job ended")
+            } catch {
+                // Its scratch files may keep growing: recovery must end it (JobBreadcrumb.liveDirectory).
+                liveJobStranded = true
+                do { try record(.unended) } catch {
+                    log.error("could not record the unended job in the breadcrumb: \(error)")
+                }
+                let stranded = LiveBackupError.jobNotEnded(
+                    vm: plan.vm, host: plan.host, directory: directory, cause: "\(error)",
+                    after: failure.map { "\($0)" })
+                log.critical("\(stranded)")
+                failure = stranded
+            }
+        }
+        if plan.mode == .live { checkGuest(&failure) }
+    }
+
+    /// Ends the job, trying five times over about 40 s (a libvirtd restart takes seconds; the
+    /// connection to the host may come back).
+    func endLiveJobRetrying(_ directory: String) throws {
+        var attempt = 1
+        while true {
+            do {
+                try hypervisor.endBackupJob(plan.vm, directory: directory)
+                return
+            } catch  where attempt < Self.endAttempts.count {
+                log.warning(
+                    "ending the live backup job failed (attempt \(attempt) of \(Self.endAttempts.count)): \(error)")
+                Thread.sleep(forTimeInterval: pollInterval * Self.endAttempts[attempt])
+                attempt += 1
+            }
+        }
+    }
+
+    /// Pauses before each attempt to end a job, in poll intervals (0.5 s in production).
+    static let endAttempts: [Double] = [0, 4, 10, 20, 40]
+
+    /// After the job: was the guest paused by a failed write meanwhile (a full scratch file system
+    /// pauses it, with libvirt's default error policy)? Such a guest is resumed and the backup fails
+    /// naming it; one that stays paused marks the VM. A state that cannot be read fails the backup:
+    /// it cannot be told that the guest was not hurt.
+    func checkGuest(_ failure: inout Error?) {
+        let now: DomainCondition?
         do {
-            try hypervisor.endBackupJob(plan.vm, directory: directory)
-            liveJobMayRun = false
+            now = try guestCondition()
         } catch {
-            log.error("could not end the backup job of \(plan.vm): \(error)")
+            log.error("cannot tell whether \(plan.vm) was paused during its live backup: \(error)")
             if failure == nil { failure = error }
+            return
+        }
+        var outcome = failure as? LiveBackupError
+        if let now, now.pausedByIOError {
+            outcome = ScratchWatch.resume(plan.vm, now, on: hypervisor, log: log)
+            // A job still running fails the resumed write again: say so, and keep its story.
+            if case .jobNotEnded? = failure as? LiveBackupError,
+                case .pausedByIOError(let vm, let host, let condition, false, let detail)? = outcome, let failure
+            {
+                outcome = .pausedByIOError(
+                    vm: vm, host: host, condition: condition, resumed: false, detail: "\(detail); \(failure)")
+            }
+        } else if case .pausedByIOError(let vm, let host, let condition, false, _)? = outcome, now?.state == .running {
+            // The watch's resume failed at first; the guest runs now.
+            outcome = .pausedByIOError(vm: vm, host: host, condition: condition, resumed: true, detail: "")
+        } else if let now, now.state != .running {
+            log.warning("\(plan.vm) is \(now.description) after its live backup (not by this backup)")
+        }
+        guard case .pausedByIOError(_, _, _, let resumed, _)? = outcome, let paused = outcome else { return }
+        log.critical("\(paused)")
+        if !resumed { markForAttention(paused) }
+        failure = paused
+    }
+
+    /// The domain's condition, asked up to three times (libvirtd may be restarting).
+    func guestCondition() throws -> DomainCondition? {
+        var attempt = 1
+        while true {
+            do { return try hypervisor.condition(plan.vm) } catch  where attempt < 3 {
+                log.warning("cannot tell the state of \(plan.vm) (attempt \(attempt) of 3): \(error)")
+                attempt += 1
+                Thread.sleep(forTimeInterval: pollInterval * 4)
+            }
         }
     }
 }

@@ -39,6 +39,12 @@ final class BackupRun {
     var liveJobMayRun = false
     /// Live mode: the guest's file systems may be frozen now (every path thaws them).
     var filesystemsFrozen = false
+    /// Live mode: watches the job's scratch space and the guest while the disks are copied.
+    var scratchWatch: ScratchWatch?
+    /// How often the watch reads (2 s in production).
+    var scratchPollInterval: TimeInterval { pollInterval * 4 }
+    /// Live mode: the job could not be ended; the breadcrumb stays for its recovery.
+    var liveJobStranded = false
     /// Live mode: how consistent the disks are, and how long the file systems were frozen.
     var consistency: Consistency?
     var quiesceSeconds: Double?
@@ -76,7 +82,7 @@ final class BackupRun {
                 let job = try startLiveJob()
                 countCopy()
                 try copyExports(of: job)
-                try endLiveJob(job)
+                // The job is ended by the cleanup, on this path as on every other.
             }
         } else {
             try keepingPriorState {
@@ -201,9 +207,15 @@ final class BackupRun {
     }
 
     /// Nothing of a failed backup may remain: not the partial directory here, not the staged copy.
+    /// Only the breadcrumb of a live job that could not be ended stays (in its partial directory,
+    /// emptied): it is what lets recovery end that job.
     func discardEverything() {
         chunkSession?.staging.discard()
-        store.discard(partial: partial)
+        if liveJobStranded {
+            store.discard(partial: partial, keeping: BackupNames.breadcrumb)
+        } else {
+            store.discard(partial: partial)
+        }
         try? hypervisor.removeDirectory(plan.stagingDirectory)
     }
 }

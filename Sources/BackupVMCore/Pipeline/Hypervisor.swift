@@ -13,6 +13,10 @@ public protocol Hypervisor: Sendable {
     func inspect(_ vm: String) throws -> DomainInspection?
     /// The domain's state; nil when it is not defined here.
     func state(_ vm: String) throws -> DomainState?
+    /// The domain's state with libvirt's reason for it (`paused (I/O error)`); nil when not defined.
+    func condition(_ vm: String) throws -> DomainCondition?
+    /// Resumes a paused domain.
+    func resume(_ vm: String) throws
 
     /// Where each of these block device paths leads and which are LVs (a device missing from the
     /// answer, or without a volume, is a plain block device).
@@ -62,16 +66,20 @@ public protocol Hypervisor: Sendable {
     func liveSupport() throws -> LiveSupport
     /// Thaws them; nothing when the guest has no agent configured.
     func thawFilesystems(_ vm: String) throws
-    /// Begins a pull-mode backup job of the disks `targets` (every other disk of the domain is named in
-    /// `excluded`), its socket and scratch files in `directory` (made here, owned by the qemu user).
-    /// With `quiesce`, the guest agent freezes the file systems for the begin only (or, without an
-    /// agent, the sysrq emergency sync is sent first). A job already running on the domain is
-    /// reported, not begun over (and nothing is frozen).
-    func beginBackupJob(_ vm: String, targets: [String], excluded: [String], in directory: String, quiesce: Bool)
-        throws -> LiveBegin
+    /// Begins a pull-mode backup job of the request's disks (every other disk of the domain is named
+    /// in `excluded`), its socket and scratch files in its directory (made here, owned by the qemu
+    /// user), if that directory's file system has room for what the scratch files may grow to
+    /// (LiveBackupError.noScratchRoom). With `quiesce`, the guest agent freezes the file systems for
+    /// the begin only, for FreezeTimeout at most (or, without an agent, the sysrq emergency sync is
+    /// sent first). A job already running on the domain is reported, not begun over (and nothing is
+    /// frozen).
+    func beginBackupJob(_ request: LiveJobRequest) throws -> LiveBegin
     /// Ends the backup job whose socket is in `directory`, if it runs, and removes the directory;
-    /// a job of anyone else is left alone.
+    /// a job of anyone else is left alone. Fails (keeping the directory) when it cannot tell.
     func endBackupJob(_ vm: String, directory: String) throws
+    /// The room left on the file system of the job in `directory` and what the live jobs there may
+    /// still need, and the domain's condition: what ScratchWatch polls while the copy runs.
+    func liveScratch(_ vm: String, directory: String) throws -> ScratchReading
     /// Streams one export of a running job, like `copyImage`.
     func copyExport(
         _ export: String, of job: LiveJob, scratch: String, stageFile: String?, to destination: String,

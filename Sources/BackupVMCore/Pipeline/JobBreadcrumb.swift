@@ -24,9 +24,12 @@ struct JobBreadcrumb: Codable, Sendable {
 
     enum Step: String, Codable, Sendable {
         case frozen, thawed
+        /// The backup failed and its live job could not be ended: the daemon's recovery pass ends it.
+        case unended
     }
 
     var hasThawed: Bool { completed?.contains(.thawed) ?? false }
+    var isUnended: Bool { completed?.contains(.unended) ?? false }
 
     static let fileName = BackupNames.breadcrumb
 

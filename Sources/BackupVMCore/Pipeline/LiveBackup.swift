@@ -108,6 +108,32 @@ public struct LiveJob: Sendable, Equatable {
     }
 }
 
+/// What a live backup job is begun with.
+public struct LiveJobRequest: Sendable, Equatable {
+    public var vm: String
+    /// The job's directory (socket, scratch files, its reservation of scratch space); made by the begin.
+    public var directory: String
+    /// The disks backed up: their sources size what the scratch files may grow to (ScratchRoom).
+    public var disks: [DomainDisk]
+    /// Every other disk of the domain (named `backup="no"`: an unlisted disk would be backed up).
+    public var excluded: [String]
+    /// Freeze the file systems with the guest agent for the begin (else only the sysrq sync).
+    public var quiesce: Bool
+    /// Seconds the file systems may stay frozen (freeze, begin, thaw): FreezeTimeout.
+    public var freezeTimeout: Int
+
+    public init(
+        vm: String, directory: String, disks: [DomainDisk], excluded: [String], quiesce: Bool, freezeTimeout: Int
+    ) {
+        self.vm = vm
+        self.directory = directory
+        self.disks = disks
+        self.excluded = excluded
+        self.quiesce = quiesce
+        self.freezeTimeout = freezeTimeout
+    }
+}
+
 /// How consistent a live backup's disks are with each other and with the guest's file systems.
 public enum Consistency: String, Codable, Sendable {
     /// The guest agent froze the file systems for the moment the job started.
@@ -133,6 +159,16 @@ public struct LiveBegin: Sendable, Equatable {
     public var quiesce: QuiesceResult?
     /// The file systems were frozen and the thaw after the begin failed: the caller must thaw.
     public var thawFailed: Bool
+    /// The room check before the begin (nil: none was made, a job was running already).
+    public var scratch: Scratch?
+
+    /// Bytes free on the job directory's file system, what this job's scratch may grow to, and what
+    /// other live jobs under the same WorkPath may still need.
+    public struct Scratch: Sendable, Equatable {
+        public var available: Int64
+        public var needed: Int64
+        public var others: Int64
+    }
 
     public init(outcome: VirshBackupJob.BeginOutcome, quiesce: QuiesceResult?, thawFailed: Bool) {
         self.outcome = outcome
@@ -157,6 +193,17 @@ public enum LiveBackupError: Error, CustomStringConvertible, Sendable, Equatable
     case unplainDirectory(path: String)
     /// The begin failed after the file systems were frozen, and so did their thaw.
     case thawFailed(vm: String, host: String, cause: String)
+    /// The job's file system lacks room for what its scratch files may grow to (nothing was begun).
+    case noScratchRoom(vm: String, host: String, directory: String, available: Int64, needed: Int64, others: Int64)
+    /// While the copy ran, the room left on the scratch's file system fell under what the jobs there
+    /// may still need: the job was ended before the file system filled.
+    case scratchLow(vm: String, host: String, directory: String, available: Int64, outstanding: Int64)
+    /// qemu paused the guest during the job (a write failed); `resumed` tells whether it runs again.
+    case pausedByIOError(vm: String, host: String, condition: String, resumed: Bool, detail: String)
+    /// Freeze, begin and thaw took longer than FreezeTimeout: thawed, and the job not begun or ended.
+    case freezeTimeout(vm: String, host: String, seconds: Int)
+    /// The job could not be ended (libvirtd or the connection away): recovery ends it.
+    case jobNotEnded(vm: String, host: String, directory: String, cause: String, after: String?)
 
     public var description: String {
         switch self {
@@ -179,6 +226,48 @@ public enum LiveBackupError: Error, CustomStringConvertible, Sendable, Equatable
                 + " escapes other characters in its answers): set a plainer WorkPath in the VM's vmsnapshot.d profile"
         case .thawFailed(let vm, let host, let cause):
             return "\(cause); the file systems of \(vm) on \(host) were frozen and could not be thawed"
+        case .noScratchRoom, .scratchLow, .pausedByIOError, .freezeTimeout, .jobNotEnded:
+            return scratchDescription
         }
     }
+
+    /// The descriptions of the faults of a running job: its scratch space, the guest, its end.
+    private var scratchDescription: String {
+        switch self {
+        case .noScratchRoom(let vm, let host, let directory, let available, let needed, let others):
+            let also = others > 0 ? ", and other live jobs in the same WorkPath may still need \(bytes(others))" : ""
+            return "no room for the live backup job of \(vm) on \(host): the file system of \(directory) has"
+                + " \(bytes(available)) free; its scratch files may grow to \(bytes(needed)) (the disks' allocated"
+                + " sizes: what copy-before-write keeps if the guest overwrites every block during the copy)\(also),"
+                + " plus \(bytes(ScratchRoom.margin)) to spare; nothing was begun: free space there or set WorkPath"
+                + " in the VM's vmsnapshot.d profile to a larger file system"
+        case .scratchLow(let vm, let host, let directory, let available, let outstanding):
+            return "the file system of the live backup job of \(vm) on \(host) ran low during the copy"
+                + " (\(bytes(available)) free in \(directory), the live jobs there may still need"
+                + " \(bytes(outstanding))): the job was ended before it filled, the guest's writes were not hurt;"
+                + " something else is writing there: free space or set WorkPath to a file system of its own"
+        case .pausedByIOError(let vm, let host, let condition, let resumed, let detail):
+            let then =
+                resumed
+                ? "the job was ended and \(vm) resumed (its failed write retried; the guest saw no error)"
+                : "the job was ended but \(vm) could not be resumed (\(detail)): check its disks' file systems and"
+                    + " run `virsh resume \(vm)` on \(host)"
+            return "qemu paused \(vm) on \(host) during its live backup (\(condition): a write failed, e.g. on a"
+                + " full scratch file system); \(then)"
+        case .freezeTimeout(let vm, let host, let seconds):
+            return "freezing the file systems of \(vm) on \(host) and beginning its live backup job took longer than"
+                + " FreezeTimeout=\(seconds) s: the file systems were thawed and the job ended (libvirtd or the guest"
+                + " agent slow or hung); raise FreezeTimeout in the VM's vmsnapshot.d profile if the guest needs longer"
+        case .jobNotEnded(let vm, let host, let directory, let cause, let after):
+            let failed = after.map { " after the backup failed (\($0))" } ?? ""
+            return
+                "the live backup job of \(vm) on \(host) could not be ended\(failed): \(cause); its recovery record is"
+                + " kept: the daemon's next recovery pass (or the next backup of \(vm)) ends it and removes"
+                + " \(directory)"
+        default:
+            return ""
+        }
+    }
+
+    private func bytes(_ n: Int64) -> String { HumanUnits.size(n) }
 }

@@ -22,6 +22,9 @@ public enum PipelineError: Error, CustomStringConvertible, Sendable, Equatable {
     /// An earlier backup could not return the VM to its prior state; nothing is done until an
     /// operator has checked it and cleared the mark.
     case needsAttention(vm: String, detail: String)
+    /// What an earlier backup left (a live job that could not be ended, a dead worker's partial
+    /// backup) could not be cleaned up before this one: nothing new is begun on top of it.
+    case leftoverNotRecovered(vm: String, cause: String)
 
     public var description: String {
         switch self {
@@ -49,6 +52,9 @@ public enum PipelineError: Error, CustomStringConvertible, Sendable, Equatable {
                 + " why: \(ReasonText.oneLine(cause, limit: 120))\(also)"
         case .needsAttention(let vm, let detail):
             return "ATTENTION: \(vm) needs attention: \(detail); check it by hand, then `backup_vm resolve \(vm)`"
+        case .leftoverNotRecovered(let vm, let cause):
+            return "an earlier backup of \(vm) left a job or files that could not be cleaned up yet (\(cause));"
+                + " nothing was begun: the next backup tries again"
         }
     }
 }

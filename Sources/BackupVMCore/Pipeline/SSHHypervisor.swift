@@ -36,6 +36,8 @@ public final class SSHHypervisor: Hypervisor, @unchecked Sendable {
     }
 
     public func state(_ vm: String) throws -> DomainState? { try virsh.state(vm) }
+    public func condition(_ vm: String) throws -> DomainCondition? { try virsh.condition(vm) }
+    public func resume(_ vm: String) throws { try virsh.resume(vm) }
 
     public func blockDevices(_ devices: [String]) throws -> [String: BlockDevice] { try lvm.resolve(devices) }
 
@@ -98,13 +100,13 @@ public final class SSHHypervisor: Hypervisor, @unchecked Sendable {
     public func liveSupport() throws -> LiveSupport { try backupJob.support() }
     public func thawFilesystems(_ vm: String) throws { try backupJob.thaw(vm: vm) }
 
-    public func beginBackupJob(
-        _ vm: String, targets: [String], excluded: [String], in directory: String, quiesce: Bool
-    ) throws -> LiveBegin {
-        try backupJob.begin(vm: vm, directory: directory, targets: targets, excluded: excluded, quiesce: quiesce)
-    }
+    public func beginBackupJob(_ request: LiveJobRequest) throws -> LiveBegin { try backupJob.begin(request) }
 
     public func endBackupJob(_ vm: String, directory: String) throws { try backupJob.end(vm: vm, directory: directory) }
+
+    public func liveScratch(_ vm: String, directory: String) throws -> ScratchReading {
+        try backupJob.scratch(vm: vm, directory: directory)
+    }
 
     public func copyExport(
         _ export: String, of job: LiveJob, scratch: String, stageFile: String?, to destination: String,

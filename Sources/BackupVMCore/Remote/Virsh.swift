@@ -12,10 +12,11 @@ public struct Virsh: Sendable {
     /// Sets `$s` to the domain's state, or to `#absent` when virsh says the domain does not exist.
     /// Any other failure (libvirtd down or restarting, permissions) fails the script with virsh's
     /// message: "virsh failed" must never read as "not defined", or a thaw would think the VM gone.
-    static func domstate(_ vm: String) -> String {
+    /// With `reason`, libvirt's reason for the state follows it (`paused (I/O error)`).
+    static func domstate(_ vm: String, reason: Bool = false) -> String {
         let q = ShellQuote.quote(vm)
         return """
-            if s=$(virsh -q domstate \(q) 2>&1); then :; \
+            if s=$(virsh -q domstate \(reason ? "--reason " : "")\(q) 2>&1); then :; \
             elif printf '%s' "$s" | grep -qiE 'failed to get domain|domain not found|no domain with matching'; then \
             s='#absent'; else printf '%s\\n' "$s" >&2; exit 3; fi
             """
@@ -26,6 +27,20 @@ public struct Virsh: Sendable {
         let out = try host.run("\(Virsh.domstate(vm)); echo \"$s\"", what: "virsh domstate \(vm)")
         let text = out.trimmingCharacters(in: .whitespacesAndNewlines)
         return text == "#absent" ? nil : DomainState(virsh: text)
+    }
+
+    /// The state with libvirt's reason for it (`paused (I/O error)`); nil when the domain is not
+    /// defined here, an error when virsh cannot tell.
+    public func condition(_ vm: String) throws(RemoteError) -> DomainCondition? {
+        let out = try host.run(
+            "\(Virsh.domstate(vm, reason: true)); echo \"$s\"", what: "virsh domstate --reason \(vm)")
+        let text = out.trimmingCharacters(in: .whitespacesAndNewlines)
+        return text == "#absent" ? nil : DomainCondition(virsh: text)
+    }
+
+    /// Resumes a paused domain (a write that failed is retried by qemu then).
+    public func resume(_ vm: String) throws(RemoteError) {
+        try host.run("virsh resume \(ShellQuote.quote(vm)) >/dev/null", what: "virsh resume \(vm)")
     }
 
     /// State and definition age in one round trip (virsh itself takes a good part of a second to

@@ -129,6 +129,31 @@ public struct OrphanRecovery: Sendable {
         }
     }
 
+    /// Ends the jobs that failed backups left running on a hypervisor (a live job whose end failed:
+    /// its scratch files may keep growing): each VM's recovery runs when no job of it runs, here
+    /// (VMActivity) or in any other process (its lock). One that fails again is tried at the next pass.
+    @discardableResult
+    public func recoverStranded() -> [String] {
+        executor.strandedJobs().compactMap { vm in
+            guard activity.beginRecovery(vm) else { return nil }
+            defer { activity.endRecovery(vm) }
+            guard let vmLock = try? spool.locks.tryAcquireVM(vm) else { return nil }
+            defer { vmLock.release() }
+            vmLock.describeHolder("pid=\(getpid()) recovering a stranded job of \(vm)")
+            do {
+                let note = try executor.recover(vm: vm, jobName: "stranded")
+                logger.notice(
+                    "ended a job a failed backup left running", metadata: ["vm": "\(vm)", "cleanup": "\(note)"])
+                return note
+            } catch {
+                logger.error(
+                    "a job a failed backup left running could not be ended yet (tried again at the next pass): \(error)",
+                    metadata: ["vm": "\(vm)"])
+                return nil
+            }
+        }
+    }
+
     private func failJob(_ job: ClaimedJob, _ reason: String) -> Outcome {
         logger.error("abandoned job failed: \(reason)", metadata: ["job": "\(job.name)"])
         try? job.finish(JobResult(status: .failed, reason: reason))

@@ -56,6 +56,13 @@ public struct BackupStore: Sendable {
         try? FileManager.default.removeItem(atPath: partial)
     }
 
+    /// Empties a partial directory but for the file `kept` (a breadcrumb that recovery still needs).
+    public func discard(partial: String, keeping kept: String) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: partial)) ?? [] where name != kept {
+            try? FileManager.default.removeItem(atPath: partial + "/" + name)
+        }
+    }
+
     /// Keeps the newest `keep` committed backups of exactly this VM; returns the IDs removed. Runs only
     /// after a successful commit, so a failed backup never costs a good one.
     @discardableResult

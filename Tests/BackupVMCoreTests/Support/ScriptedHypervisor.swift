@@ -14,6 +14,7 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
         case createSnapshot, snapshotStatus, removeSnapshot, leftoverSnapshots, makeDirectory, removeDirectory
         case copyImage, keepStagedCopy, removeStagedCopies
         case liveSupport, thawFilesystems, beginBackupJob, endBackupJob, copyExport
+        case condition, resume, liveScratch
         case sendChunks
     }
 
@@ -56,6 +57,18 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
     /// The directory of the backup job running on the domain (a job of anyone else: its socket).
     private var _jobDirectory: String?
     private var _foreignJobSocket: String?
+    /// libvirt's reason for the state (`I/O error` with `.paused`: qemu paused the guest on a failed write).
+    private var _reason = ""
+    /// The room on the job directory's file system, and what each disk's scratch may grow to.
+    var scratchAvailable: Int64 = 64 << 30
+    var scratchNeedPerDisk: Int64 = 1 << 30
+    /// What the job's scratch holds now (the watch's reading); a test raises it to fill the file system.
+    var scratchUsed: Int64 = 0
+    /// Thrown by every begin (after the call is recorded): what the real script reports, e.g. FreezeTimeout.
+    var beginError: Error?
+    /// The requests of the begins, in order, and the running job's worst case.
+    private var _requests: [LiveJobRequest] = []
+    private var _jobNeed: Int64 = 0
 
     init(name: String = "kvm1", vm: String, state: DomainState, disks: [DomainDisk], volumes: [LogicalVolume] = []) {
         self.name = name
@@ -108,6 +121,14 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
     /// Seeds a backup job left by a killed worker (our directory) or started by someone else.
     func addJob(directory: String) { lock.withLock { _jobDirectory = directory } }
     func addForeignJob(socket: String) { lock.withLock { _foreignJobSocket = socket } }
+    var requests: [LiveJobRequest] { lock.withLock { _requests } }
+    /// qemu pauses the guest on a failed write (its scratch file system full).
+    func pauseByIOError() {
+        lock.withLock {
+            _state = .paused
+            _reason = "I/O error"
+        }
+    }
     var paths: Set<String> { lock.withLock { _paths } }
     var calls: [Call] { lock.withLock { _calls } }
     func count(_ call: Call) -> Int { calls.filter { $0 == call }.count }
@@ -146,6 +167,25 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
     func state(_ vm: String) throws -> DomainState? {
         try enter(.state)
         return vm == self.vm ? vmState : nil
+    }
+
+    func condition(_ vm: String) throws -> DomainCondition? {
+        try enter(.condition)
+        guard vm == self.vm, let state = vmState else { return nil }
+        return DomainCondition(state: state, reason: lock.withLock { _reason })
+    }
+
+    /// Resumes a paused guest; one paused on a failed write stays paused while its job still runs
+    /// (the write fails again).
+    func resume(_ vm: String) throws {
+        try enter(.resume)
+        try requireVM(vm)
+        lock.withLock {
+            guard _state == .paused else { return }
+            if _reason == "I/O error" && _jobDirectory != nil { return }
+            _state = .running
+            _reason = "unpaused"
+        }
     }
 
     /// A slow guest's shutdown completes when its time has come (called under the lock).
@@ -295,15 +335,22 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
 
     /// Like the begin script: a running job is reported untouched; with an agent the file systems are
     /// frozen and thawed around the begin (a thaw that is made to fail leaves them frozen).
-    func beginBackupJob(_ vm: String, targets: [String], excluded: [String], in directory: String, quiesce: Bool)
-        throws -> LiveBegin
-    {
+    func beginBackupJob(_ request: LiveJobRequest) throws -> LiveBegin {
         try enter(.beginBackupJob)
-        try requireVM(vm)
+        try requireVM(request.vm)
+        let (directory, quiesce, targets) = (request.directory, request.quiesce, request.disks.map(\.target))
         let thawFails = lock.withLock { failAlways.contains(.thawFilesystems) }
-        return lock.withLock {
+        return try lock.withLock {
+            _requests.append(request)
+            if let beginError { throw beginError }
             if let socket = _foreignJobSocket ?? _jobDirectory.map(LiveJob.socket(in:)) {
                 return LiveBegin(outcome: .running(socket: socket), quiesce: nil, thawFailed: false)
+            }
+            let need = scratchNeedPerDisk * Int64(targets.count)
+            guard scratchAvailable >= need + ScratchRoom.margin else {
+                throw LiveBackupError.noScratchRoom(
+                    vm: request.vm, host: name, directory: directory, available: scratchAvailable, needed: need,
+                    others: 0)
             }
             var quiesced: QuiesceResult?
             if quiesce {
@@ -316,15 +363,33 @@ final class ScriptedHypervisor: Hypervisor, @unchecked Sendable {
             _jobDirectory = directory
             _paths.insert(directory)
             let job = LiveJob(directory: directory, exports: Dictionary(uniqueKeysWithValues: targets.map { ($0, $0) }))
-            return LiveBegin(outcome: .begun(job), quiesce: quiesced, thawFailed: hasAgent && quiesce && thawFails)
+            _jobNeed = need
+            var begin = LiveBegin(outcome: .begun(job), quiesce: quiesced, thawFailed: hasAgent && quiesce && thawFails)
+            begin.scratch = LiveBegin.Scratch(available: scratchAvailable, needed: need, others: 0)
+            return begin
         }
     }
 
     func endBackupJob(_ vm: String, directory: String) throws {
         try enter(.endBackupJob)
         lock.withLock {
-            if _jobDirectory == directory { _jobDirectory = nil }
+            if _jobDirectory == directory {
+                _jobDirectory = nil
+                scratchUsed = 0
+            }
             _paths = _paths.filter { $0 != directory && !$0.hasPrefix(directory + "/") }
+        }
+    }
+
+    /// The room left beyond the job's worst case (as the real script counts it), and the condition.
+    func liveScratch(_ vm: String, directory: String) throws -> ScratchReading {
+        try enter(.liveScratch)
+        return lock.withLock {
+            let outstanding = _jobDirectory == directory ? max(0, _jobNeed - scratchUsed) : 0
+            let condition = vm == self.vm ? _state.map { DomainCondition(state: $0, reason: _reason) } : nil
+            return ScratchReading(
+                available: scratchAvailable - scratchUsed, outstanding: outstanding, used: scratchUsed,
+                condition: condition)
         }
     }
 
