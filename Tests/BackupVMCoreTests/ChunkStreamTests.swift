@@ -88,7 +88,7 @@ struct ChunkStreamTests {
             src = sys.argv[sys.argv.index("--source") + 1]
             disk = open(src, "rb").read()
             if MODE == "garbage":
-                out.write(os.urandom(5000)); out.flush(); sys.exit(0)
+                out.write(b"Q" + os.urandom(4999)); out.flush(); sys.exit(0)  # never a frame type by chance
             if MODE == "hugeStderr":
                 sys.stderr.write("\\x1b[2J" + "x" * 3000000 + "\\n"); sys.exit(1)
             frame(b"H", bytes([1]) + struct.pack(">I", SIZE))
