@@ -85,6 +85,37 @@ struct RestoreCopyXMLTests {
         #expect(copy.contains("install.iso"), "a CD's medium is read-only and stays")
     }
 
+    /// Found in the sweep of issue #19 (item 13's class, for `restore --as`): a copy kept the
+    /// original's passed-through devices, shared directories and memory, and nvdimm/pmem backed by the
+    /// original's file: running beside it, it wrote into the original's data.
+    @Test("a copy gets none of the original's host devices, shared directories, shared or file-backed memory")
+    func devicesOfTheOriginalsOwnAreLeftOut() throws {
+        let devices = """
+            <hostdev mode='subsystem' type='scsi'><source><adapter name='scsi_host0'/><address bus='0' target='0' unit='1'/></source></hostdev>
+            <redirdev bus='usb' type='spicevmc'/>
+            <filesystem type='mount' accessmode='passthrough'><source dir='/srv/web1/data'/><target dir='data'/></filesystem>
+            <shmem name='web1-shm'><model type='ivshmem-plain'/></shmem>
+            <memory model='nvdimm'><source><path>/srv/web1/nvdimm.img</path></source><target><size unit='MiB'>64</size></target></memory>
+            <memory model='dimm'><target><size unit='MiB'>64</size></target></memory>
+            <input type='passthrough' bus='virtio'><source evdev='/dev/input/event1'/></input>
+            <input type='tablet' bus='usb'/>
+            """
+        let stored = xml(disks: fileDisk, devices: devices)
+        let copy = try DomainXML.renamed(
+            stored, from: "web1", to: "web2", diskSources: ["vda": "/srv/web1/web2-vda.raw"])
+        for gone in [
+            "hostdev", "redirdev", "filesystem", "shmem", "memory[@model='nvdimm']", "input[@type='passthrough']",
+        ] {
+            #expect(try XMLDocument(xmlString: copy).nodes(forXPath: "//devices/" + gone).isEmpty, "\(gone): \(copy)")
+        }
+        #expect(try XMLDocument(xmlString: copy).nodes(forXPath: "//devices/memory[@model='dimm']").count == 1)
+        #expect(try XMLDocument(xmlString: copy).nodes(forXPath: "//devices/input[@type='tablet']").count == 1)
+        #expect(try DomainXML.sharedDevices(of: stored).count == 6)
+        // The VM itself keeps them: they are its own.
+        let itself = try DomainXML.withDiskSources(stored, ["vda": "/srv/web1/web1-vda.raw"])
+        #expect(try XMLDocument(xmlString: itself).nodes(forXPath: "//devices/hostdev").count == 1)
+    }
+
     @Test("#5: a copy's agent channel lets libvirt choose its socket (qemu would take over the original's)")
     func channelSocketOfTheOriginalIsDropped() throws {
         let channel = """

@@ -27,10 +27,31 @@ extension DomainXML {
         for uuid in root.elements(forName: "uuid") { uuid.detach() }
         try rewriteDisks(root, diskSources, excluded: dropped, forCopy: true)
         for mac in try elements(root, "devices/interface/mac") { mac.detach() }
+        for device in try elements(root, sharedWithOriginal) { device.detach() }
         // The original's UEFI variable store: libvirt makes the copy its own from the template.
         for nvram in try elements(root, "os/nvram") { nvram.detach() }
         try HostFiles.rename(root, from: oldName, to: newName)
         return doc.xmlString(options: [.nodePrettyPrint])
+    }
+
+    /// Devices through which a copy would reach what is the original's own: host devices and USB
+    /// redirection (a passed-through disk or controller holds the original's data), shared host
+    /// directories, shared memory, nvdimm and virtio-pmem memory backed by the original's file, a
+    /// smartcard or input device passed through. A copy runs beside the original: it gets none of them
+    /// (the restore names what was left out).
+    static let sharedWithOriginal =
+        "devices/hostdev | devices/redirdev | devices/filesystem | devices/shmem"
+        + " | devices/memory[@model='nvdimm' or @model='virtio-pmem'] | devices/smartcard"
+        + " | devices/input[@type='passthrough' or @type='evdev']"
+
+    /// What `renamed` leaves out of a copy because the original's own is behind it (for the log).
+    public static func sharedDevices(of xml: String) throws(Problem) -> [String] {
+        let (_, root) = try storedDomain(xml)
+        return try elements(root, sharedWithOriginal).map { element in
+            let type =
+                element.attribute(forName: "type")?.stringValue ?? element.attribute(forName: "model")?.stringValue
+            return element.name.map { "<\($0)\(type.map { " \($0)" } ?? "")>" } ?? "?"
+        }
     }
 
     /// The same XML with its disk sources replaced (restore of the VM itself, also to other paths);

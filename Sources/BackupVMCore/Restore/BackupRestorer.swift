@@ -241,6 +241,13 @@ public struct BackupRestorer: Sendable {
                 let list = manifest.excluded.map { "\($0.target) (\($0.source))" }.joined(separator: ", ")
                 log.notice("excluded disks are not part of the copy: \(list); add volumes for them if it needs them")
             }
+            let shared = try DomainXML.sharedDevices(of: manifest.domainXML)
+            if !shared.isEmpty {
+                let list = shared.joined(separator: ", ")
+                log.notice(
+                    "devices of the original's own are not part of the copy: \(list) (host devices, shared directories and memory would be the original's)"
+                )
+            }
             return xml
         } catch {
             throw RestoreError.unusableDomainXML(vm: request.vm, id: backup.id, detail: error.description)
