@@ -403,13 +403,13 @@ struct LabLVMTests {
         var short = try Manifest.decode(manifest)
         short.disks[0].rawBytes -= 1 << 20
         try short.encoded().write(to: URL(fileURLWithPath: manifestFile))
-        let failed = try backupVM(config, ["restore", g, "--as", copy], timeout: 900)
+        let failed = try backupVM(config, ["restore", g, "--as", copy, "--force"], timeout: 900)
         try manifest.write(to: URL(fileURLWithPath: manifestFile))
         #expect(failed.status == 1 && failed.err.contains("expected 15728640"), "\(failed.err)")
         #expect(try lab.ssh("cmp -n 16777216 /dev/vg0/\(copy) /dev/zero && echo zeros") == "zeros\n", "untouched")
         #expect(try lab.ssh(ours) == "0\n", "no LV of ours left")
 
-        let r = try backupVM(config, ["restore", g, "--as", copy], timeout: 900)
+        let r = try backupVM(config, ["restore", g, "--as", copy, "--force"], timeout: 900)
         #expect(r.status == 0, "\(r.err)")
         #expect(try lab.ssh("cmp /dev/vg0/\(g) /dev/vg0/\(copy) && echo same") == "same\n", "swapped in whole")
         #expect(try lab.ssh(ours) == "0\n", "the replaced LV removed")

@@ -56,6 +56,27 @@ struct RestoreCopyHostTests {
         #expect(!defined.contains("/consoles/web02"))
     }
 
+    /// Found in the sweep of issue #19 (item 5's class): `restore --as` replaced a file or LV that
+    /// already had the copy's name, and removed it after the define; it may be another VM's disk.
+    @Test("restore --as never replaces a disk that is there already, unless --force")
+    func aCopyNeverReplacesAnExistingDisk() throws {
+        let s = try sandbox { _, disk in Self.domain(disk: disk) }
+        s.dir.write("sandbox/images/web02-vda.raw", "somebody's disk")
+        #expect {
+            _ = try s.restorer.restore(.init(vm: s.vm, newName: "web02"))
+        } throws: { error in
+            "\(error)".contains("web02-vda.raw exists on kvm1") && "\(error)".contains("--force")
+        }
+        #expect(s.changes.isEmpty, "\(s.changes)")
+        #expect(
+            try String(contentsOfFile: s.sandbox.sandbox + "/images/web02-vda.raw", encoding: .utf8)
+                == "somebody's disk")
+        _ = try s.restorer.restore(.init(vm: s.vm, newName: "web02", force: true))
+        #expect(
+            FileManager.default.contents(atPath: s.sandbox.sandbox + "/images/web02-vda.raw")
+                == Data(repeating: 7, count: 64 << 10))
+    }
+
     func restoreTest(_ s: RestoreSandbox, profile: String = "RestoreTestSeconds=1\n") throws -> RestoreTest {
         s.dir.write("vmsnapshot.d/web01", profile)
         let configuration = try Configuration.load(directory: s.dir.path)

@@ -91,7 +91,7 @@ public struct BackupRestorer: Sendable {
         let t0 = Date()
         let id = Timestamps.compact(Date())
         let disks = try RestorePreflight(host: host, id: id).plan(
-            manifest, rename: request.newName.map { (from: request.vm, to: $0) })
+            manifest, rename: request.newName.map { (from: request.vm, to: $0) }, replacing: request.force)
         log.info("every disk fits where it goes", metadata: ["seconds": "\(StepClock.seconds(since: t0))"])
         let paths = Dictionary(disks.map { ($0.target, $0.path) }, uniquingKeysWith: { first, _ in first })
         let xml = try domainXML(manifest, backup: backup, request: request, paths: paths, log: log)

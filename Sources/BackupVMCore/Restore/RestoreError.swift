@@ -29,6 +29,8 @@ public enum RestoreError: Error, CustomStringConvertible, Sendable, Equatable {
     case unusableDomainXML(vm: String, id: String, detail: String)
     /// A directory the domain's consoles or logs write into is missing on the target host.
     case missingDirectory(path: String, host: String, name: String)
+    /// A copy's disk would go where a file or LV exists already (it may be another VM's disk).
+    case copyTargetExists(paths: [String], host: String, name: String)
 
     /// A volume group (or thin pool) without room for the new LVs of a restore.
     public struct NoSpace: Sendable, Equatable {
@@ -84,6 +86,12 @@ public enum RestoreError: Error, CustomStringConvertible, Sendable, Equatable {
                 + " --as); nothing was touched"
         case .unusableDomainXML(let vm, let id, let detail):
             return "backup \(id) of \(vm) cannot be defined as restored: \(detail); nothing was touched"
+        case .copyTargetExists(let paths, let host, let name):
+            return
+                "\(paths.joined(separator: ", ")) exist\(paths.count == 1 ? "s" : "") on \(host): the copy \(name)'s disks"
+                + " would replace \(paths.count == 1 ? "it" : "them") (another VM's disk, or a copy made earlier);"
+                + " restore under another name, remove \(paths.count == 1 ? "it" : "them"), or pass --force to replace"
+                + " \(paths.count == 1 ? "it" : "them"); nothing was touched"
         case .missingDirectory(let path, let host, let name):
             return "\(path) does not exist on \(host): \(name)'s console, serial port or log writes there and it could"
                 + " not start; create it (mkdir -p \(path), owned as on the original's host) and restore again;"

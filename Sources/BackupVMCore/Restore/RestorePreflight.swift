@@ -8,8 +8,11 @@ struct RestorePreflight {
     /// The restore's ID (its start), in the names of our new and replaced LVs and files.
     let id: String
 
-    /// The disks of `manifest`, each with its way back; `rename` for a copy under a new name.
-    func plan(_ manifest: Manifest, rename: (from: String, to: String)?) throws -> [any DiskRestore] {
+    /// The disks of `manifest`, each with its way back; `rename` for a copy under a new name, whose
+    /// disks never replace a file or LV that exists (it may be another VM's) unless `replacing`.
+    func plan(_ manifest: Manifest, rename: (from: String, to: String)?, replacing: Bool = false) throws
+        -> [any DiskRestore]
+    {
         let images = manifest.disks
         var destinations = try resolveBlocks(
             images, images.map { RestoreDestination($0, formatVersion: manifest.formatVersion) })
@@ -31,7 +34,31 @@ struct RestorePreflight {
                 restores.append(DeviceRestore(host: host, image: image, path: path))
             }
         }
+        if let rename, !replacing { try refuseExisting(restores, name: rename.to) }
         return restores
+    }
+
+    /// A copy's destinations that exist already: LVs LVM reported, files and links found by one question.
+    func refuseExisting(_ restores: [any DiskRestore], name: String) throws {
+        var existing = restores.compactMap { ($0 as? VolumeRestore)?.existing != nil ? $0.path : nil }
+        let files = restores.compactMap { $0 as? FileRestore }.map(\.path)
+        if !files.isEmpty {
+            let script = files.enumerated().map { i, p in
+                "if [ -e \(ShellQuote.quote(p)) ] || [ -L \(ShellQuote.quote(p)) ]; then echo \(i); fi"
+            }
+            let out = try host.run(script.joined(separator: "; "), what: "checking where the copy's disks go")
+            for line in out.split(separator: "\n") {
+                guard let i = Int(line.trimmingCharacters(in: .whitespaces)), files.indices.contains(i) else {
+                    throw RemoteError.protocolViolation(
+                        host: host.name, what: "checking where the copy's disks go", detail: "unexpected line '\(line)'"
+                    )
+                }
+                existing.append(files[i])
+            }
+        }
+        guard existing.isEmpty else {
+            throw RestoreError.copyTargetExists(paths: existing, host: host.name, name: name)
+        }
     }
 
     /// Two disks going to one place would overwrite each other (a copy's names can meet: `a` and
